@@ -1,0 +1,247 @@
+"""The one place that discovers, validates and builds artzoo plugins.
+
+Plugins are Python entry points in three groups: ``zoo.models``, ``zoo.tasks`` and
+``zoo.datasets``. The entry's name is the name users type. Discovery never imports a plugin;
+``load`` does, on first use, and a plugin that fails to import or to meet its contract raises
+:class:`PluginError` naming it and the reason, without touching any other plugin.
+
+Contracts (what ``load`` checks):
+
+* model: a callable with keyword-only, type-hinted options, called as
+  ``builder(num_classes=..., in_chans=..., image_size=..., **options)`` and returning an
+  ``nn.Module``; it names its default task in ``.task`` and may carry ``.defaults``, a dict of
+  dotted config overrides (``{"train.epochs": 10}``).
+* task: a class built as ``Task(model=..., classes=..., **options)`` with the methods the runner
+  drives (:data:`TASK_METHODS`).
+* dataset: a callable ``builder(split=..., image_size=..., **options)`` returning a torch
+  Dataset of ``(float C×H×W tensor in [0, 1], int label)`` items with ``.classes``.
+
+Options are the builder's keyword-only parameters with defaults, typed by their annotations;
+``Annotated[float, pydantic.Field(gt=0, description="...")]`` adds a constraint and a help text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import os
+import typing
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+GROUPS = {"model": "zoo.models", "task": "zoo.tasks", "dataset": "zoo.datasets"}
+# Arguments the runner supplies itself, so they are not user options.
+PROVIDED = {
+    "model": {"num_classes", "in_chans", "image_size"},
+    "task": {"model", "classes"},
+    "dataset": {"split", "image_size"},
+}
+TASK_METHODS = ("training_step", "eval_step", "eval_metrics", "images", "finalize")
+# The dataset used for a path given as the dataset name.
+FOLDER_DATASET = "folder"
+
+
+class PluginError(RuntimeError):
+    """A plugin is unknown, fails to import, or does not meet its contract."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered plugin, known by name without importing it."""
+
+    kind: str
+    name: str
+    value: str  # "module:attr"
+    dist: str
+    version: str
+
+    @property
+    def module(self) -> str:
+        return self.value.partition(":")[0]
+
+    @property
+    def origin(self) -> str:
+        return f"{self.dist} {self.version}"
+
+
+@functools.cache
+def entries(kind: str) -> dict[str, Entry]:
+    """Every registered plugin of ``kind`` ("model", "task", "dataset"), by name, unloaded."""
+    group = GROUPS[kind]
+    found: dict[str, Entry] = {}
+    for ep in entry_points(group=group):
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        if ep.name in found and found[ep.name].value != ep.value:
+            warnings.warn(
+                f"{group} entry {ep.name!r} is registered twice ({found[ep.name].origin} and "
+                f"{dist} {version}); using the first",
+                stacklevel=2,
+            )
+            continue
+        found[ep.name] = Entry(kind, ep.name, ep.value, dist, version)
+    return dict(sorted(found.items()))
+
+
+def resolve(kind: str, name: str) -> Entry:
+    """The entry registered as ``name``, or whose module path is ``name`` (``zoo.cond_ae``)."""
+    known = entries(kind)
+    if name in known:
+        return known[name]
+    by_module = [e for e in known.values() if e.module == name]
+    if len(by_module) == 1:
+        return by_module[0]
+    close = difflib.get_close_matches(name, list(known) + [e.module for e in known.values()], n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise PluginError(
+        f"unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(known) or '(none)'}. "
+        f"Run `python -m runners.run --list` to see every plugin."
+    )
+
+
+@functools.cache
+def load(kind: str, name: str) -> Any:
+    """Import the plugin and check its contract; a failure names the plugin and the reason."""
+    entry = resolve(kind, name)
+    try:
+        obj = EntryPoint(entry.name, entry.value, GROUPS[kind]).load()
+    except Exception as exc:  # any import-time failure is the plugin's, not ours
+        raise PluginError(
+            f"{kind} plugin {entry.name!r} ({entry.value}, from {entry.origin}) failed to "
+            f"import: {type(exc).__name__}: {exc}"
+        ) from exc
+    problem = _contract_problem(kind, obj)
+    if problem:
+        raise PluginError(
+            f"{kind} plugin {entry.name!r} ({entry.value}, from {entry.origin}) does not meet "
+            f"the {kind} contract: {problem}"
+        )
+    return obj
+
+
+def _contract_problem(kind: str, obj: Any) -> str | None:
+    if not callable(obj):
+        return f"{obj!r} is not callable"
+    try:
+        params = _signature(obj).parameters
+    except (TypeError, ValueError) as exc:
+        return f"its signature cannot be read ({exc})"
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    missing = [p for p in sorted(PROVIDED[kind]) if p not in params and not accepts_any]
+    if missing:
+        return f"it must accept the keyword argument(s) {', '.join(missing)}"
+    if kind == "model":
+        task = getattr(obj, "task", None)
+        if not isinstance(task, str):
+            return "it must name its default task as a string attribute `.task` (e.g. 'classify')"
+        if not isinstance(getattr(obj, "defaults", {}), dict):
+            return "`.defaults` must be a dict of dotted config overrides"
+    if kind == "task":
+        absent = [m for m in TASK_METHODS if not callable(getattr(obj, m, None))]
+        if absent:
+            return f"it lacks the method(s) {', '.join(absent)}"
+    return None
+
+
+def errors() -> dict[tuple[str, str], str]:
+    """Every plugin that fails to load, with the reason; the others are unaffected."""
+    failed = {}
+    for kind in GROUPS:
+        for name in entries(kind):
+            try:
+                load(kind, name)
+            except PluginError as exc:
+                failed[kind, name] = str(exc)
+    return failed
+
+
+# -- options -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One user-settable keyword of a plugin, read from its signature."""
+
+    name: str
+    annotation: Any  # the full annotation, constraints included; validate with pydantic
+    default: Any
+    help: str
+
+    @property
+    def type_name(self) -> str:
+        base = typing.get_args(self.annotation)[0] if _is_annotated(self.annotation) else self.annotation
+        if typing.get_origin(base) is typing.Literal:
+            return "|".join(str(a) for a in typing.get_args(base))
+        return getattr(base, "__name__", None) or str(base).replace("typing.", "")
+
+
+def options(obj: Any, kind: str) -> list[Option]:
+    """The keyword-only options of a plugin builder (what users set as ``model.x=...`` etc.)."""
+    sig = _signature(obj)
+    hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj, include_extras=True)
+    found = []
+    for p in sig.parameters.values():
+        if p.kind is not p.KEYWORD_ONLY or p.name in PROVIDED[kind] or p.default is p.empty:
+            continue
+        annotation = hints.get(p.name, type(p.default) if p.default is not None else Any)
+        found.append(Option(p.name, annotation, p.default, _help(annotation)))
+    return found
+
+
+def _signature(obj: Any) -> inspect.Signature:
+    return inspect.signature(obj.__init__ if inspect.isclass(obj) else obj)
+
+
+def _is_annotated(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is typing.Annotated
+
+
+def _help(annotation: Any) -> str:
+    if not _is_annotated(annotation):
+        return ""
+    for meta in annotation.__metadata__:
+        if isinstance(meta, str):
+            return meta
+        if getattr(meta, "description", None):
+            return meta.description
+    return ""
+
+
+# -- builders ----------------------------------------------------------------------------------
+
+
+def model(name: str, *, num_classes: int, in_chans: int = 3, image_size: int = 64, **options: Any):
+    """Build a registered model."""
+    return load("model", name)(num_classes=num_classes, in_chans=in_chans, image_size=image_size, **options)
+
+
+def task(name: str, *, model: Any, classes: list[str], **options: Any):
+    """Build a registered task around a model."""
+    return load("task", name)(model=model, classes=classes, **options)
+
+
+def dataset_entry(name_or_path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """The dataset plugin for a name or a folder path, and the options that the path implies."""
+    text = os.fspath(name_or_path)
+    if text in entries("dataset"):
+        return text, {}
+    if os.sep in text or Path(text).exists() or text.startswith((".", "~")):
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise PluginError(f"dataset folder {text!r} does not exist")
+        if not path.is_dir():
+            raise PluginError(f"dataset {text!r} is a file; give the folder that holds the images")
+        return FOLDER_DATASET, {"root": str(path.resolve())}
+    return resolve("dataset", text).name, {}
+
+
+def dataset(name_or_path: str | os.PathLike, split: str = "train", image_size: int = 64, **options: Any):
+    """A registered dataset (by name) or a folder of images (by path), as a torch Dataset."""
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"split must be 'train', 'valid' or 'test', not {split!r}")
+    name, implied = dataset_entry(name_or_path)
+    return load("dataset", name)(split=split, image_size=image_size, **implied, **options)

@@ -1,0 +1,95 @@
+"""The task interface: what the runner's one training loop calls.
+
+A task owns its loss, its metrics and its artifacts; the runner owns the loop, the device,
+mixed precision, the optimizer of the model, distribution, checkpoints and MLflow. A task
+plugin subclasses :class:`Task` (or provides the same methods) and is registered in the
+``zoo.tasks`` entry-point group. Its keyword-only ``__init__`` options become ``train.*`` keys.
+
+Call order, per run::
+
+    task = Task(model=model, classes=classes, **options)
+    task.setup(train_set, device)               # once, before training (every rank)
+    task.sample_weights(labels)                 # per-item weights for a weighted sampler, or None
+    for each batch: task.training_step(x, y)    # -> {"loss": tensor, ...}; runner backprops
+    each epoch:  task.eval_step(x, y) per val batch -> per-item tensors, gathered over ranks,
+                 task.eval_metrics(outputs)     # -> {"loss": ..., "acc": ...} logged as val/*
+                 task.images(x, y)              # -> {"name": H×W×3 uint8 grid} under images/
+    at the end:  the same eval on the test split, logged as test/*, then (rank 0 only)
+                 task.finalize(train_set=..., test_set=..., out=dir, device=...)
+                                                # writes embeddings/, restyle/, plots/ under
+                                                # out and returns more test metrics
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Task:
+    """Base class with the defaults; subclasses override what they need."""
+
+    # The validation metric that picks checkpoints/best.pt (logged as val/<main_metric>).
+    main_metric: ClassVar[str] = "loss"
+    greater_is_better: ClassVar[bool] = False
+    # Whether training uses class labels (a weighted sampler is refused for tasks that do not).
+    uses_labels: ClassVar[bool] = True
+
+    def __init__(self, *, model: nn.Module, classes: list[str]) -> None:
+        # During training the runner may swap in a DistributedDataParallel wrapper: call
+        # self.model(...) (forward) in training_step so gradients are synchronised, and use
+        # self.net (the bare module) for anything else.
+        self.model = model
+        self.classes = list(classes)
+
+    @property
+    def net(self) -> nn.Module:
+        return getattr(self.model, "module", self.model)
+
+    def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
+        """Prepare from the training set (class weights, extra modules) before the first step."""
+
+    def sample_weights(self, labels: np.ndarray) -> np.ndarray | None:
+        """Per-item sampling weights for the training set, or None for uniform shuffling."""
+        return None
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss of one batch as ``{"loss": scalar, **other scalars to log}``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-item results of one evaluation batch (first dimension = batch)."""
+        raise NotImplementedError
+
+    def eval_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics from the concatenated per-item results of a whole split."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
+        """Picture grids (H×W×3 uint8) of a fixed validation batch, logged every epoch."""
+        return {}
+
+    def finalize(
+        self,
+        *,
+        train_set: torch.utils.data.Dataset,
+        test_set: torch.utils.data.Dataset,
+        out: Path,
+        device: torch.device,
+    ) -> dict[str, float]:
+        """End-of-training analysis: write artifacts under ``out``; return more test metrics,
+        named without the ``test/`` prefix (the runner adds it)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """Extra state to checkpoint (auxiliary networks, their optimizers)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
