@@ -1,0 +1,148 @@
+"""The command line: ``python -m runners.run ENTRY [key=value ...]``.
+
+    python -m runners.run ENTRY [key=value ...]   train and evaluate; last line `run_id: <id>`
+    python -m runners.run --list                  every model, task and dataset, with origin
+    python -m runners.run ENTRY --help            every config key, its type, default, meaning
+    python -m runners.run ENTRY --dry-run [...]   the resolved config, nothing run
+
+Exit status: 0 done, 1 the run failed, 2 a bad command line (nothing was run), 130/143 stopped
+by Ctrl-C/SIGTERM after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+import registry
+from runners import config as config_mod
+from runners.config import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    if argv[0] == "--list":
+        print(listing())
+        return 0
+    entry, rest = argv[0], argv[1:]
+    flags = {a for a in rest if a.startswith("--")}
+    overrides = [a for a in rest if not a.startswith("--")]
+    unknown = flags - {"--help", "-h", "--dry-run"}
+    try:
+        if unknown:
+            raise ConfigError(f"unknown flag(s) {', '.join(sorted(unknown))}; flags are --list, --help, --dry-run")
+        if "--help" in flags or "-h" in rest:
+            data = next((o.partition("=")[2] for o in overrides if o.startswith("data=")), None)
+            print(config_mod.describe(entry, data))
+            return 0
+        cfg = _resolve(entry, overrides)
+    except (ConfigError, registry.PluginError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if "--dry-run" in flags:
+        print(json.dumps(cfg, indent=2))
+        return 0
+
+    from runners import train as train_mod  # heavy imports only when training
+
+    try:
+        if cfg["seeds"]:
+            result = train_seeds(cfg)
+        else:
+            result = train_mod.train(cfg)
+    except train_mod.Stopped as exc:
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        from runners import dist
+
+        dist.shutdown()
+    if _is_main():
+        print(f"run_id: {result['run_id']}", flush=True)
+    return 0
+
+
+def _resolve(entry: str, overrides: list[str]) -> dict:
+    resume = next((o.partition("=")[2] for o in overrides if o.startswith("resume=")), "")
+    if not resume:
+        return config_mod.resolve(entry, overrides)
+    others = [o for o in overrides if not o.startswith("resume=")]
+    if others:
+        raise ConfigError(f"resume= continues a run with its own config; drop {' '.join(others)}")
+    from runners.tracking import Run
+
+    try:
+        path = Run(resume).download("config.json")
+    except Exception as exc:
+        raise ConfigError(f"resume={resume}: no such run with a config.json in the tracking store ({exc})") from None
+    cfg = json.loads(path.read_text())
+    for key in ("num_classes", "in_chans", "classes"):
+        cfg.pop(key, None)
+    cfg["resume"] = resume
+    return cfg
+
+
+def train_seeds(cfg: dict) -> dict:
+    """One child run per seed under a parent run that logs each test metric's mean and std."""
+    from runners.train import train
+    from runners.tracking import Run, check_store
+
+    check_store()
+    parent = Run.start(cfg["experiment"], name=f"{cfg['entry']}-seeds-{'-'.join(map(str, cfg['seeds']))}")
+    parent.log_config(cfg, {"zoo.entry": cfg["entry"], "zoo.model": cfg["model"]["name"],
+                            "zoo.task": cfg["task"]["name"], "zoo.dataset": cfg["data"]["name"],
+                            "zoo.seeds": json.dumps(cfg["seeds"])})
+    results = []
+    try:
+        for seed in cfg["seeds"]:
+            results.append(train({**cfg, "seed": seed, "seeds": []}, parent=parent.id))
+    except BaseException:
+        parent.end("FAILED")
+        raise
+    summary = {}
+    for key in sorted(results[0]):
+        if key == "run_id":
+            continue
+        values = np.array([r[key] for r in results if key in r], dtype=float)
+        summary[f"{key}_mean"] = float(values.mean())
+        summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    parent.log_metrics(summary, step=0)
+    parent.end("FINISHED")
+    print("over seeds: " + ", ".join(f"{k.removesuffix('_mean')}={summary[k]:.4g}±{summary[k[:-5] + '_std']:.2g}"
+                                     for k in summary if k.endswith("_mean")), flush=True)
+    return {**summary, "run_id": parent.id}
+
+
+def listing() -> str:
+    """Every model, task and dataset with its origin; broken plugins with their reason."""
+    lines = []
+    for kind in registry.GROUPS:
+        lines.append(f"{kind}s:")
+        for name, entry in registry.entries(kind).items():
+            try:
+                obj = registry.load(kind, name)
+                extra = f"  (task {obj.task})" if kind == "model" else ""
+                lines.append(f"  {name:<14} {entry.value:<32} {entry.origin}{extra}")
+            except registry.PluginError as exc:
+                lines.append(f"  {name:<14} {entry.value:<32} {entry.origin}  BROKEN: {exc}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

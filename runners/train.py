@@ -1,0 +1,451 @@
+"""The one training loop: any model, task and dataset the registry knows, on CPU, GPU or torchrun.
+
+``train(cfg)`` is the callable entry (tests and benchmarks call it); ``runners.run`` only parses
+the command line. The task supplies loss, metrics and artifacts (zoo/task.py); this module owns
+the device, precision, optimizer, sampling, distribution, checkpoints and MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import registry
+from runners import checkpoint, dist, loader
+from runners.tracking import Run, check_store, git_commit
+
+NUM_PREVIEW = 8  # validation images shown in the per-epoch grids
+
+
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C arrived; the run was checkpointed and marked KILLED."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def runs_root() -> Path:
+    """Local run folders (checkpoints first land here): ``$ARTZOO_RUNS``, else ./artzoo_runs."""
+    return Path(os.environ.get("ARTZOO_RUNS", "artzoo_runs")).resolve()
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # the epoch in progress (or next to start)
+    step: int = 0  # optimizer steps taken, over the whole run
+    batch: int = 0  # batches of `epoch` already trained
+    best: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
+    """Train and evaluate one run of ``cfg`` (from :func:`runners.config.resolve`).
+
+    Returns the test metrics with ``run_id``. The MLflow run ends FINISHED, FAILED (an exception,
+    a non-finite loss) or KILLED (SIGTERM, Ctrl-C; a checkpoint is saved first).
+    """
+    t = cfg["train"]
+    device = pick_device(t["device"])
+    world = dist.init(device.type)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    seed_everything(cfg["seed"], t["deterministic"])
+
+    sets = _datasets(cfg, world)
+    classes = list(sets["train"].classes)
+    in_chans = int(sets["train"][0][0].shape[0])
+    image_size = cfg["data"]["image_size"]
+    model_opts = {k: v for k, v in cfg["model"].items() if k != "name"}
+    model = registry.model(cfg["model"]["name"], num_classes=len(classes), in_chans=in_chans,
+                           image_size=image_size, **model_opts).to(device)
+    task_cls = registry.load("task", cfg["task"]["name"])
+    task_opts = {o.name: t[o.name] for o in registry.options(task_cls, "task")}
+    task = task_cls(model=model, classes=classes, **task_opts)
+    task.setup(sets["train"], device)
+
+    steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, steps_per_epoch * t["epochs"]))
+    state = _State()
+
+    run = None
+    if world.main:
+        check_store()
+        run = Run.start(cfg["experiment"], parent=parent, resume=cfg["resume"] or None,
+                        name=f"{cfg['entry']}-seed{cfg['seed']}")
+    run_id = dist.broadcast(run.id if run else None, world)
+    run_dir = runs_root() / run_id
+    if world.main:
+        print(f"run_id: {run_id} (resume with `python -m runners.run {cfg['entry']} resume={run_id}`)", flush=True)
+
+    if cfg["resume"]:
+        ckpt = checkpoint.load(_resume_checkpoint(run_dir, run))
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        task.load_state_dict(ckpt["task"])
+        state = _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
+        checkpoint.set_rng_state(ckpt["rng"])
+    elif run:
+        run.log_config({**cfg, "num_classes": len(classes), "in_chans": in_chans, "classes": classes},
+                       _tags(cfg, classes, device, world))
+        for split, ds in sets.items():
+            run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
+
+    train_model: nn.Module = model
+    if device.type == "cuda":
+        train_model = train_model.to(memory_format=torch.channels_last)
+    if t["compile"]:
+        train_model = torch.compile(train_model)
+    if world.distributed:
+        train_model = nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    task.model = train_model
+
+    ctx = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, run_dir, state, steps_per_epoch)
+    stop = _StopFlag()
+    try:
+        with stop:
+            ctx.fit(stop)
+            metrics = ctx.test()
+        if run:
+            run.end("FINISHED")
+        return {**metrics, "run_id": run_id}
+    except Stopped as exc:
+        if run:
+            print(f"\nstopped by {exc}; checkpoint saved. Continue with "
+                  f"`python -m runners.run {cfg['entry']} resume={run_id}`", file=sys.stderr, flush=True)
+            run.end("KILLED")
+        raise
+    except BaseException as exc:
+        if run:
+            _log_failure(run, exc)
+            run.end("FAILED")
+        raise
+    finally:
+        task.model = model
+
+
+class _StopFlag:
+    """Turns SIGTERM (and Ctrl-C) into a flag the loop checks between steps."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        if threading_main():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+@dataclass
+class _Loop:
+    cfg: dict
+    task: Any
+    model: nn.Module  # the bare module (checkpoints, evaluation)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sets: dict
+    device: torch.device
+    world: dist.World
+    run: Run | None
+    run_dir: Path
+    state: _State
+    steps_per_epoch: int
+
+    def __post_init__(self) -> None:
+        t = self.cfg["train"]
+        self.t = t
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                         if self.device.type == "cuda" and t["precision"] in ("auto", "bf16")
+                         else contextlib.nullcontext())
+        labels = np.asarray(self.sets["train"].targets) if hasattr(self.sets["train"], "targets") else None
+        self.weights = self.task.sample_weights(labels) if labels is not None else None
+        self.main_key = f"val/{self.task.main_metric}"
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, stop: _StopFlag) -> None:
+        s, t = self.state, self.t
+        epochs = tqdm(range(s.epoch, t["epochs"]), desc="epochs", unit="epoch", disable=None if self.world.main else True,
+                      initial=s.epoch, total=t["epochs"])
+        for epoch in epochs:
+            s.epoch = epoch
+            self._train_epoch(epoch, stop)
+            val = self.evaluate("valid")
+            self.state.batch = 0
+            self.state.epoch = epoch + 1
+            if self.world.main:
+                self._log(val, step=epoch + 1)
+                self._log_images(epoch + 1)
+                improved = self._is_best(val)
+                if improved:
+                    s.best = val[self.main_key]
+                s.history.append({"epoch": epoch + 1, **val})
+                self._save("last.pt", log=True)
+                if improved:
+                    self._save("best.pt", log=True)
+                line = f"epoch {epoch + 1}/{t['epochs']}: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items())
+                tqdm.write(line) if epochs.disable is False else print(line, flush=True)
+
+    def _train_epoch(self, epoch: int, stop: _StopFlag) -> None:
+        s, t = self.state, self.t
+        order = dist.epoch_order(len(self.sets["train"]), seed=self.cfg["seed"], epoch=epoch, world=self.world,
+                                 weights=self.weights)
+        order = order[: self.steps_per_epoch * t["batch_size"]]
+        gen = torch.Generator().manual_seed(self.cfg["seed"] * 7919 + epoch)
+        batches = loader.batches(self.sets["train"], order, t["batch_size"], device=self.device,
+                                 workers=self.cfg["data"]["workers"], generator=gen, skip=s.batch,
+                                 channels_last=self.device.type == "cuda")
+        self.task.model.train()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, initial=s.batch,
+                   total=self.steps_per_epoch, disable=None if self.world.main else True)
+        seen, started = 0, time.perf_counter()
+        for images, labels in bar:
+            if self.cfg["data"]["augment"]:
+                images = _flip(images)
+            with self.autocast:
+                out = self.task.training_step(images, labels)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {loss.item()} at step {s.step + 1} (epoch {epoch + 1}); the last good "
+                    f"checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. Lower train.lr or set train.grad_clip.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t["grad_clip"]:
+                nn.utils.clip_grad_norm_(self.model.parameters(), t["grad_clip"])
+            self.optimizer.step()
+            self.scheduler.step()
+            s.step += 1
+            s.batch += 1
+            seen += len(images)
+            rate = seen * self.world.size / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}")
+            if self.world.main and s.step % t["log_every"] == 0:
+                logs = {f"train/{k}": float(v) for k, v in out.items()}
+                self._log({**logs, "train/lr": self.scheduler.get_last_lr()[0], "train/images_per_s": rate}, s.step)
+            if t["checkpoint_every"] and s.step % t["checkpoint_every"] == 0 and self.world.main:
+                self._save("last.pt", log=False)
+            if stop.signum is not None:
+                if self.world.main:
+                    self._save("last.pt", log=True)
+                raise Stopped(stop.signum)
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        data = self.sets[split]
+        share = dist.eval_share(len(data), self.world)
+        self.model.eval()
+        parts: dict[str, list[np.ndarray]] = {}
+        for images, labels in loader.batches(data, share, self.t["batch_size"], device=self.device,
+                                             workers=self.cfg["data"]["workers"]):
+            with self.autocast:
+                out = self.task.eval_step(images, labels)
+            for k, v in out.items():
+                parts.setdefault(k, []).append(v.detach().float().cpu().numpy() if v.is_floating_point()
+                                               else v.detach().cpu().numpy())
+        outputs = {k: np.concatenate(v) for k, v in parts.items()}
+        outputs = dist.gather(outputs, share, self.world)
+        prefix = "val" if split == "valid" else split
+        return {f"{prefix}/{k}": float(v) for k, v in self.task.eval_metrics(outputs).items()}
+
+    def test(self) -> dict[str, float]:
+        metrics = self.evaluate("test")
+        if self.world.main:
+            with tempfile.TemporaryDirectory(prefix="artzoo-out-") as tmp:
+                extra = self.task.finalize(train_set=self.sets["train"], test_set=self.sets["test"],
+                                           out=Path(tmp), device=self.device)
+                metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
+                if self.run:
+                    self.run.log_artifacts(Path(tmp))
+            self._log(metrics, step=self.state.epoch)
+            print("test: " + ", ".join(f"{k.removeprefix('test/')}={v:.4g}" for k, v in sorted(metrics.items())),
+                  flush=True)
+        return metrics
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _is_best(self, val: dict[str, float]) -> bool:
+        value = val.get(self.main_key)
+        if value is None or not math.isfinite(value):
+            return self.state.best is None
+        if self.state.best is None:
+            return True
+        return value > self.state.best if self.task.greater_is_better else value < self.state.best
+
+    def _log(self, metrics: dict[str, float], step: int) -> None:
+        if self.run:
+            self.run.log_metrics(metrics, step)
+
+    def _log_images(self, epoch: int) -> None:
+        data = self.sets["valid"]
+        n = min(NUM_PREVIEW, len(data))
+        if not n:
+            return
+        self.model.eval()
+        images, labels = next(loader.batches(data, np.arange(n), n, device=self.device))
+        with self.autocast:
+            grids = self.task.images(images, labels)
+        for name, grid in grids.items():
+            if self.run:
+                self.run.log_image(grid, f"images/{name}_epoch{epoch:03d}.png")
+
+    def _save(self, name: str, *, log: bool) -> None:
+        path = self.run_dir / "checkpoints" / name
+        checkpoint.save(path, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "task": self.task.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "batch": self.state.batch,
+            "best": self.state.best,
+            "history": self.state.history,
+            "run_id": self.run.id if self.run else "",
+            "config": json.dumps(self.cfg),
+        })
+        if log and self.run:
+            self.run.log_artifact(path, "checkpoints")
+
+
+def _datasets(cfg: dict, world: dist.World) -> dict[str, Any]:
+    data = cfg["data"]
+    opts = {k: v for k, v in data.items() if k not in ("name", "augment", "workers", "image_size")}
+
+    def build() -> dict[str, Any]:
+        return {split: registry.dataset(data["name"], split=split, image_size=data["image_size"], **opts)
+                for split in ("train", "valid", "test")}
+
+    # rank 0 fills the decode cache first; the others then only read it
+    if world.distributed and not world.main:
+        torch.distributed.barrier()
+    sets = build()
+    if world.distributed and world.main:
+        torch.distributed.barrier()
+    if world.main:
+        for ds in sets.values():
+            if hasattr(ds, "summary"):
+                print(ds.summary(), flush=True)
+    if len(sets["train"]) == 0:
+        raise ValueError(f"dataset {data['name']!r} has no training images")
+    return sets
+
+
+def _steps_per_epoch(n: int, t: dict, world: dist.World) -> int:
+    per_rank = -(-n // world.size)
+    steps = loader.num_batches(per_rank, t["batch_size"])
+    return min(steps, t["max_steps_per_epoch"]) if t["max_steps_per_epoch"] else steps
+
+
+def _schedule(t: dict, total: int):
+    warmup = t["warmup_steps"]
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if t["schedule"] == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _flip(images: torch.Tensor) -> torch.Tensor:
+    mask = torch.rand(images.shape[0], device="cpu") < 0.5
+    return torch.where(mask.to(images.device)[:, None, None, None], images.flip(-1), images)
+
+
+def _tags(cfg: dict, classes: list[str], device: torch.device, world: dist.World) -> dict[str, str]:
+    tags = {
+        "zoo.entry": cfg["entry"],
+        "zoo.model": cfg["model"]["name"],
+        "zoo.task": cfg["task"]["name"],
+        "zoo.dataset": cfg["data"]["name"],
+        "zoo.classes": json.dumps(classes),
+        "zoo.device": f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "zoo.world_size": str(world.size),
+        "zoo.seed": str(cfg["seed"]),
+    }
+    commit = git_commit()
+    if commit:
+        tags["git.commit"] = commit
+    return tags
+
+
+def _resume_checkpoint(run_dir: Path, run: Run | None) -> Path:
+    local = run_dir / "checkpoints" / "last.pt"
+    if local.exists():
+        return local
+    if run is None:
+        raise FileNotFoundError(f"no checkpoint at {local}")
+    try:
+        return run.download("checkpoints/last.pt")
+    except Exception as exc:
+        raise FileNotFoundError(
+            f"run {run.id} has no checkpoint to resume from (looked in {local} and in its MLflow artifacts)") from exc
+
+
+def _log_failure(run: Run, exc: BaseException) -> None:
+    text = "".join(traceback.format_exception(exc))
+    with contextlib.suppress(Exception):
+        run.client.set_tag(run.id, "zoo.error", f"{type(exc).__name__}: {exc}"[:5000])
+        run.client.log_text(run.id, text, "error.txt")
