@@ -39,3 +39,52 @@ def _isolated_env(session_cache: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", "/tmp/artzoo_numba_cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)
+
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN_PKG = REPO / "tests" / "plugins" / "artzoo-tinynet"
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """The third-party package tests/plugins/artzoo-tinynet, pip-installed into its own folder.
+
+    A real build and install, leaving a real ``.dist-info`` with entry points: put the folder on
+    ``sys.path`` (the ``with_plugin`` fixture) or ``PYTHONPATH`` (subprocesses) to install it.
+    """
+    import subprocess
+    import sys
+
+    site = tmp_path_factory.mktemp("plugin_site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--no-compile", "--target", str(site), str(PLUGIN_PKG)],
+        check=True, capture_output=True, text=True,
+    )
+    # setuptools leaves a build/ folder in the source tree; it is not ours to keep
+    shutil.rmtree(PLUGIN_PKG / "build", ignore_errors=True)
+    return site
+
+
+@pytest.fixture
+def with_plugin(plugin_site: Path, monkeypatch):
+    """The plugin package installed in this process for the duration of a test."""
+    import sys
+
+    import registry
+
+    monkeypatch.syspath_prepend(str(plugin_site))
+    registry.entries.cache_clear()
+    registry.load.cache_clear()
+    yield plugin_site
+    registry.entries.cache_clear()
+    registry.load.cache_clear()
+    for name in ("tinynet", "tinynet_broken"):
+        sys.modules.pop(name, None)
+
+
+def plugin_env(plugin_site: Path) -> dict[str, str]:
+    """Environment for a subprocess that sees the plugin package."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(plugin_site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env

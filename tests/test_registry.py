@@ -1,0 +1,82 @@
+"""Plugin discovery through real entry points: the built-ins, a pip-installed third party, and
+broken plugins that are reported by name without breaking the others."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import registry
+from conftest import plugin_env
+
+BUILTINS = {
+    "model": {"cnn", "timm_net", "ae", "cond_ae"},
+    "task": {"classify", "reconstruct", "restyle"},
+    "dataset": {"synthart", "folder", "digits"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BUILTINS))
+def test_builtins_are_discovered_from_pyproject(kind):
+    found = registry.entries(kind)
+    assert BUILTINS[kind] <= set(found)
+    for name in BUILTINS[kind]:
+        assert found[name].dist == "artzoo"
+        assert found[name].value.startswith("zoo.")
+
+
+def test_builtins_all_load():
+    broken = {key: why for key, why in registry.errors().items() if key[1] in BUILTINS[key[0]]}
+    assert broken == {}
+
+
+def test_module_path_resolves_to_its_entry():
+    assert registry.resolve("model", "zoo.cond_ae").name == "cond_ae"
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(registry.PluginError, match=r"cond_ae") as info:
+        registry.resolve("model", "cond_aee")
+    assert "Registered models" in str(info.value)
+
+
+def test_third_party_plugin_is_discovered_with_its_origin(with_plugin):
+    entry = registry.entries("model")["tinynet"]
+    assert (entry.dist, entry.version) == ("artzoo-tinynet", "0.3.1")
+    net = registry.model("tinynet", num_classes=5, image_size=16, width=6)
+    assert net(torch.rand(2, 3, 16, 16)).shape == (2, 5)
+    assert [o.name for o in registry.options(registry.load("model", "tinynet"), "model")] == ["width"]
+    data = registry.dataset("stripes", split="test", image_size=8)
+    assert data.classes == ["horizontal", "vertical"] and data[0][0].shape == (3, 8, 8)
+
+
+def test_broken_plugins_are_reported_by_name_and_others_still_work(with_plugin):
+    with pytest.raises(registry.PluginError, match=r"'brokennet'.*failed to import.*artzoo_missing_dependency"):
+        registry.load("model", "brokennet")
+    with pytest.raises(registry.PluginError, match=r"'notask'.*default task"):
+        registry.load("model", "notask")
+    failed = registry.errors()
+    assert set(failed) >= {("model", "brokennet"), ("model", "notask")}
+    assert registry.load("model", "tinynet") is not None
+    assert registry.load("model", "cnn") is not None
+
+
+def test_cli_lists_third_party_and_broken_plugins(plugin_site):
+    out = subprocess.run([sys.executable, "-m", "runners.run", "--list"], capture_output=True, text=True,
+                         env=plugin_env(plugin_site), check=True).stdout
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "artzoo-tinynet 0.3.1" in lines["tinynet"] and "BROKEN" not in lines["tinynet"]
+    assert "BROKEN" in lines["brokennet"] and "artzoo_missing_dependency" in lines["brokennet"]
+    assert "artzoo 0.1.0" in lines["cond_ae"] and "BROKEN" not in lines["cond_ae"]
+
+
+def test_a_path_is_routed_to_the_folder_dataset(tmp_path):
+    assert registry.dataset_entry(tmp_path) == ("folder", {"root": str(tmp_path.resolve())})
+    with pytest.raises(registry.PluginError, match="does not exist"):
+        registry.dataset_entry(tmp_path / "missing")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(registry.PluginError, match="is a file"):
+        registry.dataset_entry(tmp_path / "file.txt")

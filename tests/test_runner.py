@@ -1,0 +1,194 @@
+"""Training runs end to end on tiny synthart: the MLflow schema, determinism, resume, statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+import registry
+from conftest import plugin_env
+from runners import config, train
+
+TINY = ["data.size=48", "data.image_size=32", "train.epochs=2", "train.batch_size=16", "train.log_every=1"]
+BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dist == "artzoo"]
+TASK_METRICS = {
+    "classify": ["test/acc", "test/macro_f1", "test/balanced_acc"],
+    "reconstruct": ["test/mse", "test/psnr", "test/ssim", "test/cluster_nmi_pca", "test/cluster_ari_pca",
+                    "test/silhouette_pca"],
+    "restyle": ["test/restyle_acc", "test/restyle_psnr_gt", "test/restyle_psnr_gt_baseline", "test/identity_psnr"],
+}
+TASK_ARTIFACTS = {
+    "classify": ["plots/confusion_matrix.png", "tables/per_class.csv"],
+    "reconstruct": ["embeddings/test.npz"],
+    "restyle": ["restyle/test.npz"],
+}
+
+
+def run(entry: str, *overrides: str) -> dict:
+    return train.train(config.resolve(entry, [*TINY, *overrides]))
+
+
+def artifacts(run_id: str, path: str = "") -> set[str]:
+    client, found, todo = MlflowClient(), set(), [path]
+    while todo:
+        for info in client.list_artifacts(run_id, todo.pop() or None):
+            (todo.append(info.path) if info.is_dir else found.add(info.path))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", BUILTIN_MODELS)
+def test_each_builtin_entry_leaves_the_schema_in_mlflow(entry):
+    result = run(entry)
+    r = mlflow.get_run(result["run_id"])
+    assert r.info.status == "FINISHED"
+    task = r.data.tags["zoo.task"]
+    assert r.data.tags["zoo.entry"] == entry and r.data.tags["zoo.model"] == entry
+    assert r.data.tags["zoo.dataset"] == "synthart"
+    classes = json.loads(r.data.tags["zoo.classes"])
+    assert classes == sorted(classes) and len(classes) >= 8
+    assert {"train.lr", "train.epochs", "data.image_size", "seed"} <= set(r.data.params)
+    assert r.data.params["data.image_size"] == "32"
+    for name in TASK_METRICS[task]:
+        assert name in r.data.metrics, name
+        assert np.isfinite(r.data.metrics[name])
+    assert "train/loss" in r.data.metrics and f"val/{registry.load('task', task).main_metric}" in r.data.metrics
+    steps = MlflowClient().get_metric_history(result["run_id"], "train/loss")
+    assert len(steps) == len({m.step for m in steps}) > 2
+    files = artifacts(result["run_id"])
+    assert {"config.json", "checkpoints/last.pt", "checkpoints/best.pt", *TASK_ARTIFACTS[task]} <= files
+    assert any(f.startswith("images/") and f.endswith("_epoch002.png") for f in files)
+    assert r.inputs.dataset_inputs, "the dataset is logged as a run input"
+    ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="checkpoints/last.pt"),
+                      weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["run_id"] == result["run_id"]
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
+    a = run("cnn", "seed=3")
+    b = run("cnn", "seed=3")
+    c = run("cnn", "seed=4")
+    strip = lambda m: {k: v for k, v in m.items() if k != "run_id"}
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+    history = [[m.value for m in MlflowClient().get_metric_history(r["run_id"], "train/loss")] for r in (a, b)]
+    assert history[0] == history[1]
+
+
+def cli(*args: str, env=None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runners.run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kw)
+
+
+def wait_for(proc: subprocess.Popen, text: str, timeout: float = 240) -> list[str]:
+    lines, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed:\n{''.join(lines)}")
+
+
+def run_id_of(lines: list[str]) -> str:
+    return next(line.split()[1] for line in lines if line.startswith("run_id: "))
+
+
+@pytest.mark.slow
+def test_sigterm_marks_killed_and_resume_matches_an_uninterrupted_run():
+    args = ["cnn", *TINY, "train.epochs=3", "seed=5"]
+    whole = train.train(config.resolve("cnn", args[1:]))
+
+    proc = cli(*args)
+    lines = wait_for(proc, "epoch 1/3")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    run_id = run_id_of(lines)
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    assert "checkpoints/last.pt" in artifacts(run_id)
+
+    resumed = subprocess.run([sys.executable, "-m", "runners.run", "cnn", f"resume={run_id}"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == f"run_id: {run_id}"
+    r = mlflow.get_run(run_id)
+    assert r.info.status == "FINISHED"
+    for key, value in whole.items():
+        if key.startswith("test/"):
+            assert r.data.metrics[key] == value, key
+    steps = [m.step for m in MlflowClient().get_metric_history(run_id, "train/loss")]
+    assert sorted(set(steps)) == sorted(steps), "steps continue, never repeat"
+
+
+def test_an_exception_marks_the_run_failed_with_the_error(plugin_site):
+    proc = subprocess.run([sys.executable, "-m", "runners.run", "failnet", *TINY], capture_output=True, text=True,
+                          env=plugin_env(plugin_site), timeout=300)
+    assert proc.returncode == 1
+    assert "failnet broke on purpose" in proc.stderr
+    run = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])[0]
+    assert run.info.status == "FAILED"
+    assert "failnet broke on purpose" in run.data.tags["zoo.error"]
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step(plugin_site):
+    proc = subprocess.run([sys.executable, "-m", "runners.run", "failnet", "model.nan=true", "model.fail_at=2", *TINY],
+                          capture_output=True, text=True, env=plugin_env(plugin_site), timeout=300)
+    assert proc.returncode == 1
+    assert "at step 2" in proc.stderr
+    run = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])[0]
+    assert run.info.status == "FAILED"
+
+
+def test_a_third_party_model_trains_through_the_runner(plugin_site):
+    proc = subprocess.run([sys.executable, "-m", "runners.run", "tinynet", "data=stripes", "train.epochs=2"],
+                          capture_output=True, text=True, env=plugin_env(plugin_site), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run = mlflow.get_run(proc.stdout.strip().splitlines()[-1].split()[1])
+    assert run.info.status == "FINISHED" and run.data.tags["zoo.model"] == "tinynet"
+    assert run.data.metrics["test/acc"] > 0.5
+
+
+@pytest.mark.slow
+def test_seeds_make_child_runs_under_a_parent_with_mean_and_std():
+    proc = subprocess.run([sys.executable, "-m", "runners.run", "cnn", *TINY, "train.epochs=1", "seeds=0,1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    parent = mlflow.get_run(proc.stdout.strip().splitlines()[-1].split()[1])
+    children = MlflowClient().search_runs([parent.info.experiment_id],
+                                          f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 2
+    accs = [c.data.metrics["test/acc"] for c in children]
+    assert parent.data.metrics["test/acc_mean"] == pytest.approx(np.mean(accs))
+    assert parent.data.metrics["test/acc_std"] == pytest.approx(np.std(accs, ddof=1))
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_train_one_run(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "runners.run", "cnn", *TINY, "train.imbalance=sampler"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ids = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("run_id: ")]
+    assert len(set(run_ids)) == 1, "only rank 0 logs"
+    runs = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED" and r.data.tags["zoo.world_size"] == "2"
+    test_set = registry.dataset("synthart", split="test", image_size=32, size=48)
+    assert r.data.metrics["test/count"] == len(test_set), "every test item scored exactly once"

@@ -1,0 +1,126 @@
+"""The runner against real tracking servers on loopback: `mlflow server` on sqlite, and the
+team setup from the README, `mlflow server` on PostgreSQL with a served artifact store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import skip_unless
+
+TINY = ["data.size=48", "data.image_size=32", "train.epochs=1", "train.batch_size=16"]
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(backend: str, artifacts: Path):
+    port = free_port()
+    log = open(artifacts.parent / f"mlflow-server-{port}.log", "w")
+    proc = subprocess.Popen([MLFLOW, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                             "--backend-store-uri", backend, "--artifacts-destination", str(artifacts)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, (artifacts.parent / f"mlflow-server-{port}.log").read_text()
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def train_against(uri: str) -> str:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    out = subprocess.run([sys.executable, "-m", "runners.run", "cnn", *TINY], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1].split()[1]
+
+
+def assert_run_complete(uri: str, run_id: str) -> None:
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "test/acc" in run.data.metrics and run.data.tags["zoo.model"] == "cnn"
+    names = {a.path for a in client.list_artifacts(run_id, "checkpoints")}
+    assert {"checkpoints/last.pt", "checkpoints/best.pt"} <= names
+
+
+@pytest.mark.slow
+def test_runner_against_an_mlflow_server_on_loopback(tmp_path):
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as uri:
+        run_id = train_against(uri)
+        assert_run_complete(uri, run_id)
+    assert (tmp_path / "artifacts").exists()
+
+
+def test_unreachable_server_is_a_clear_error_before_training(tmp_path):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
+    start = time.time()
+    out = subprocess.run([sys.executable, "-m", "runners.run", "cnn", *TINY], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode != 0
+    assert "does not answer" in out.stderr and "MLFLOW_TRACKING_URI" in out.stderr
+    assert "epoch 1" not in out.stdout
+    assert time.time() - start < 60
+
+
+def _pg_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+@contextmanager
+def postgres(tmp_path: Path):
+    """A throwaway PostgreSQL server on loopback, run as the `postgres` user when we are root."""
+    bindir = _pg_bin()
+    skip_unless(bindir is not None, "PostgreSQL server binaries (Debian's postgresql) are not installed")
+    data, port = tmp_path / "pgdata", free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+        tmp_path.chmod(0o777)
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "artzoo", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp_path / "pg.log"), "-w", "start",
+                    "-o", f"-p {port} -k {tmp_path} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+    try:
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "artzoo", "mlflow"],
+                       check=True, capture_output=True)
+        yield f"postgresql://artzoo@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_runner_against_the_team_setup_postgres_and_served_artifacts(tmp_path):
+    with postgres(tmp_path) as db, mlflow_server(db, tmp_path / "artifacts") as uri:
+        run_id = train_against(uri)
+        assert_run_complete(uri, run_id)
+    assert any((tmp_path / "artifacts").rglob("last.pt")), "artifacts land in the served store"
