@@ -304,7 +304,10 @@ class _Loop:
         outputs = {k: np.concatenate(v) for k, v in parts.items()}
         outputs = dist.gather(outputs, share, self.world)
         prefix = "val" if split == "valid" else split
-        return {f"{prefix}/{k}": float(v) for k, v in self.task.eval_metrics(outputs).items()}
+        metrics = {f"{prefix}/{k}": float(v) for k, v in self.task.eval_metrics(outputs).items()}
+        # the number of items scored: under torchrun, every item exactly once
+        metrics[f"{prefix}/count"] = float(len(next(iter(outputs.values()), [])))
+        return metrics
 
     def test(self) -> dict[str, float]:
         metrics = self.evaluate("test")

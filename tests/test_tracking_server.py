@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,21 +101,24 @@ def postgres(tmp_path: Path):
     """A throwaway PostgreSQL server on loopback, run as the `postgres` user when we are root."""
     bindir = _pg_bin()
     skip_unless(bindir is not None, "PostgreSQL server binaries (Debian's postgresql) are not installed")
-    data, port = tmp_path / "pgdata", free_port()
+    # pytest's tmp folders are private to their owner; the server may run as another user
+    home = Path(tempfile.mkdtemp(prefix="artzoo-pg-"))
+    home.chmod(0o777)
+    data, port = home / "pgdata", free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         as_user = ["runuser", "-u", "postgres", "--"]
-        tmp_path.chmod(0o777)
     subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "artzoo", "--auth=trust", "-E", "UTF8"],
                    check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp_path / "pg.log"), "-w", "start",
-                    "-o", f"-p {port} -k {tmp_path} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(home / "pg.log"), "-w", "start",
+                    "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
     try:
         subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "artzoo", "mlflow"],
                        check=True, capture_output=True)
         yield f"postgresql://artzoo@127.0.0.1:{port}/mlflow"
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.slow
