@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -165,8 +166,22 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = torch.from_numpy(np.ascontiguousarray(self.images[self.rows[index]])).permute(2, 0, 1)
+        # A copy: a row of the read-only memory map cannot back a tensor (torch warns).
+        image = torch.from_numpy(np.array(self.images[self.rows[index]])).permute(2, 0, 1)
         return image.float().div_(255), int(self.labels[index])
+
+    def __getstate__(self) -> dict:
+        # A memory map pickles as a copy of every pixel. DataLoader workers started by spawn or
+        # forkserver (macOS, Windows, Python 3.14's default) get the file name and map it again.
+        state = self.__dict__.copy()
+        if isinstance(self.images, np.memmap) and isinstance(self.images.base, mmap.mmap):  # a whole .npy
+            state["images"] = _MappedFile(self.images.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["images"], _MappedFile):
+            state["images"] = np.load(state["images"].path, mmap_mode="r")
+        self.__dict__.update(state)
 
     @property
     def targets(self) -> np.ndarray:
@@ -183,3 +198,9 @@ class ImageDataset(torch.utils.data.Dataset):
             text += f"; {len(self.skipped)} unreadable file(s) skipped"
         return text
 
+
+@dataclass(frozen=True)
+class _MappedFile:
+    """Stands for a memory-mapped .npy file while a dataset is pickled."""
+
+    path: str
