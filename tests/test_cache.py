@@ -64,7 +64,10 @@ def test_an_entry_is_built_once_and_then_reused(tmp_path):
 def test_a_different_key_or_size_is_a_different_entry(tmp_path):
     a = build(tmp_path / "a", shade)
     b = build(tmp_path / "b", shade)
-    c = cached_images({"test": str(tmp_path / "a")}, 8, SIZE + 1, lambda i: np.zeros((SIZE + 1,) * 2 + (3,), np.uint8), desc="cache-test", workers=1)
+    def bigger(i: int) -> np.ndarray:
+        return np.zeros((SIZE + 1, SIZE + 1, 3), np.uint8)
+
+    c = cached_images({"test": str(tmp_path / "a")}, 8, SIZE + 1, bigger, desc="cache-test", workers=1)
     assert len({a.path, b.path, c.path}) == 3 and b.built and c.built
 
 
@@ -94,7 +97,8 @@ def test_a_build_that_raises_leaves_nothing_behind(tmp_path):
 
 def test_a_killed_build_leaves_a_temp_folder_that_is_never_read(tmp_path):
     before = _entries()
-    child = multiprocessing.get_context("fork").Process(target=build, args=(tmp_path, functools.partial(dies_at, 5)))
+    killed = functools.partial(dies_at, 5)
+    child = multiprocessing.get_context("fork").Process(target=build, args=(tmp_path, killed))
     child.start()
     child.join(60)
     assert child.exitcode == 3
@@ -146,17 +150,19 @@ def test_an_unchanged_folder_is_read_from_the_cache_not_decoded_again(tmp_path):
 def test_a_modified_added_or_removed_file_rebuilds_the_cache(tmp_path):
     root = art_folder(tmp_path / "art")
     train = root / "train" / "A"
-    assert colours(folder(split="train", image_size=SIZE, root=str(root))) == PALETTE[:3]
+    def train_colours():
+        return colours(folder(split="train", image_size=SIZE, root=str(root)))
 
+    assert train_colours() == PALETTE[:3]
     solid(train / "0.bmp", PALETTE[5])
     os.utime(train / "0.bmp", ns=(0, 10**18))  # a modification time the first build did not see
-    assert colours(folder(split="train", image_size=SIZE, root=str(root))) == [PALETTE[5], *PALETTE[1:3]]
+    assert train_colours() == [PALETTE[5], *PALETTE[1:3]]
 
     solid(train / "3.bmp", PALETTE[4])
-    assert colours(folder(split="train", image_size=SIZE, root=str(root))) == [PALETTE[5], *PALETTE[1:3], PALETTE[4]]
+    assert train_colours() == [PALETTE[5], *PALETTE[1:3], PALETTE[4]]
 
     (train / "1.bmp").unlink()
-    assert colours(folder(split="train", image_size=SIZE, root=str(root))) == [PALETTE[5], PALETTE[2], PALETTE[4]]
+    assert train_colours() == [PALETTE[5], PALETTE[2], PALETTE[4]]
 
 
 def test_a_pickled_dataset_carries_the_cache_file_name_not_the_pixels(tmp_path):

@@ -31,11 +31,16 @@ def _all_classes(counts: dict[str, dict[str, int]]) -> set[str]:
     return {c for per_class in counts.values() for c in per_class}
 
 
+def counts(ds) -> dict[str, int]:
+    return dict(zip(ds.classes, ds.class_counts().tolist()))
+
+
 def assert_labels_match_pixels(ds) -> None:
     """Every item's colour is its class's colour: labels and images stay paired."""
     for i in range(len(ds)):
         image, label = ds[i]
-        assert isinstance(image, torch.Tensor) and image.shape == (3, SIZE, SIZE) and image.dtype == torch.float32
+        assert isinstance(image, torch.Tensor) and image.dtype == torch.float32
+        assert image.shape == (3, SIZE, SIZE)
         pixel = tuple((image[:, 4, 4] * 255).round().int().tolist())
         assert pixel == PALETTE[label], (i, ds.classes[label], pixel)
 
@@ -52,7 +57,7 @@ def test_roboflow_folder_export(tmp_path):
     for split, per_class in WIKIART.items():
         ds = folder(split=split, image_size=SIZE, root=str(root))
         assert ds.classes == ["Action_painting", "Cubism", "Impressionism"]  # sorted union, every split
-        assert dict(zip(ds.classes, ds.class_counts().tolist())) == {c: per_class.get(c, 0) for c in ds.classes}
+        assert counts(ds) == {c: per_class.get(c, 0) for c in ds.classes}
         assert_labels_match_pixels(ds)
         assert isinstance(ds.images, np.memmap)  # pixels stay on disk, only the rows are chosen
 
@@ -70,7 +75,8 @@ def write_csv_split(where: Path, classes: list[str], files: dict[str, str]) -> N
 def test_roboflow_csv_export_with_leading_spaces_in_headers(tmp_path):
     root = tmp_path / "wikiart-csv"
     classes = ["Realism", "Abstract_Expressionism", "Baroque"]  # not sorted in the file
-    write_csv_split(root / "train", classes, {"a_jpg.rf.1.jpg": "Realism", "b_jpg.rf.2.jpg": "Baroque", "c.jpg": "Baroque"})
+    train_files = {"a_jpg.rf.1.jpg": "Realism", "b_jpg.rf.2.jpg": "Baroque", "c.jpg": "Baroque"}
+    write_csv_split(root / "train", classes, train_files)
     write_csv_split(root / "valid", classes, {"d.jpg": "Abstract_Expressionism"})
     write_csv_split(root / "test", classes, {"e.jpg": "Realism", "f.jpg": "Abstract_Expressionism"})
 
@@ -104,7 +110,10 @@ def test_csv_rows_that_are_not_one_label_are_skipped_with_the_reason(tmp_path):
     }
 
 
-COURSE = {"train": {"Baroque": 10, "Cubism": 20, "Pop_Art": 1}, "test": {"Baroque": 2, "Cubism": 2, "Pop_Art": 1}}
+COURSE = {
+    "train": {"Baroque": 10, "Cubism": 20, "Pop_Art": 1},
+    "test": {"Baroque": 2, "Cubism": 2, "Pop_Art": 1},
+}
 
 
 def test_course_layout_carves_a_stratified_disjoint_deterministic_valid(tmp_path):
@@ -116,7 +125,7 @@ def test_course_layout_carves_a_stratified_disjoint_deterministic_valid(tmp_path
     assert not set(train.rows) & set(valid.rows)
     assert sorted([*train.rows, *valid.rows]) == list(range(31))
     # Stratified: 20% of each class that can be split; the single Pop_Art file stays in train.
-    assert dict(zip(valid.classes, valid.class_counts().tolist())) == {"Baroque": 2, "Cubism": 4, "Pop_Art": 0}
+    assert counts(valid) == {"Baroque": 2, "Cubism": 4, "Pop_Art": 0}
     assert train.class_counts().tolist() == [8, 16, 1]
     assert_labels_match_pixels(train)
     assert_labels_match_pixels(valid)

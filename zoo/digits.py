@@ -37,7 +37,9 @@ def _load() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     bunch = load_digits()
     labels = bunch.target.astype(np.int64)
     everything = np.arange(len(labels))
-    train, rest = train_test_split(everything, train_size=FRACTIONS["train"], random_state=_SEED, stratify=labels)
+    train, rest = train_test_split(
+        everything, train_size=FRACTIONS["train"], random_state=_SEED, stratify=labels
+    )
     valid, test = train_test_split(rest, test_size=0.5, random_state=_SEED, stratify=labels[rest])
     splits = {"train": np.sort(train), "valid": np.sort(valid), "test": np.sort(test)}
     return bunch.images.astype(np.float32) / 16.0, labels, splits

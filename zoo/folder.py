@@ -62,11 +62,13 @@ def folder(
     image_size: int,
     root: str,
     valid_fraction: Annotated[
-        float, Field(gt=0, lt=1, description="share of train carved out as valid when the folder has no valid/")
+        float, Field(gt=0, lt=1, description="share of train carved out as valid where there is no valid/")
     ] = 0.1,
     seed: Annotated[int, Field(description="seed of that carved validation split")] = 0,
 ) -> ImageDataset:
     """The ``split`` of the images under ``root``, centre-cropped and resized to ``image_size``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     base = Path(root).expanduser().resolve()
     listings = _scan(base)
     classes = sorted({c for listing in listings.values() for c in listing.classes})
@@ -91,8 +93,7 @@ def folder(
         desc=f"{base.name}-{source}",
     )
     readable = np.array([i for i in picked if i not in cache.failed], dtype=np.int64)
-    picked_set = set(picked.tolist())
-    skipped = [(str(listing.files[i]), reason) for i, reason in sorted(cache.failed.items()) if i in picked_set]
+    skipped = [(str(listing.files[i]), cache.failed[i]) for i in picked if i in cache.failed]
     if split == source:  # label problems belong to the folder's own split, not to a carved one
         skipped += listing.skipped
     if skipped:
@@ -122,7 +123,9 @@ def _contents_hint(base: Path) -> str:
     folders = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(folders) == 1 and (base / folders[0] / "train").is_dir():
         return f"; did you mean {base / folders[0]}?"
-    return f" (it holds: {', '.join(folders[:8]) + (', ...' if len(folders) > 8 else '')})" if folders else " (it holds no folders)"
+    if not folders:
+        return " (it holds no folders)"
+    return f" (it holds: {', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''})"
 
 
 def _list_split(base: Path, where: Path) -> _Listing:
@@ -159,7 +162,8 @@ def _list_csv(base: Path, where: Path) -> _Listing:
             listing.skipped.append((str(path), f"its row in {CSV_NAME} has a value that is not 0 or 1"))
             continue
         if len(marked) != 1:
-            listing.skipped.append((str(path), f"{len(marked)} classes marked in {CSV_NAME}; expected exactly one"))
+            problem = f"{len(marked)} classes marked in {CSV_NAME}; expected exactly one"
+            listing.skipped.append((str(path), problem))
         elif not path.is_file():
             listing.skipped.append((str(path), f"listed in {CSV_NAME} but not found"))
         else:
@@ -168,7 +172,8 @@ def _list_csv(base: Path, where: Path) -> _Listing:
     order = sorted(range(len(listing.files)), key=lambda i: listing.files[i])
     listing.files = [listing.files[i] for i in order]
     listing.labels = [listing.labels[i] for i in order]
-    listing.skipped += [(str(p), f"not listed in {CSV_NAME}") for p in _images_in(where) if p.name not in listed]
+    unlisted = [p for p in _images_in(where) if p.name not in listed]
+    listing.skipped += [(str(p), f"not listed in {CSV_NAME}") for p in unlisted]
     return listing
 
 
@@ -204,8 +209,8 @@ def _carve(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, 
     n_classes = len(np.unique(labels[splittable]))
     # sklearn stratifies only when each part can hold every class.
     stratify = labels[splittable] if n_classes <= min(n_valid, len(splittable) - n_valid) else None
-    train, valid = train_test_split(splittable, test_size=n_valid, random_state=seed, stratify=stratify)
-    return np.sort(np.setdiff1d(everything, valid)), np.sort(valid)
+    _, valid = train_test_split(splittable, test_size=n_valid, random_state=seed, stratify=stratify)
+    return np.setdiff1d(everything, valid), np.sort(valid)
 
 
 def _fingerprint(files: list[Path]) -> str:
@@ -220,4 +225,5 @@ def _warn(name: str, split: str, skipped: list[tuple[str, str]]) -> None:
     lines = [f"  {path}: {reason}" for path, reason in skipped[:_SHOWN]]
     if len(skipped) > _SHOWN:
         lines.append(f"  ... and {len(skipped) - _SHOWN} more (see dataset.skipped)")
-    warnings.warn(f"{name} [{split}]: skipped {len(skipped)} unreadable file(s):\n" + "\n".join(lines), stacklevel=3)
+    head = f"{name} [{split}]: skipped {len(skipped)} unreadable file(s):"
+    warnings.warn("\n".join([head, *lines]), stacklevel=3)
