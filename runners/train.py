@@ -117,7 +117,8 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
     run_id = dist.broadcast(run.id if run else None, world)
     run_dir = runs_root() / run_id
     if world.main:
-        print(f"run_id: {run_id} (resume with `python -m runners.run {cfg['entry']} resume={run_id}`)", flush=True)
+        print(f"started run {run_id}; if it stops, continue it with "
+              f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
 
     if cfg["resume"]:
         ckpt = checkpoint.load(_resume_checkpoint(run_dir, run))
@@ -278,7 +279,7 @@ class _Loop:
             rate = seen * self.world.size / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}")
             if self.world.main and s.step % t["log_every"] == 0:
-                logs = {f"train/{k}": float(v) for k, v in out.items()}
+                logs = {f"train/{k}": float(v.detach()) for k, v in out.items()}
                 self._log({**logs, "train/lr": self.scheduler.get_last_lr()[0], "train/images_per_s": rate}, s.step)
             if t["checkpoint_every"] and s.step % t["checkpoint_every"] == 0 and self.world.main:
                 self._save("last.pt", log=False)

@@ -9,12 +9,27 @@ from pathlib import Path
 
 import pytest
 
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runners.run", *args], capture_output=True, text=True, timeout=300)
+from runners.run import main
 
 
-def test_list_shows_every_builtin_with_origin():
+@pytest.fixture
+def cli(capsys):
+    """The command line, in process (a subprocess per case would spend its time importing torch)."""
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return call
+
+
+def test_python_dash_m_entry_point_works():
+    out = subprocess.run([sys.executable, "-m", "runners.run", "--list"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "cond_ae" in out.stdout
+
+
+def test_list_shows_every_builtin_with_origin(cli):
     out = cli("--list")
     assert out.returncode == 0, out.stderr
     for name in ("cnn", "timm_net", "ae", "cond_ae", "classify", "reconstruct", "restyle", "synthart", "folder", "digits"):
@@ -22,7 +37,7 @@ def test_list_shows_every_builtin_with_origin():
         assert "artzoo 0.1.0" in line and "BROKEN" not in line
 
 
-def test_help_lists_every_key_with_type_default_and_meaning():
+def test_help_lists_every_key_with_type_default_and_meaning(cli):
     out = cli("cond_ae", "--help")
     assert out.returncode == 0, out.stderr
     text = out.stdout
@@ -32,7 +47,7 @@ def test_help_lists_every_key_with_type_default_and_meaning():
     assert "float" in lr and "learning rate" in lr
 
 
-def test_dry_run_prints_the_resolved_config_and_runs_nothing(tmp_path):
+def test_dry_run_prints_the_resolved_config_and_runs_nothing(cli, tmp_path):
     out = cli("zoo.cnn", "--dry-run", "train.epochs=3", "data.image_size=32", "seed=7", "train.imbalance=weights")
     assert out.returncode == 0, out.stderr
     cfg = json.loads(out.stdout)
@@ -56,7 +71,7 @@ def test_dry_run_prints_the_resolved_config_and_runs_nothing(tmp_path):
         ("train.epochs", "key=value"),
     ],
 )
-def test_bad_overrides_are_refused_before_any_work(override, message, tmp_path):
+def test_bad_overrides_are_refused_before_any_work(cli, override, message, tmp_path):
     out = cli("ae", override)
     assert out.returncode == 2
     assert message in out.stderr, out.stderr
@@ -64,12 +79,12 @@ def test_bad_overrides_are_refused_before_any_work(override, message, tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_file_given_as_the_dataset_folder_is_refused(tmp_path):
+def test_a_file_given_as_the_dataset_folder_is_refused(cli, tmp_path):
     (tmp_path / "images.zip").write_bytes(b"PK")
     out = cli("cnn", f"data={tmp_path / 'images.zip'}")
     assert out.returncode == 2 and "is a file" in out.stderr
 
 
-def test_unknown_entry_names_close_matches():
+def test_unknown_entry_names_close_matches(cli):
     out = cli("cond_aa")
     assert out.returncode == 2 and "cond_ae" in out.stderr
