@@ -32,9 +32,20 @@ def session_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("artzoo_cache")
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow sqlite store with its tables made: copying it saves each test the migrations."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(session_cache: Path, tmp_path: Path, monkeypatch) -> None:
+def _isolated_env(session_cache: Path, empty_store: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ARTZOO_CACHE", str(session_cache))
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", "/tmp/artzoo_numba_cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
