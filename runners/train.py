@@ -12,9 +12,9 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -113,7 +113,7 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
     if world.main:
         check_store()
         run = Run.start(cfg["experiment"], parent=parent, resume=cfg["resume"] or None,
-                        name=f"{cfg['entry']}-seed{cfg['seed']}")
+                        name=f"{cfg['entry']}-seed{cfg['seed']}", local_root=runs_root())
     run_id = dist.broadcast(run.id if run else None, world)
     run_dir = runs_root() / run_id
     if world.main:
@@ -152,17 +152,20 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
             metrics = ctx.test()
         if run:
             run.end("FINISHED")
+            _report_outbox(run)
         return {**metrics, "run_id": run_id}
     except Stopped as exc:
         if run:
             print(f"\nstopped by {exc}; checkpoint saved. Continue with "
                   f"`python -m runners.run {cfg['entry']} resume={run_id}`", file=sys.stderr, flush=True)
             run.end("KILLED")
+            _report_outbox(run)
         raise
     except BaseException as exc:
         if run:
             _log_failure(run, exc)
             run.end("FAILED")
+            _report_outbox(run)
         raise
     finally:
         task.model = model
@@ -313,12 +316,15 @@ class _Loop:
     def test(self) -> dict[str, float]:
         metrics = self.evaluate("test")
         if self.world.main:
-            with tempfile.TemporaryDirectory(prefix="artzoo-out-") as tmp:
-                extra = self.task.finalize(train_set=self.sets["train"], test_set=self.sets["test"],
-                                           out=Path(tmp), device=self.device)
-                metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
-                if self.run:
-                    self.run.log_artifacts(Path(tmp))
+            # kept in the run folder: if the store is away, the outbox sends them later
+            out = self.run_dir / "outputs"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            extra = self.task.finalize(train_set=self.sets["train"], test_set=self.sets["test"], out=out,
+                                       device=self.device)
+            metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
+            if self.run:
+                self.run.log_artifacts(out)
             self._log(metrics, step=self.state.epoch)
             print("test: " + ", ".join(f"{k.removeprefix('test/')}={v:.4g}" for k, v in sorted(metrics.items())),
                   flush=True)
@@ -446,6 +452,12 @@ def _resume_checkpoint(run_dir: Path, run: Run | None) -> Path:
     except Exception as exc:
         raise FileNotFoundError(
             f"run {run.id} has no checkpoint to resume from (looked in {local} and in its MLflow artifacts)") from exc
+
+
+def _report_outbox(run: Run) -> None:
+    if not run.flush():
+        print(f"the tracking store is still away: this run's records are kept in {run.outbox}; "
+              f"send them with `python -m runners.sync {run.id}`", file=sys.stderr, flush=True)
 
 
 def _log_failure(run: Run, exc: BaseException) -> None:
