@@ -1,0 +1,118 @@
+"""Repaint a test image, or your own picture, in another style with a run's checkpoint, live on
+the CPU; with conditional instance norm (``cin``), blend two styles with a slider."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from dashboard import store, ui
+from zoo.data import UnreadableImage
+from zoo.imageio import IMAGE_SUFFIXES, read_image
+
+# Uploads: the server caps the bytes (.streamlit/config.toml); this caps the pixels before any
+# is decoded. 64 megapixels admits a phone's 48-50 MP photo and bounds the memory a file costs.
+UPLOAD_MB = 20
+UPLOAD_PIXELS = 64_000_000
+NOISE_SEED = 0  # the decoder samples texture noise: a fixed seed keeps a picture steady across reruns
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def restyle(_net: torch.nn.Module, run_id: str, image: np.ndarray, weights: tuple[float, ...], in_chans: int) -> np.ndarray:
+    """``image`` (H×W×3 uint8) painted in a blend of styles (weights per style, summing to 1).
+
+    ``run_id`` stands for ``_net`` (not hashed) in the cache key.
+    """
+    x = torch.tensor(image).permute(2, 0, 1).float().div(255)[None]
+    if in_chans == 1:
+        x = x.mean(1, keepdim=True)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(NOISE_SEED)
+        out = _net.decode(_net.encode(x), torch.tensor([weights], dtype=torch.float32))
+    out = out[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out
+
+
+uri, frame = ui.all_runs()
+run_id = ui.pick_run(frame, fits=frame["task"] == "restyle",
+                     none_fit="No restyle run yet; train one with `python -m runners.run cond_ae`.")
+info = ui.header(uri, run_id)
+if info["tags"].get("zoo.task") != "restyle":
+    st.info(f"Restyling needs a run of the restyle task (a model that encodes and decodes with a style); this "
+            f"run's task is {info['tags'].get('zoo.task', 'unknown')}. Pick another run in the sidebar.")
+    st.stop()
+
+try:
+    net, cfg = store.model(uri, run_id)
+except store.ModelError as exc:
+    net, cfg = None, store.config(uri, run_id) or {}
+    st.warning(f"This run's model cannot be loaded, so nothing can be restyled live: {exc}.")
+logged = store.arrays(uri, run_id, "restyle/test.npz")
+classes = [str(c) for c in (cfg.get("classes") or (logged["classes"] if logged is not None else []))]
+size = int(cfg.get("data", {}).get("image_size") or (logged["images"].shape[1] if logged is not None else 64))
+
+live, grids = st.tabs(["Restyle", "Logged grids"])
+with live:
+    if net is not None and len(classes) >= 2:
+        choices = (["a test image"] if logged is not None else []) + ["your own picture"]
+        source = st.radio("Restyle", choices, horizontal=True, key="source")
+        image, label, item = None, None, None
+        if source == "a test image":
+            n = len(logged["images"])
+            item = st.number_input(f"Test image (0–{n - 1})", 0, n - 1, 0, step=1, key="item")
+            image, label = logged["images"][item], int(logged["labels"][item])
+        else:
+            suffixes = sorted(s.lstrip(".") for s in IMAGE_SUFFIXES)
+            upload = st.file_uploader("Your picture", type=suffixes, max_upload_size=UPLOAD_MB,
+                                      help=f"cropped to the centre square and resized to {size}×{size}, as in training")
+            if upload is not None:
+                try:
+                    image = read_image(upload.getvalue(), size, max_pixels=UPLOAD_PIXELS)
+                except UnreadableImage as exc:
+                    st.error(f"{upload.name} cannot be used: {exc}")
+            else:
+                st.info("Upload a JPEG, PNG, WebP, … picture to restyle it.")
+
+        if image is not None:
+            cols = st.columns(3)
+            others = [i for i in range(len(classes)) if i != label]
+            target = cols[0].selectbox("Target style", range(len(classes)), index=others[0],
+                                       format_func=lambda i: classes[i], key="target")
+            weights = np.eye(len(classes))[target]
+            blended = ""
+            if cfg.get("model", {}).get("conditioning") == "cin":
+                second = cols[1].selectbox("Blend with", [None, *range(len(classes))], key="blend",
+                                           format_func=lambda i: "(no blend)" if i is None else classes[i])
+                if second is not None:
+                    share = cols[2].slider(f"Share of {classes[second]}", 0.0, 1.0, 0.5, 0.05, key="share")
+                    weights = (1 - share) * weights + share * np.eye(len(classes))[second]
+                    blended = f" + {share:.0%} {classes[second]}"
+            out = restyle(net, run_id, image, tuple(float(w) for w in weights), int(cfg.get("in_chans", 3)))
+            caption = f"{classes[target]}{blended} · live · {out.shape[1]}×{out.shape[0]}"
+
+            pics = st.columns(4)
+            source_caption = f"source · {classes[label]}" if label is not None else "your picture"
+            pics[0].image(image, caption=source_caption, width="stretch")
+            pics[1].image(out, caption=caption, width="stretch")
+            pics[1].download_button("Download", ui.png(out), file_name=f"restyled-{classes[target]}.png",
+                                    mime="image/png")
+            if item is not None:
+                # What the run itself wrote at its end: its own (seeded) choice of target style.
+                t = int(logged["targets"][item])
+                pics[2].image(logged["restyled"][item], caption=f"logged · {classes[t]}", width="stretch")
+                if "ground_truth" in logged:
+                    pics[3].image(logged["ground_truth"][item], caption=f"ground truth · {classes[t]}", width="stretch")
+    elif net is not None:
+        st.info("This run has fewer than two styles: there is nothing to restyle into.")
+
+with grids:
+    files = store.artifact_paths(uri, run_id)
+    paths = [p for p in files if p.startswith("images/restyle")]
+    if not paths:
+        ui.lacks("images/restyle_*.png", run_id, uri)
+    epochs = sorted(p for p in paths if "_epoch" in p)
+    if epochs:
+        ui.artifact_image(uri, run_id, epochs[-1], caption=f"{epochs[-1]}: each row a validation image "
+                          f"(first column), then restyled into {', '.join(classes)}")
+    if "images/restyle_test.png" in paths:
+        ui.artifact_image(uri, run_id, "images/restyle_test.png",
+                          caption="one test image per style, restyled into every style (ground truth below, where known)")

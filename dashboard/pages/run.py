@@ -1,0 +1,111 @@
+"""One run: scores, metric curves, params, the classifier's confusion matrix and per-class
+table, and the logged image grids with a slider over epochs."""
+
+import re
+from collections import defaultdict
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import store, ui
+
+uri, frame = ui.all_runs()
+run_id = ui.pick_run(frame)
+info = ui.header(uri, run_id)
+files = store.artifact_paths(uri, run_id)
+metrics = info["metrics"]
+
+# -- scores --------------------------------------------------------------------------------------
+scores = {k: v for k, v in metrics.items() if k.startswith("test/") and not k.endswith(("/count", "_seconds", "_points"))}
+if scores:
+    st.subheader("Test scores")
+    names = [m for m in store.MAIN_METRICS if m in scores] + sorted(set(scores) - set(store.MAIN_METRICS))
+    for start in range(0, len(names), 6):
+        for col, name in zip(st.columns(6), names[start : start + 6]):
+            col.metric(name.removeprefix("test/"), ui.metric_text(scores[name]), help=name)
+elif any(k.endswith("_mean") for k in metrics):
+    st.subheader("Over seeds")
+    st.dataframe([{"metric": k.removesuffix("_mean"), "mean ± std": ui.metric_text(v, metrics.get(k[:-5] + "_std"))}
+                  for k, v in sorted(metrics.items()) if k.endswith("_mean")], hide_index=True)
+else:
+    st.info("No test scores: the run ended before its test evaluation, or is still training.")
+
+tab_curves, tab_images, tab_classes, tab_params = st.tabs(["Curves", "Images", "Classes", "Params"])
+
+# -- curves --------------------------------------------------------------------------------------
+with tab_curves:
+    curves = sorted(k for k in metrics if k.startswith(("train/", "val/")))
+    if not curves:
+        st.info("This run logged no training or validation curves.")
+    else:
+        default = [k for k in curves if k == "train/loss" or (k.startswith("val/") and not k.endswith("/count"))]
+        chosen = st.multiselect("Curves", curves, default=default[:8])
+        for start in range(0, len(chosen), 2):
+            for col, key in zip(st.columns(2), chosen[start : start + 2]):
+                h = store.history(uri, run_id, key)
+                fig = go.Figure(go.Scatter(x=h["step"], y=h["value"], mode="lines+markers" if len(h) < 30 else "lines"))
+                fig.update_layout(title=key, xaxis_title="epoch" if key.startswith("val/") else "step",
+                                  height=300, margin=dict(t=40, b=40))
+                col.plotly_chart(fig, key=f"curve_{key}")
+
+# -- images --------------------------------------------------------------------------------------
+with tab_images:
+    by_name: dict[str, dict[int, str]] = defaultdict(dict)
+    loose = []
+    for path in files:
+        if path.startswith("images/") and path.endswith(".png"):
+            m = re.fullmatch(r"images/(.+)_epoch(\d+)\.png", path)
+            if m:
+                by_name[m[1]][int(m[2])] = path
+            else:
+                loose.append(path)
+    if not by_name and not loose:
+        ui.lacks("images/", run_id, uri)
+    for name, epochs in sorted(by_name.items()):
+        st.subheader(name.replace("_", " "))
+        steps = sorted(epochs)
+        epoch = steps[-1] if len(steps) == 1 else st.select_slider("epoch", steps, value=steps[-1], key=f"epoch_{name}")
+        ui.artifact_image(uri, run_id, epochs[epoch], caption=f"{name}, epoch {epoch}")
+    for path in loose:
+        st.subheader(path.removeprefix("images/").removesuffix(".png").replace("_", " "))
+        ui.artifact_image(uri, run_id, path, caption=path)
+    plots = [p for p in files if p.startswith("plots/") and p.endswith(".png") and "confusion" not in p]
+    if plots:
+        with st.expander("Logged plots"):
+            for path in plots:
+                ui.artifact_image(uri, run_id, path, caption=path)
+
+# -- classes -------------------------------------------------------------------------------------
+with tab_classes:
+    confusion = store.table(uri, run_id, "tables/confusion.csv")
+    per_class = store.table(uri, run_id, "tables/per_class.csv")
+    if confusion is None and per_class is None:
+        if info["tags"].get("zoo.task") == "classify":
+            ui.lacks("tables/confusion.csv", run_id, uri)
+        else:
+            st.info("A confusion matrix is made for classifiers; this run's task is "
+                    f"{info['tags'].get('zoo.task', 'unknown')}.")
+    if confusion is not None:
+        st.subheader("Confusion matrix (test set)")
+        fig = px.imshow(confusion.values, x=list(confusion.columns), y=list(confusion.index), text_auto=True,
+                        color_continuous_scale="Blues", labels=dict(x="predicted", y="true", color="images"),
+                        aspect="auto")
+        fig.update_layout(height=120 + 28 * len(confusion), margin=dict(t=30, b=40))
+        st.plotly_chart(fig, key="confusion")
+    if per_class is not None:
+        st.subheader("Per class")
+        st.dataframe(per_class)
+
+# -- params --------------------------------------------------------------------------------------
+with tab_params:
+    params = sorted(info["params"].items())
+    if params:
+        st.dataframe({"key": [k for k, _ in params], "value": [v for _, v in params]}, hide_index=True)
+    else:
+        st.info("This run logged no params.")
+    with st.expander("Tags"):
+        st.dataframe({"tag": list(info["tags"]), "value": list(info["tags"].values())}, hide_index=True)
+    if files:
+        with st.expander(f"Artifacts ({len(files)})"):
+            st.text("\n".join(files))

@@ -1,0 +1,106 @@
+"""Every run across experiments: filter, compare metric curves, and the multi-seed groups."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import store, ui
+
+uri, frame = ui.all_runs()
+st.title("Runs")
+
+# -- filters -------------------------------------------------------------------------------------
+cols = st.columns([2, 1, 1, 1, 1])
+text = cols[0].text_input("Search", placeholder="name, model, dataset or run id")
+chosen = {
+    col: cols[i + 1].multiselect(col.capitalize(), sorted(frame[col].replace("", "?").unique()))
+    for i, col in enumerate(["experiment", "model", "dataset", "status"])
+}
+view = frame
+for col, values in chosen.items():
+    if values:
+        view = view[view[col].replace("", "?").isin(values)]
+if text:
+    haystack = view[["name", "model", "entry", "dataset", "run_id", "experiment"]].astype(str).agg(" ".join, axis=1)
+    view = view[haystack.str.contains(text, case=False, regex=False)]
+
+# -- the table -----------------------------------------------------------------------------------
+present = [m for m in store.MAIN_METRICS if m in frame and frame[m].notna().any()]
+others = sorted(c for c in frame.columns if c.startswith("test/") and c not in present and not c.endswith(("_mean", "_std")))
+extra = st.multiselect("More metric columns", others, help="any test metric a run logged, plugins' included")
+metrics = present + extra
+
+children = frame[frame["parent"] != ""].groupby("parent")["run_id"].count()
+names = dict(zip(frame["run_id"], frame["name"]))
+shown = view.copy()
+shown["seeds"] = [
+    f"{children[r]} seeds (mean)" if r in children.index else (f"in {names.get(p, p[:8])}" if p else "")
+    for r, p in zip(shown["run_id"], shown["parent"])
+]
+for m in metrics:
+    # a multi-seed parent logs each test metric's mean and std over its children
+    if f"{m}_mean" in shown:
+        shown[m] = shown[m].fillna(shown[f"{m}_mean"]) if m in shown else shown[f"{m}_mean"]
+    elif m not in shown:
+        shown[m] = float("nan")
+shown["id"] = shown["run_id"]
+columns = ["name", "experiment", "model", "dataset", "status", "start", "duration_s", "seeds", *metrics, "id"]
+st.caption(f"{len(view)} of {len(frame)} runs · select rows to compare them")
+selection = st.dataframe(
+    shown[columns],
+    hide_index=True,
+    key="runs_table",
+    on_select="rerun",
+    selection_mode="multi-row",
+    column_config={
+        "start": st.column_config.DatetimeColumn("start (UTC)", format="YYYY-MM-DD HH:mm"),
+        "duration_s": st.column_config.NumberColumn("duration", format="%.0f s"),
+        "id": st.column_config.TextColumn("run id"),
+        **{m: st.column_config.NumberColumn(m.removeprefix("test/"), format="%.4f", help=m) for m in metrics},
+    },
+)
+picked = shown.iloc[selection.selection.rows] if selection.selection.rows else shown.iloc[:0]
+
+# -- compare -------------------------------------------------------------------------------------
+st.header("Compare")
+if picked.empty:
+    st.info("Select one or more rows above to overlay their metric curves.")
+else:
+    for _, row in picked.iterrows():
+        links = st.columns([3, 1, 1, 1])
+        links[0].markdown(f"{ui.describe(row)}")
+        for col, (page, label) in zip(links[1:], [("run", "Open run"), ("clusters", "Clusters"), ("restyle", "Restyle")]):
+            col.page_link(ui.PAGES[page], label=label, query_params={"run": row["run_id"]})
+    keys = sorted({k for rid in picked["run_id"] for k in store.run_info(uri, rid)["metrics"]}
+                  if len(picked) else set())
+    curves = [k for k in keys if k.startswith(("train/", "val/"))]
+    default = next((k for k in ("train/loss", *curves) if k in curves), None)
+    if default is None:
+        st.info("The selected runs logged no training or validation curves.")
+    else:
+        key = st.selectbox("Metric", curves, index=curves.index(default))
+        fig = go.Figure()
+        for _, row in picked.iterrows():
+            h = store.history(uri, row["run_id"], key)
+            if not h.empty:
+                fig.add_trace(go.Scatter(x=h["step"], y=h["value"], mode="lines+markers" if len(h) < 30 else "lines",
+                                         name=f"{row['name']} ({row['run_id'][:6]})"))
+        fig.update_layout(xaxis_title="epoch" if key.startswith("val/") else "step", yaxis_title=key,
+                          height=380, margin=dict(t=30, b=40))
+        st.plotly_chart(fig, key="compare_chart")
+
+# -- multi-seed groups ---------------------------------------------------------------------------
+parents = frame[frame["run_id"].isin(children.index)]
+if not parents.empty:
+    st.header("Multi-seed runs")
+    for _, parent in parents.iterrows():
+        kids = frame[frame["parent"] == parent["run_id"]].sort_values("name")
+        with st.expander(f"{parent['name']} · {len(kids)} seeds · {parent['status'].lower()}", expanded=len(parents) == 1):
+            means = sorted(c.removesuffix("_mean") for c in frame.columns
+                           if c.endswith("_mean") and pd.notna(parent.get(c)))
+            summary = pd.DataFrame({
+                "metric": means,
+                "mean ± std": [ui.metric_text(parent[f"{m}_mean"], parent.get(f"{m}_std")) for m in means],
+                **{kid["name"]: [kid.get(m) for m in means] for _, kid in kids.iterrows()},
+            })
+            st.dataframe(summary, hide_index=True)

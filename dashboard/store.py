@@ -1,0 +1,282 @@
+"""What the dashboard reads from MLflow: runs, metric histories, artifacts, and models rebuilt
+from a run's ``config.json`` and checkpoint. The only module that talks to MLflow.
+
+The store is found the way the runner finds it (MLflow's own rules: ``MLFLOW_TRACKING_URI``,
+else ``sqlite:///mlflow.db`` in the working folder). Every loader takes the tracking URI as its
+first argument so that Streamlit's caches never mix two stores.
+
+Artifacts are downloaded once per (run, path) into ``<artzoo cache>/dashboard/`` and read from
+there; a path is only ever opened inside that folder, never where a user points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+# MLflow draws a progress bar on the server's terminal for every download.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow
+import numpy as np
+import pandas as pd
+import streamlit as st
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+import registry
+from zoo.data import cache_root
+
+# The scores shown as table columns when a run has them, in this order (DESIGN.md's names).
+MAIN_METRICS = [
+    "test/acc", "test/macro_f1", "test/balanced_acc",
+    "test/psnr", "test/ssim", "test/cluster_nmi_pca", "test/cluster_nmi_umap",
+    "test/restyle_acc", "test/restyle_psnr_gt", "test/restyle_psnr_gt_baseline", "test/identity_psnr",
+]
+ENDED = {"FINISHED", "FAILED", "KILLED"}
+# Runs still training rewrite some artifacts (checkpoints/last.pt); their copies expire after this.
+LIVE_SECONDS = 30
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class StoreError(RuntimeError):
+    """The tracking store cannot be read; the message says where and why."""
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def missing_sqlite(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store that does not exist yet (MLflow would create it)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri.removeprefix("sqlite:///"))
+    return None if path.exists() else path
+
+
+@st.cache_resource(show_spinner=False)
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=15, show_spinner="Reading runs…")
+def runs(uri: str) -> pd.DataFrame:
+    """One row per run across every experiment, newest first.
+
+    Columns: run_id, name, experiment, entry, model, task, dataset, status, start (UTC
+    datetime), duration_s, parent (run id or ""), error, then every metric's latest value.
+    """
+    if missing_sqlite(uri):
+        return _frame([])
+    c = client(uri)
+    try:
+        experiments = {e.experiment_id: e.name for e in c.search_experiments(view_type=ViewType.ACTIVE_ONLY)}
+        found: list[Run] = []
+        token = None
+        while experiments:
+            page = c.search_runs(list(experiments), max_results=1000, order_by=["attributes.start_time DESC"],
+                                 page_token=token)
+            found += page
+            token = page.token
+            if not token:
+                break
+    except Exception as exc:  # an unreachable server, a bad URI, a broken database
+        raise StoreError(f"cannot read the tracking store {uri}: {type(exc).__name__}: {exc}") from None
+    return _frame([_row(r, experiments.get(r.info.experiment_id, "?")) for r in found])
+
+
+def _row(r: Run, experiment: str) -> dict[str, Any]:
+    tags, info = r.data.tags, r.info
+    now = time.time() * 1000
+    end = info.end_time or (now if info.status == "RUNNING" else None)
+    return {
+        "run_id": info.run_id,
+        "name": info.run_name or info.run_id[:8],
+        "experiment": experiment,
+        "entry": tags.get("zoo.entry", ""),
+        "model": tags.get("zoo.model", ""),
+        "task": tags.get("zoo.task", ""),
+        "dataset": tags.get("zoo.dataset", ""),
+        "status": info.status,
+        "start": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
+        "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
+        "parent": tags.get(MLFLOW_PARENT_RUN_ID, ""),
+        "error": tags.get("zoo.error", ""),
+        **r.data.metrics,
+    }
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    base = ["run_id", "name", "experiment", "entry", "model", "task", "dataset", "status", "start", "duration_s",
+            "parent", "error"]
+    frame = pd.DataFrame(rows)
+    for col in base:
+        if col not in frame:
+            frame[col] = pd.Series(dtype="datetime64[ns, UTC]" if col == "start" else object)
+    return frame[base + sorted(c for c in frame.columns if c not in base)]
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def run_info(uri: str, run_id: str) -> dict[str, Any] | None:
+    """Params, tags, latest metrics and status of one run, or None if the store has no such run."""
+    try:
+        r = client(uri).get_run(_check_id(run_id))
+    except MlflowException:
+        return None
+    return {"params": dict(r.data.params), "tags": dict(r.data.tags), "metrics": dict(r.data.metrics),
+            "status": r.info.status, "name": r.info.run_name or run_id[:8]}
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def history(uri: str, run_id: str, key: str) -> pd.DataFrame:
+    """Every logged value of one metric: columns step, value."""
+    points = client(uri).get_metric_history(_check_id(run_id), key)
+    return pd.DataFrame({"step": [m.step for m in points], "value": [m.value for m in points]}).sort_values("step")
+
+
+# -- artifacts -----------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def artifact_paths(uri: str, run_id: str) -> list[str]:
+    """Every artifact file of a run (relative paths), sorted; empty when it has none."""
+    c, found, todo = client(uri), [], [""]
+    try:
+        while todo:
+            for info in c.list_artifacts(_check_id(run_id), todo.pop() or None):
+                (todo.append(info.path) if info.is_dir else found.append(info.path))
+    except (MlflowException, OSError):
+        return []
+    return sorted(found)
+
+
+def artifact_cache(uri: str) -> Path:
+    """Where this store's artifacts are kept on this machine."""
+    return cache_root() / "dashboard" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def artifact(uri: str, run_id: str, path: str) -> Path | None:
+    """The local copy of one artifact, downloaded on first use; None if the run lacks it.
+
+    A run that has ended never changes, so its copies never go stale; while a run trains,
+    copies are refreshed after :data:`LIVE_SECONDS` (it rewrites ``checkpoints/last.pt``).
+    """
+    root = artifact_cache(uri) / _check_id(run_id)
+    local = (root / path).resolve()
+    if Path(path).is_absolute() or ".." in Path(path).parts or not local.is_relative_to(root.resolve()):
+        raise ValueError(f"artifact path {path!r} leaves the run's artifact folder")
+    info = run_info(uri, run_id)
+    ended = info is None or info["status"] in ENDED
+    if local.is_file() and (ended or time.time() - local.stat().st_mtime < LIVE_SECONDS):
+        return local
+    if path not in artifact_paths(uri, run_id):
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    # Download beside the final place and rename: two sessions may fetch the same file at once.
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+        try:
+            fetched = Path(client(uri).download_artifacts(run_id, path, tmp))
+        except (MlflowException, OSError):
+            return None
+        local.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(fetched, local)
+    return local
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def arrays(uri: str, run_id: str, path: str) -> dict[str, np.ndarray] | None:
+    """A run's ``.npz`` artifact as arrays (never unpickled), or None if absent or unreadable."""
+    local = artifact(uri, run_id, path)
+    if local is None:
+        return None
+    try:
+        with np.load(local, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def config(uri: str, run_id: str) -> dict[str, Any] | None:
+    """The run's resolved ``config.json``, or None if absent or unreadable."""
+    local = artifact(uri, run_id, "config.json")
+    if local is None:
+        return None
+    try:
+        return json.loads(local.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def table(uri: str, run_id: str, path: str) -> pd.DataFrame | None:
+    """A CSV artifact (``tables/*.csv``), first column as the index; None if absent or unreadable."""
+    local = artifact(uri, run_id, path)
+    if local is None:
+        return None
+    try:
+        # class names stay text: the digits' "0".."9" are names, not numbers
+        frame = pd.read_csv(local, converters={0: str})
+        return frame.set_index(frame.columns[0])
+    except (OSError, ValueError, IndexError, pd.errors.ParserError):
+        return None
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+class ModelError(RuntimeError):
+    """A run's model cannot be rebuilt; the message says why."""
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def model(uri: str, run_id: str) -> tuple[Any, dict[str, Any]]:
+    """The run's network on the CPU in eval mode, from ``config.json`` and its best checkpoint
+    (else the last), with the config. Raises :class:`ModelError` naming what is missing."""
+    import torch
+
+    cfg = config(uri, run_id)
+    if cfg is None:
+        raise ModelError("the run has no readable config.json")
+    files = artifact_paths(uri, run_id)
+    name = next((p for p in ("checkpoints/best.pt", "checkpoints/last.pt") if p in files), None)
+    ckpt = artifact(uri, run_id, name) if name else None
+    if ckpt is None:
+        raise ModelError("the run has no checkpoint (checkpoints/best.pt or last.pt)")
+    try:
+        options = {k: v for k, v in cfg["model"].items() if k != "name"}
+        net = registry.model(cfg["model"]["name"], num_classes=cfg["num_classes"], in_chans=cfg["in_chans"],
+                             image_size=cfg["data"]["image_size"], **options)
+        # A checkpoint is data, never code: no pickled objects are accepted.
+        net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
+    except registry.PluginError as exc:
+        raise ModelError(str(exc)) from None
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(f"{name} does not fit the model in config.json ({type(exc).__name__}: {exc})") from None
+    return net.eval(), cfg
+
+
+def clear() -> None:
+    """Forget cached listings and metrics (not the downloaded files, which never change)."""
+    for loader in (runs, run_info, history, artifact_paths):
+        loader.clear()
+
+
+def _check_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"{run_id!r} is not a run id")
+    return run_id
+

@@ -1,0 +1,119 @@
+"""Pieces every page shares: the store's runs (or why there are none), the run picker, the header
+that says what state a run is in, and image helpers."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from dashboard import store
+
+FIRST_RUN = "python -m runners.run cond_ae"
+PAGES = {"run": "pages/run.py", "clusters": "pages/clusters.py", "restyle": "pages/restyle.py"}
+
+
+def all_runs() -> tuple[str, pd.DataFrame]:
+    """The store's URI and its runs; stops the page with a hint when there are none to show."""
+    uri = store.tracking_uri()
+    try:
+        frame = store.runs(uri)
+    except store.StoreError as exc:
+        st.error(f"{exc}\n\nCheck `MLFLOW_TRACKING_URI`, or unset it to read `sqlite:///mlflow.db` here.")
+        st.stop()
+    if frame.empty:
+        st.info(f"No runs in `{uri}` yet. Make the first one (a few minutes on a laptop CPU), then refresh:")
+        st.code(FIRST_RUN, language="bash")
+        st.caption("Or point the dashboard at another store: `MLFLOW_TRACKING_URI=... streamlit run dashboard/app.py`.")
+        st.stop()
+    return uri, frame
+
+
+def describe(row: pd.Series) -> str:
+    """How a run is named in pickers: name, model on dataset, short id, and its state unless finished."""
+    state = "" if row["status"] == "FINISHED" else f" ({row['status'].lower()})"
+    return f"{row['name']}{state} · {row['model'] or row['entry'] or '?'} on {row['dataset'] or '?'} · {row['run_id'][:6]}"
+
+
+def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: str = "") -> str:
+    """A run chosen in the sidebar, the same on every page and kept in the URL (``?run=<id>``).
+
+    ``fits`` marks the runs this page is meant for: the newest finished one of them is the
+    default, else the newest finished run. A run chosen on another page stays chosen.
+    """
+    frame = frame[frame["status"] != "DELETED"]
+    fits = pd.Series(True, index=frame.index) if fits is None else fits.reindex(frame.index, fill_value=False)
+    if not fits.any() and none_fit:
+        st.info(none_fit)
+    ids = list(frame["run_id"])
+    # Not bound to the URL by Streamlit: a bound selectbox matches the URL against its labels,
+    # and a link should carry the run id. The session keeps the choice when the sidebar
+    # navigation drops the URL's query.
+    wanted = st.query_params.get("run") or st.session_state.get("run")
+    if wanted not in ids:
+        ranked = (fits * 2 + (frame["status"] == "FINISHED")).to_numpy()
+        wanted = ids[int(ranked.argmax())]
+    labels = dict(zip(ids, frame.apply(describe, axis=1)))
+    chosen = st.sidebar.selectbox("Run", ids, index=ids.index(wanted), format_func=labels.get)
+    st.session_state["run"] = st.query_params["run"] = chosen
+    return chosen
+
+
+def header(uri: str, run_id: str) -> dict:
+    """Title and state of a run; stops the page when the store no longer has it."""
+    info = store.run_info(uri, run_id)
+    if info is None:
+        st.warning(f"Run {run_id} is not in {uri} (deleted?). Pick another run in the sidebar.")
+        st.stop()
+    tags = info["tags"]
+    st.title(info["name"])
+    parts = [f"**{info['status'].lower()}**", tags.get("zoo.model", "?"), tags.get("zoo.task", "?"),
+             f"on {tags.get('zoo.dataset', '?')}", f"`{run_id}`"]
+    st.caption(" · ".join(parts))
+    if info["status"] == "FAILED":
+        st.error(f"This run failed: {tags.get('zoo.error') or 'no reason was logged'}. Below is what it logged "
+                 f"before it stopped.")
+    elif info["status"] == "KILLED":
+        st.warning("This run was stopped before its end (it can continue: "
+                   f"`python -m runners.run {tags.get('zoo.entry', 'ENTRY')} resume={run_id}`). "
+                   "Below is what it logged until then.")
+    elif info["status"] in ("RUNNING", "SCHEDULED"):
+        st.info("This run is still training (or its process died without a word); refresh for news.")
+    return info
+
+
+def lacks(what: str, run_id: str, uri: str) -> None:
+    """Say that a run lacks an artifact, and what it does have."""
+    files = store.artifact_paths(uri, run_id)
+    have = ", ".join(sorted({f.split("/")[0] + ("/" if "/" in f else "") for f in files})) or "no artifacts at all"
+    st.info(f"This run has no `{what}`. It has: {have}.")
+
+
+def metric_text(value: float | None, std: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:.4g}"
+    return f"{text} ± {std:.2g}" if std is not None and not math.isnan(std) else text
+
+
+def png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+
+def artifact_image(uri: str, run_id: str, path: str, *, caption: str | None = None) -> None:
+    """A logged picture, or a word on why it cannot be shown."""
+    local = store.artifact(uri, run_id, path)
+    if local is None:
+        st.warning(f"`{path}` could not be fetched from the store.")
+        return
+    try:
+        st.image(str(local), caption=caption)
+    except (OSError, ValueError) as exc:  # a truncated or foreign file under images/
+        st.warning(f"`{path}` is not a readable image ({exc}).")

@@ -1,0 +1,335 @@
+"""The dashboard, rendered by Streamlit's AppTest against stores filled by real runs of the runner.
+
+One store holds a tiny run of every built-in entry plus a multi-seed group; another holds a run
+that failed (a third-party model that breaks on purpose) and one that was stopped mid-training;
+the third is empty. Training is the slow part, so each store is filled once per module.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+import registry
+from conftest import REPO, plugin_env
+
+APP = REPO / "dashboard" / "app.py"
+PAGES = ["pages/runs.py", "pages/run.py", "pages/clusters.py", "pages/restyle.py"]
+TIMEOUT = 90  # a cold page imports torch, plotly and umap on a busy CI machine
+# Tiny runs on scikit-learn's digits: a few steps, 16 px, yet every artifact of the schema.
+TINY = ["data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size=32", "train.max_steps_per_epoch=3",
+        "train.log_every=1"]
+EXTRA = {"ae": ["train.epochs=2", "train.max_points=120"], "cond_ae": ["train.judge_steps=10"]}
+BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dist == "artzoo"]
+
+
+# -- stores ------------------------------------------------------------------------------------
+
+
+def _store_env(mp: pytest.MonkeyPatch, folder: Path, template: Path, cache: Path) -> str:
+    shutil.copy(template, folder / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.setenv("ARTZOO_CACHE", str(cache))
+    mp.setenv("ARTZOO_RUNS", str(folder / "artzoo_runs"))
+    mp.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", "/tmp/artzoo_numba_cache"))
+    mp.setenv("MPLBACKEND", "Agg")
+    mp.chdir(folder)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, session_cache, empty_store) -> dict[str, str]:
+    """A store with one finished run per built-in entry (by name) and a two-seed group ("seeds")."""
+    from runners import config, run, train
+
+    folder = tmp_path_factory.mktemp("filled_store")
+    with pytest.MonkeyPatch.context() as mp:
+        uri = _store_env(mp, folder, empty_store, session_cache)
+        ids = {entry: train.train(config.resolve(entry, TINY + EXTRA.get(entry, [])))["run_id"]
+               for entry in BUILTIN_MODELS}
+        ids["seeds"] = run.train_seeds(config.resolve("cnn", [*TINY, "seeds=0,1"]))["run_id"]
+    return {"uri": uri, **ids}
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory, session_cache, empty_store, plugin_site) -> dict[str, str]:
+    """A store with a FAILED run (failnet raises at its 2nd step) and a KILLED cond_ae run."""
+    folder = tmp_path_factory.mktemp("broken_store")
+    with pytest.MonkeyPatch.context() as mp:
+        uri = _store_env(mp, folder, empty_store, session_cache)
+        env = plugin_env(plugin_site)
+        failed = subprocess.run([sys.executable, "-m", "runners.run", "failnet", "model.fail_at=2", *TINY],
+                                capture_output=True, text=True, env=env, timeout=300)
+        assert failed.returncode == 1, failed.stderr
+        # SIGTERM once the first epoch is logged: the run keeps its checkpoint and early images
+        # but never reaches its test evaluation (no scores, no restyle/test.npz, no embeddings).
+        proc = subprocess.Popen([sys.executable, "-m", "runners.run", "cond_ae", *TINY, "train.epochs=200",
+                                 "train.max_steps_per_epoch=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env)
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("epoch 1/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 128 + signal.SIGTERM, "".join(lines) + out
+    by_status = {r.info.status: r.info.run_id for r in MlflowClient(uri).search_runs(
+        [e.experiment_id for e in MlflowClient(uri).search_experiments()])}
+    return {"uri": uri, "failed": by_status["FAILED"], "killed": by_status["KILLED"]}
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def media(monkeypatch) -> dict[str, bytes]:
+    """The bytes behind every image URL a page shows (AppTest keeps only the URLs)."""
+    seen: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.get_url
+
+    def get_url(self, file_id: str) -> str:
+        url = original(self, file_id)
+        seen[url] = self.get_file(file_id).content
+        return url
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "get_url", get_url)
+    return seen
+
+
+@pytest.fixture
+def open_page(monkeypatch):
+    """Open a page as a user does: ``?run=<id>`` in the URL, as the Runs page links it."""
+
+    def open_(uri: str, page: str, run_id: str | None = None) -> AppTest:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+        if run_id:
+            at.query_params["run"] = run_id
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return open_
+
+
+def picture(at: AppTest, media: dict[str, bytes], caption: str) -> np.ndarray:
+    """The pixels of the image shown with a caption that starts with ``caption``."""
+    for element in at.image:
+        for url, cap in zip(element.value, element.captions):
+            if cap.startswith(caption):
+                return np.asarray(Image.open(io.BytesIO(media[url])).convert("RGB"))
+    raise AssertionError(f"no image captioned {caption!r}; captions: {[c for e in at.image for c in e.captions]}")
+
+
+def figure(chart) -> dict:
+    """The Plotly figure a chart element sends to the browser."""
+    return json.loads(chart.proto.spec)
+
+
+def array(value) -> np.ndarray:
+    """A Plotly data array: a list, or the typed array ({"dtype", "bdata", "shape"}) Plotly 6 sends."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
+    return np.asarray(value)
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for kind in ("info", "warning", "error", "markdown", "caption", "code")
+                     for e in getattr(at, kind))
+
+
+# -- the filled store ------------------------------------------------------------------------------
+
+
+def test_every_page_renders_for_every_run(filled, open_page):
+    for run_id in [v for k, v in filled.items() if k != "uri"]:
+        for page in PAGES:
+            at = open_page(filled["uri"], page, run_id)
+            assert not at.error, (page, run_id, [e.value for e in at.error])
+            if page != PAGES[0]:
+                assert at.sidebar.selectbox[0].value == run_id, "the ?run= link picks the run"
+
+
+def test_runs_table_lists_every_run_with_its_scores_and_the_seed_group(filled, open_page):
+    at = open_page(filled["uri"], PAGES[0])
+    table = at.dataframe[0].value.set_index("id")
+    client = MlflowClient(filled["uri"])
+    runs = {r.info.run_id: r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])}
+    assert sorted(table.index) == sorted(runs) and len(runs) == len(BUILTIN_MODELS) + 3
+    assert set(table["model"]) == set(BUILTIN_MODELS) and set(table["status"]) == {"FINISHED"}
+    for entry, metric in [("cnn", "test/acc"), ("ae", "test/cluster_nmi_pca"), ("cond_ae", "test/restyle_acc")]:
+        assert table.loc[filled[entry], metric] == pytest.approx(runs[filled[entry]].data.metrics[metric])
+
+    kids = [r.data.metrics["test/acc"] for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == filled["seeds"]]
+    assert len(kids) == 2 and table.loc[filled["seeds"], "seeds"] == "2 seeds (mean)"
+    assert table.loc[filled["seeds"], "test/acc"] == pytest.approx(np.mean(kids))
+    assert (table["seeds"] == f"in {runs[filled['seeds']].info.run_name}").sum() == 2
+    group = at.expander[0].dataframe[0].value.set_index("metric")
+    assert group.loc["test/acc", "mean ± std"] == f"{np.mean(kids):.4g} ± {np.std(kids, ddof=1):.2g}"
+
+
+def test_selected_runs_overlay_their_curves(filled, open_page):
+    at = open_page(filled["uri"], PAGES[0])
+    ids = list(at.dataframe[0].value["id"])
+    rows = [ids.index(filled["cnn"]), ids.index(filled["ae"])]
+    at.session_state["runs_table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    chart = figure(at.get("plotly_chart")[0])
+    assert len(chart["data"]) == 2 and chart["layout"]["yaxis"]["title"]["text"] == "train/loss"
+    cnn = next(t for t in chart["data"] if filled["cnn"][:6] in t["name"])
+    history = sorted(MlflowClient(filled["uri"]).get_metric_history(filled["cnn"], "train/loss"), key=lambda m: m.step)
+    assert np.allclose(array(cnn["y"]), [m.value for m in history]) and len(history) == 3
+
+
+def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_table(filled, open_page):
+    at = open_page(filled["uri"], "pages/run.py", filled["cnn"])
+    scores = MlflowClient(filled["uri"]).get_run(filled["cnn"]).data.metrics
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["acc"] == f"{scores['test/acc']:.4g}" and "macro_f1" in shown and "balanced_acc" in shown
+    classes = [str(d) for d in range(10)]
+    per_class = at.tabs[2].dataframe[0].value
+    assert list(per_class.index) == classes and list(per_class.columns) == ["precision", "recall", "f1", "support"]
+    assert per_class["support"].sum() == scores["test/count"]
+    confusion = figure(next(c for c in at.get("plotly_chart") if "confusion" in c.proto.id))
+    assert array(confusion["data"][0]["z"]).sum() == scores["test/count"]
+    params = at.tabs[3].dataframe[0].value
+    assert dict(zip(params["key"], params["value"]))["data.image_size"] == "16"
+
+
+def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_page):
+    at = open_page(filled["uri"], "pages/run.py", filled["ae"])
+    slider = at.select_slider(key="epoch_reconstruction")
+    assert slider.options == ["1", "2"] and slider.value == 2
+    last = picture(at, media, "reconstruction, epoch 2")
+    slider.set_value(1).run()
+    first = picture(at, media, "reconstruction, epoch 1")
+    assert first.shape == last.shape and not np.array_equal(first, last)
+
+
+def test_clusters_page_shows_the_codes_and_their_scores(filled, media, open_page):
+    at = open_page(filled["uri"], "pages/clusters.py", filled["ae"])
+    metrics = MlflowClient(filled["uri"]).get_run(filled["ae"]).data.metrics
+    assert at.metric[0].label == "NMI (PCA)" and at.metric[0].value == f"{metrics['test/cluster_nmi_pca']:.4g}"
+    scatter = figure(at.get("plotly_chart")[0])
+    assert sum(len(array(t["x"])) for t in scatter["data"]) == 120  # train.max_points
+    assert {t["name"] for t in scatter["data"]} == {str(d) for d in range(10)}
+
+    at.radio[0].set_value("umap").run()
+    at.radio[1].set_value("k-means cluster").run()
+    assert not at.exception and at.metric[0].value == f"{metrics['test/cluster_nmi_umap']:.4g}"
+    scatter = figure(at.get("plotly_chart")[0])
+    assert all(t["name"].startswith("cluster ") for t in scatter["data"])
+    members = [c for e in at.image for c in e.captions]
+    assert members and all(" · c" in c for c in members)
+    assert picture(at, media, members[0]).shape == (32, 32, 3)
+
+
+def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, media, open_page):
+    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    source = picture(at, media, "source")
+    assert source.shape == (16, 16, 3)
+    at.selectbox(key="target").set_value(3).run()
+    pure3 = picture(at, media, "3 · live")
+    assert pure3.shape == (16, 16, 3) and not np.array_equal(pure3, source)
+    at.selectbox(key="target").set_value(7).run()
+    pure7 = picture(at, media, "7 · live")
+    assert not np.array_equal(pure3, pure7), "the label changes the picture"
+
+    at.selectbox(key="blend").set_value(3).run()
+    at.slider(key="share").set_value(0.5).run()
+    half = picture(at, media, "7 + 50% 3 · live")
+    assert not np.array_equal(half, pure7) and not np.array_equal(half, pure3)
+    at.slider(key="share").set_value(0.0).run()
+    assert np.array_equal(picture(at, media, "7 + 0% 3 · live"), pure7)
+    assert at.download_button[0].label == "Download"
+
+
+def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled, media, open_page):
+    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    at.radio(key="source").set_value("your own picture").run()
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(photo, "JPEG")
+    at.file_uploader[0].upload("holiday.jpg", photo.getvalue(), "image/jpeg").run()
+    assert not at.exception and not at.error
+    assert picture(at, media, "your picture").shape == (16, 16, 3)  # centre square, training size
+    restyled = next(c for e in at.image for c in e.captions if "live" in c)
+    assert picture(at, media, restyled).shape == (16, 16, 3)
+
+    at.file_uploader[0].upload("notes.png", b"these are not pixels", "image/png").run()
+    assert not at.exception
+    assert "notes.png cannot be used: not an image" in at.error[0].value
+
+
+def test_artifacts_are_downloaded_once_into_the_cache_and_never_outside_it(filled):
+    from dashboard import store
+
+    uri, run_id = filled["uri"], filled["cnn"]
+    first = store.artifact(uri, run_id, "tables/per_class.csv")
+    assert first.is_relative_to(store.artifact_cache(uri)) and first.read_text().startswith("class,")
+    stamp = first.stat().st_mtime_ns
+    assert store.artifact(uri, run_id, "tables/per_class.csv").stat().st_mtime_ns == stamp
+    assert store.artifact(uri, run_id, "tables/nothing.csv") is None
+    for bad in ("../../../etc/passwd", "/etc/passwd"):
+        with pytest.raises(ValueError, match="leaves the run's artifact folder"):
+            store.artifact(uri, run_id, bad)
+    with pytest.raises(ValueError, match="not a run id"):
+        store.artifact(uri, "../x", "config.json")
+
+
+# -- failed, killed and empty --------------------------------------------------------------------
+
+
+def test_a_failed_run_shows_its_error_and_what_it_has(broken, open_page):
+    at = open_page(broken["uri"], "pages/run.py", broken["failed"])
+    assert "failnet broke on purpose" in at.error[0].value
+    assert "No test scores" in texts(at)
+    for page in ("pages/clusters.py", "pages/restyle.py"):
+        at = open_page(broken["uri"], page, broken["failed"])
+        assert not at.error or "failnet broke on purpose" in at.error[0].value
+
+
+def test_a_killed_run_shows_its_curves_and_can_still_restyle_an_upload(broken, media, open_page):
+    uri, run_id = broken["uri"], broken["killed"]
+    at = open_page(uri, "pages/run.py", run_id)
+    assert "stopped before its end" in at.warning[0].value and f"resume={run_id}" in at.warning[0].value
+    assert at.get("plotly_chart"), "the curves logged before the stop"
+    assert picture(at, media, "restyle, epoch 1").shape[1] == 16 * 11  # the source, then each of 10 styles
+
+    at = open_page(uri, "pages/clusters.py", run_id)
+    assert "has no `embeddings/test.npz`" in texts(at) and "checkpoints/" in texts(at)
+
+    at = open_page(uri, "pages/restyle.py", run_id)
+    assert at.radio(key="source").options == ["your own picture"], "no logged test images to choose from"
+    photo = io.BytesIO()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(photo, "PNG")
+    at.file_uploader[0].upload("red.png", photo.getvalue(), "image/png").run()
+    restyled = next(c for e in at.image for c in e.captions if "live" in c)
+    assert picture(at, media, restyled).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_an_empty_store_says_how_to_make_the_first_run(page, tmp_path, open_page):
+    at = open_page(f"sqlite:///{tmp_path / 'mlflow.db'}", page)  # the test's own store: made, but empty
+    assert "python -m runners.run cond_ae" in [c.value for c in at.code]
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    at = open_page(f"sqlite:///{missing}", page)
+    assert "python -m runners.run cond_ae" in [c.value for c in at.code]
+    assert not missing.parent.exists(), "looking must not create a store"
