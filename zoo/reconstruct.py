@@ -1,0 +1,235 @@
+"""Reconstruction: train an autoencoder on pixels, then ask whether its codes cluster by style.
+
+Training minimises the MSE (plus, optionally, ``ssim_weight`` · (1 − SSIM)); evaluation reports
+per-item MSE, PSNR and SSIM averaged over the split. At the end the test set is encoded
+(``model.encode``) and the codes are judged against the true styles, beside the same analysis
+of raw pixels as a baseline:
+
+* PCA: the codes are projected on their :data:`PCA_DIMS` leading principal components; k-means
+  (k = number of classes) runs there and the silhouette is measured there; the first two
+  components are what the plot shows.
+* UMAP: from those PCA dimensions down to 2; k-means, the silhouette and the plot all use
+  the same 2-D layout, which is what a user looks at.
+* baseline: the same PCA analysis of the pixels of the 32×32 thumbnails (PCA's leading
+  components are low-frequency, so the thumbnail loses little of them, at a fraction of the
+  cost of full-size pixels).
+
+Everything is saved in ``embeddings/test.npz`` without pickles (see :meth:`Reconstruct.finalize`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torchvision.utils import make_grid
+
+from zoo.data import cache_root
+from zoo.metrics import cluster_scores, psnr, ssim
+from zoo.task import Task
+
+__all__ = ["Reconstruct"]
+
+PCA_DIMS = 32  # k-means and silhouette space of the PCA analysis
+THUMB = 32  # side of the thumbnails saved for the dashboard (and of the pixel baseline)
+SEED = 0  # subsampling, PCA, UMAP and k-means are seeded: the same codes give the same scores
+
+
+class Reconstruct(Task):
+    main_metric: ClassVar[str] = "psnr"
+    greater_is_better: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        classes: list[str],
+        ssim_weight: Annotated[float, Field(ge=0, description="weight of the (1 - SSIM) loss term")] = 0.0,
+        umap: Annotated[bool, Field(description="also embed the test codes with UMAP")] = True,
+        max_points: Annotated[int, Field(gt=1, description="test items embedded (a seeded subsample beyond)")] = 20000,
+        silhouette_points: Annotated[int, Field(gt=1, description="items the O(N²) silhouette is computed on")] = 2000,
+    ) -> None:
+        super().__init__(model=model, classes=classes)
+        self.ssim_weight = ssim_weight
+        self.umap = umap
+        self.max_points = max_points
+        self.silhouette_points = silhouette_points
+
+    # -- training and evaluation ------------------------------------------------------------
+    def loss(self, recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        mse = F.mse_loss(recon.float(), images.float())
+        if not self.ssim_weight:
+            return {"loss": mse, "mse": mse}
+        dissim = 1 - ssim(recon, images).mean()
+        return {"loss": mse + self.ssim_weight * dissim, "mse": mse, "ssim": 1 - dissim}
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.loss(self.model(images), images)
+
+    @torch.no_grad()
+    def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        recon = self.net(images).float()
+        return {"mse": (recon - images).pow(2).flatten(1).mean(1), "psnr": psnr(recon, images),
+                "ssim": ssim(recon, images)}
+
+    def eval_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        if not len(outputs.get("mse", ())):
+            return {}
+        metrics = {k: float(np.mean(outputs[k])) for k in ("mse", "psnr", "ssim")}
+        metrics["loss"] = metrics["mse"] + self.ssim_weight * (1 - metrics["ssim"])
+        return metrics
+
+    @torch.no_grad()
+    def images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
+        """Inputs in the top row, their reconstructions below."""
+        recon = self.net(images).float().clamp(0, 1)
+        grid = make_grid(torch.cat([images.float(), recon]), nrow=len(images), padding=2, pad_value=1.0)
+        return {"reconstruction": _to_uint8(grid)}
+
+    # -- the embedding analysis -------------------------------------------------------------
+    def embed(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The code vectors that are analysed (B×D); a subclass may encode differently."""
+        return self.net.encode(images)
+
+    def finalize(self, *, train_set, test_set, out: Path, device: torch.device) -> dict[str, float]:
+        """Write ``embeddings/test.npz`` and ``plots/embedding_{pca,umap}.png``; return the scores.
+
+        The npz holds (N = embedded test items): ``codes`` (N×D float32), ``labels`` (N),
+        ``index`` (their positions in the test set), ``classes`` (unicode), ``pca`` and ``umap``
+        (N×2 float32), ``kmeans_pca``, ``kmeans_umap`` and ``kmeans_baseline`` (N), ``thumbs``
+        (N×32×32×3 uint8). Without UMAP (``umap=false``) its two arrays are absent.
+        """
+        out = Path(out)
+        started = time.perf_counter()
+        index, codes, labels, thumbs = self._encode(test_set, device)
+        if len(codes) < 3:
+            return {}  # nothing meaningful to cluster
+        k = len(self.classes)
+        arrays: dict[str, np.ndarray] = {"codes": codes, "labels": labels, "index": index,
+                                         "classes": np.array(self.classes, dtype=str), "thumbs": thumbs}
+        metrics: dict[str, float] = {"embedding_points": len(codes)}
+
+        reduced = _pca(codes, PCA_DIMS)
+        scores, arrays["kmeans_pca"] = cluster_scores(reduced, labels, k=k, seed=SEED,
+                                                      silhouette_points=self.silhouette_points)
+        arrays["pca"] = reduced[:, :2].astype(np.float32)
+        metrics.update(_named(scores, "pca"))
+
+        if self.umap:
+            layout = _umap(reduced)
+            scores, arrays["kmeans_umap"] = cluster_scores(layout, labels, k=k, seed=SEED,
+                                                           silhouette_points=self.silhouette_points)
+            arrays["umap"] = layout.astype(np.float32)
+            metrics.update(_named(scores, "umap"))
+
+        pixels = _pca(thumbs.reshape(len(thumbs), -1).astype(np.float32) / 255, PCA_DIMS)
+        scores, arrays["kmeans_baseline"] = cluster_scores(pixels, labels, k=k, seed=SEED,
+                                                           silhouette_points=self.silhouette_points)
+        metrics.update({f"baseline_{name}": v for name, v in _named(scores, "pca").items()})
+
+        (out / "embeddings").mkdir(parents=True, exist_ok=True)
+        np.savez(out / "embeddings" / "test.npz", **arrays)
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        for name in ("pca", "umap"):
+            if name in arrays:
+                _scatter(arrays[name], labels, self.classes, out / "plots" / f"embedding_{name}.png",
+                         title=f"test codes, {name.upper()} (NMI {metrics[f'cluster_nmi_{name}']:.2f})")
+        metrics["embedding_seconds"] = time.perf_counter() - started
+        return metrics
+
+    @torch.no_grad()
+    def _encode(self, dataset, device: torch.device) -> tuple[np.ndarray, ...]:
+        n = len(dataset)
+        index = np.arange(n)
+        if n > self.max_points:
+            index = np.sort(np.random.default_rng(SEED).choice(n, self.max_points, replace=False))
+        self.net.eval()
+        codes, labels, thumbs = [], [], []
+        subset = torch.utils.data.Subset(dataset, index.tolist())
+        for x, y in torch.utils.data.DataLoader(subset, batch_size=256):
+            x, y = x.to(device), torch.as_tensor(y).to(device)
+            codes.append(self.embed(x, y).flatten(1).float().cpu().numpy())
+            labels.append(y.cpu().numpy())
+            thumbs.append(_thumbnails(x))
+        if not codes:
+            return index, np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros((0, THUMB, THUMB, 3), np.uint8)
+        return index, np.concatenate(codes), np.concatenate(labels).astype(np.int64), np.concatenate(thumbs)
+
+
+def _named(scores: dict[str, float], space: str) -> dict[str, float]:
+    return {f"cluster_nmi_{space}": scores["nmi"], f"cluster_ari_{space}": scores["ari"],
+            f"silhouette_{space}": scores["silhouette"]}
+
+
+def _pca(points: np.ndarray, dims: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=min(dims, *points.shape), random_state=SEED).fit_transform(points)
+
+
+def _umap(points: np.ndarray) -> np.ndarray:
+    """A seeded 2-D UMAP layout of every point.
+
+    The neighbours are found exactly by scikit-learn (BLAS, no JIT) and handed to UMAP: its own
+    search either compiles pynndescent (~45 s of numba JIT per process) or, below 4,096 points,
+    calls a Python-level metric 16 million times. PCA initialisation, because the default
+    spectral one is slow on a graph of many disconnected components, which is what well
+    separated styles give. 200 epochs is UMAP's own choice for large data.
+    """
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
+    with warnings.catch_warnings():  # "Tensorflow not installed": only its ParametricUMAP needs it
+        warnings.simplefilter("ignore", ImportWarning)
+        import umap  # imported late: numba reads NUMBA_CACHE_DIR on import
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(15, len(points) - 1)
+    dists, neighbours = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(points)
+    reducer = umap.UMAP(n_components=2, n_neighbors=k, init="pca", n_epochs=200, random_state=SEED,
+                        n_jobs=1, precomputed_knn=(neighbours, dists))
+    with warnings.catch_warnings():  # that there is no search index for .transform: none is needed
+        warnings.filterwarnings("ignore", "precomputed_knn", UserWarning)
+        return reducer.fit_transform(points)
+
+
+def _thumbnails(x: torch.Tensor) -> np.ndarray:
+    x = F.interpolate(x.float(), size=(THUMB, THUMB), mode="bilinear", antialias=True, align_corners=False)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return _to_uint8(x[:, :3])
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """A C×H×W (or B×C×H×W) float image in [0, 1] as H×W×C (B×H×W×C) uint8."""
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
+def _scatter(points: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, *, title: str) -> None:
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(8, 6), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20" if len(classes) <= 20 else "turbo"]
+    size = max(2.0, min(12.0, 3000 / max(1, len(points))))
+    for c, name in enumerate(classes):
+        mine = labels == c
+        if mine.any():
+            color = cmap(c / max(1, len(classes) - 1)) if cmap.N > 20 else cmap(c % cmap.N)
+            ax.scatter(points[mine, 0], points[mine, 1], s=size, color=color, label=f"{name} ({mine.sum()})",
+                       alpha=0.7, linewidths=0)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=7, markerscale=8 / math.sqrt(size),
+              frameon=False, title="true style")
+    fig.savefig(path, dpi=120)
