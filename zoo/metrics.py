@@ -56,10 +56,15 @@ def ssim(
     def blur(t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(t, kernel, groups=channels)
 
+    # Variances as E[x²] - E[x]² cancel badly in float32 on bright flat areas; they do not
+    # change under a shift, so take them about each image's own mean, then shift the means back.
+    mean_x, mean_y = x.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
+    x, y = x - mean_x, y - mean_y
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2
     var_y = blur(y * y) - mu_y**2
     cov = blur(x * y) - mu_x * mu_y
+    mu_x, mu_y = mu_x + mean_x, mu_y + mean_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return score.flatten(1).mean(1)

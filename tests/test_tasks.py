@@ -1,0 +1,239 @@
+"""The classify and reconstruct tasks: metrics on hand-computed cases, imbalance remedies, reports."""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import registry
+from runners.dist import World, epoch_order
+from zoo.classify import Classify, classification_metrics
+from zoo.data import ImageDataset
+from zoo.metrics import PSNR_MAX, psnr, ssim
+from zoo.reconstruct import Reconstruct
+
+CPU = torch.device("cpu")
+
+
+def _labelled(counts: list[int]) -> ImageDataset:
+    labels = np.repeat(np.arange(len(counts)), counts)
+    images = np.zeros((len(labels), 4, 4, 3), dtype=np.uint8)
+    return ImageDataset(images, labels, [f"c{i}" for i in range(len(counts))])
+
+
+class _Constant(nn.Module):
+    """Logits that ignore the image: zeros, or a one-hot vote for one class."""
+
+    def __init__(self, num_classes: int, vote: int | None = None) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_classes))
+        if vote is not None:
+            self.logits.data[vote] = 5.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), -1)
+
+
+# -- classify: metrics ------------------------------------------------------------------------
+
+
+def test_classification_metrics_on_a_known_confusion():
+    labels = [0, 0, 0, 0, 0, 0, 1, 1, 2, 2]
+    preds = [0, 0, 0, 0, 0, 1, 1, 1, 2, 0]
+    # class 0: precision 5/6, recall 5/6; class 1: precision 2/3, recall 1 (F1 0.8);
+    # class 2: precision 1, recall 1/2 (F1 2/3)
+    m = classification_metrics(np.array(labels), np.array(preds), 3)
+    assert m["acc"] == pytest.approx(0.8)
+    assert m["macro_f1"] == pytest.approx((5 / 6 + 0.8 + 2 / 3) / 3)
+    assert m["balanced_acc"] == pytest.approx((5 / 6 + 1 + 0.5) / 3)
+
+
+def test_classes_absent_from_a_split_give_no_warning_and_no_nan():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # class 3 is neither present nor predicted: left out, so the scores equal the 3-class ones
+        m = classification_metrics(np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2]), np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 0]), 4)
+        assert m["macro_f1"] == pytest.approx((5 / 6 + 0.8 + 2 / 3) / 3)
+        assert m["balanced_acc"] == pytest.approx((5 / 6 + 1 + 0.5) / 3)
+        # class 3 predicted but absent: a false alarm, F1 0; balanced accuracy averages classes present
+        m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 3, 1, 1]), 4)
+        assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+        assert m["balanced_acc"] == pytest.approx(0.75)
+        assert all(math.isfinite(v) for v in m.values())
+        assert classification_metrics(np.array([], dtype=int), np.array([], dtype=int), 4) == {}
+
+
+def test_eval_step_and_metrics_score_the_model_predictions():
+    task = Classify(model=_Constant(3, vote=1), classes=["a", "b", "c"])
+    out = task.eval_step(torch.zeros(4, 3, 4, 4), torch.tensor([1, 1, 0, 2]))
+    assert out["pred"].tolist() == [1, 1, 1, 1]
+    metrics = task.eval_metrics({k: v.numpy() for k, v in out.items()})
+    assert metrics["acc"] == 0.5 and metrics["balanced_acc"] == pytest.approx(1 / 3)
+    assert metrics["loss"] == pytest.approx(out["loss"].mean().item())
+
+
+# -- classify: imbalance ----------------------------------------------------------------------
+
+
+def test_sampler_weights_draw_every_class_about_equally_often():
+    data = _labelled([600, 60, 6, 0])
+    task = Classify(model=_Constant(4), classes=data.classes, imbalance="sampler")
+    weights = task.sample_weights(data.labels)
+    per_class = np.bincount(data.labels, weights=weights, minlength=4)
+    assert per_class[:3] == pytest.approx([1, 1, 1]) and per_class[3] == 0
+    # what the runner then draws: each present class about a third of the epoch
+    drawn = data.labels[epoch_order(len(data), seed=0, epoch=0, world=World(), weights=weights)]
+    assert np.bincount(drawn, minlength=4)[:3] / len(drawn) == pytest.approx([1 / 3] * 3, abs=0.05)
+    assert Classify(model=_Constant(4), classes=data.classes).sample_weights(data.labels) is None
+
+
+def test_class_weights_are_balanced_and_zero_for_an_empty_class():
+    data = _labelled([6, 2, 0, 2])
+    task = Classify(model=_Constant(4), classes=data.classes, imbalance="weights")
+    task.setup(data, CPU)
+    # N / (classes present · n_c): 10 / (3 · n_c)
+    assert task.class_weights.tolist() == pytest.approx([10 / 18, 10 / 6, 0, 10 / 6])
+    # every present class then carries the same total weight
+    per_class = np.bincount(data.labels, weights=task.class_weights.numpy()[data.labels])
+    assert per_class[[0, 1, 3]] == pytest.approx([10 / 3] * 3)
+    loss = task.training_step(torch.zeros(10, 3, 4, 4), torch.as_tensor(data.labels))["loss"]
+    assert loss.item() == pytest.approx(math.log(4))  # zero logits: every item costs log(4)
+
+
+def test_logit_adjustment_adds_tau_log_prior_in_training_only():
+    data = _labelled([6, 2, 0, 2])
+    task = Classify(model=_Constant(4), classes=data.classes, imbalance="logit_adjust", logit_tau=1.0)
+    task.setup(data, CPU)
+    labels = torch.as_tensor(data.labels)
+    loss = task.training_step(torch.zeros(10, 3, 4, 4), labels)["loss"]
+    # zero logits, so the adjusted ones are log prior; the empty class counts as one item
+    prior = np.array([6, 2, 1, 2]) / 11
+    expected = -np.mean(np.log(prior[data.labels] / prior.sum()))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # evaluation sees the raw logits
+    assert task.eval_step(torch.zeros(10, 3, 4, 4), labels)["loss"].mean().item() == pytest.approx(math.log(4))
+    smoothed = Classify(model=_Constant(4), classes=data.classes, imbalance="logit_adjust", label_smoothing=0.1)
+    smoothed.setup(data, CPU)
+    assert torch.isfinite(smoothed.training_step(torch.zeros(10, 3, 4, 4), labels)["loss"])
+
+
+def test_classify_finalize_writes_the_confusion_matrix_and_per_class_table():
+    test_set = registry.dataset("digits", split="test", image_size=8)
+    task = Classify(model=_Constant(10, vote=3), classes=test_set.classes)
+    assert task.finalize(train_set=test_set, test_set=test_set, out=Path("out"), device=CPU) == {}
+    counts = test_set.class_counts()
+    with open("out/tables/confusion.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == test_set.classes
+    assert [r[0] for r in rows[1:]] == test_set.classes
+    matrix = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+    assert (matrix[:, 3] == counts).all() and matrix.sum() == counts.sum()  # everything predicted "3"
+    with open("out/tables/per_class.csv") as f:
+        table = {r["class"]: r for r in csv.DictReader(f)}
+    assert int(table["3"]["support"]) == counts[3] and float(table["3"]["recall"]) == 1.0
+    assert float(table["3"]["precision"]) == pytest.approx(counts[3] / counts.sum(), abs=1e-4)
+    assert float(table["5"]["f1"]) == 0.0
+    with Image.open("out/plots/confusion_matrix.png") as image:
+        assert image.size[0] > 300 and image.size[1] > 300
+
+
+# -- reconstruct: image quality ---------------------------------------------------------------
+
+
+def test_psnr_on_known_inputs():
+    x = torch.rand(3, 3, 16, 16) * 0.8 + 0.1
+    assert psnr(x, x).tolist() == [PSNR_MAX] * 3  # identical: capped, never inf
+    assert psnr(x + 0.1, x).tolist() == pytest.approx([20.0] * 3, abs=1e-3)  # MSE 0.01
+    torch.manual_seed(0)
+    noisy = x + 0.05 * torch.randn(3, 3, 64, 64)[..., :16, :16]
+    assert psnr(noisy, x).tolist() == pytest.approx([-20 * math.log10(0.05)] * 3, abs=0.5)  # ≈ 26 dB
+    assert psnr(x * 255 + 25.5, x * 255, data_range=255).tolist() == pytest.approx([20.0] * 3, abs=1e-3)
+
+
+def test_ssim_on_known_inputs():
+    x = torch.rand(2, 3, 32, 32)
+    assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0])
+    # flat images: only the luminance term remains, (2·a·b + C1) / (a² + b² + C1)
+    a, b, c1 = torch.full((1, 3, 16, 16), 0.25), torch.full((1, 3, 16, 16), 0.75), 0.01**2
+    assert ssim(a, b).item() == pytest.approx((2 * 0.25 * 0.75 + c1) / (0.25**2 + 0.75**2 + c1), rel=1e-5)
+    torch.manual_seed(0)
+    scores = [ssim((x + s * torch.randn_like(x)).clamp(0, 1), x).mean().item() for s in (0.02, 0.1, 0.3)]
+    assert 1 > scores[0] > scores[1] > scores[2]
+    assert ssim(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)).shape == (2,)  # smaller than the window
+    with pytest.raises(ValueError, match="same shape"):
+        ssim(x, x[:, :, :16])
+
+
+def test_reconstruct_eval_and_preview_grid():
+    data = registry.dataset("digits", split="valid", image_size=16)
+    images = torch.stack([data[i][0] for i in range(4)])
+    model = registry.model("ae", num_classes=10, image_size=16, width=4, latent_dim=8).eval()
+    task = Reconstruct(model=model, classes=data.classes, ssim_weight=0.5)
+    out = task.eval_step(images, torch.zeros(4, dtype=torch.long))
+    with torch.no_grad():
+        assert out["psnr"].tolist() == pytest.approx(psnr(model(images), images).tolist(), abs=1e-4)
+    metrics = task.eval_metrics({k: v.numpy() for k, v in out.items()})
+    assert metrics["psnr"] == pytest.approx(out["psnr"].mean().item(), abs=1e-4)
+    assert metrics["loss"] == pytest.approx(metrics["mse"] + 0.5 * (1 - metrics["ssim"]), rel=1e-5)
+    grid = task.images(images, torch.zeros(4, dtype=torch.long))["reconstruction"]
+    assert grid.dtype == np.uint8 and grid.shape == (2 + 2 * 18, 2 + 4 * 18, 3)  # 2 rows of 4, 2 px padding
+    # the top-left tile is the first input
+    assert np.abs(grid[2:18, 2:18, 0] / 255 - images[0, 0].numpy()).max() <= 1 / 255
+
+
+# -- reconstruct: the embedding analysis ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_reconstruct_finalize_saves_embeddings_without_pickles_and_scores_in_range():
+    train_set = registry.dataset("digits", split="train", image_size=16)
+    test_set = registry.dataset("digits", split="test", image_size=16)
+    torch.manual_seed(0)
+    model = registry.model("ae", num_classes=10, image_size=16, width=8, latent_dim=64)
+    task = Reconstruct(model=model, classes=test_set.classes, max_points=200, silhouette_points=150)
+    metrics = task.finalize(train_set=train_set, test_set=test_set, out=Path("out"), device=CPU)
+
+    for space in ("pca", "umap"):
+        assert 0 <= metrics[f"cluster_nmi_{space}"] <= 1
+        assert -0.5 <= metrics[f"cluster_ari_{space}"] <= 1
+        assert -1 <= metrics[f"silhouette_{space}"] <= 1
+        assert Path(f"out/plots/embedding_{space}.png").stat().st_size > 10_000
+    # the baseline finds the digits' real structure in raw pixels
+    assert metrics["baseline_cluster_nmi_pca"] > 0.5
+    assert metrics["embedding_points"] == 200  # 270 test digits, subsampled as asked
+
+    with np.load("out/embeddings/test.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    n = 200
+    assert arrays["codes"].shape == (n, 64)
+    assert list(arrays["classes"]) == test_set.classes
+    index = arrays["index"]
+    assert len(np.unique(index)) == n and index.max() < len(test_set)
+    assert (arrays["labels"] == test_set.labels[index]).all()
+    for key in ("pca", "umap"):
+        assert arrays[key].shape == (n, 2) and np.isfinite(arrays[key]).all()
+    for key in ("kmeans_pca", "kmeans_umap", "kmeans_baseline"):
+        assert arrays[key].shape == (n,) and set(arrays[key]) <= set(range(10))
+    assert arrays["thumbs"].shape == (n, 32, 32, 3) and arrays["thumbs"].dtype == np.uint8
+    # a thumbnail is its test image, shrunk
+    first = torch.nn.functional.interpolate(test_set[int(index[0])][0][None], size=(32, 32), mode="bilinear")
+    assert np.abs(arrays["thumbs"][0, ..., 0] / 255 - first[0, 0].numpy()).mean() < 0.05
+
+
+def test_reconstruct_finalize_without_umap_leaves_its_arrays_out():
+    test_set = registry.dataset("digits", split="test", image_size=8)
+    model = registry.model("ae", num_classes=10, image_size=8, width=4, latent_dim=16)
+    task = Reconstruct(model=model, classes=test_set.classes, umap=False)
+    metrics = task.finalize(train_set=test_set, test_set=test_set, out=Path("out"), device=CPU)
+    assert not any("umap" in k for k in metrics) and "cluster_nmi_pca" in metrics
+    with np.load("out/embeddings/test.npz", allow_pickle=False) as z:
+        assert "umap" not in z.files and "kmeans_umap" not in z.files and len(z["codes"]) == len(test_set)
+    assert not Path("out/plots/embedding_umap.png").exists()
