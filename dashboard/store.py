@@ -17,6 +17,8 @@ import os
 import re
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -77,10 +79,11 @@ def runs(uri: str) -> pd.DataFrame:
     """One row per run across every experiment, newest first.
 
     Columns: run_id, name, experiment, entry, model, task, dataset, status, start (UTC
-    datetime), duration_s, parent (run id or ""), error, then every metric's latest value.
+    datetime), duration_s, parent (run id or ""), then every metric's latest value.
     """
     if missing_sqlite(uri):
         return _frame([])
+    _check_server(uri)
     c = client(uri)
     try:
         experiments = {e.experiment_id: e.name for e in c.search_experiments(view_type=ViewType.ACTIVE_ONLY)}
@@ -96,6 +99,17 @@ def runs(uri: str) -> pd.DataFrame:
     except Exception as exc:  # an unreachable server, a bad URI, a broken database
         raise StoreError(f"cannot read the tracking store {uri}: {type(exc).__name__}: {exc}") from None
     return _frame([_row(r, experiments.get(r.info.experiment_id, "?")) for r in found])
+
+
+def _check_server(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast on a tracking server that does not answer (MLflow itself retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+            reply.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise StoreError(f"the tracking server at {uri} does not answer ({exc})") from None
 
 
 def _row(r: Run, experiment: str) -> dict[str, Any]:
@@ -114,14 +128,13 @@ def _row(r: Run, experiment: str) -> dict[str, Any]:
         "start": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
         "parent": tags.get(MLFLOW_PARENT_RUN_ID, ""),
-        "error": tags.get("zoo.error", ""),
         **r.data.metrics,
     }
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     base = ["run_id", "name", "experiment", "entry", "model", "task", "dataset", "status", "start", "duration_s",
-            "parent", "error"]
+            "parent"]
     frame = pd.DataFrame(rows)
     for col in base:
         if col not in frame:
@@ -270,8 +283,9 @@ def model(uri: str, run_id: str) -> tuple[Any, dict[str, Any]]:
 
 
 def clear() -> None:
-    """Forget cached listings and metrics (not the downloaded files, which never change)."""
-    for loader in (runs, run_info, history, artifact_paths):
+    """Forget listings, metrics and models, which change while a run trains (downloaded files of
+    ended runs never change and stay)."""
+    for loader in (runs, run_info, history, artifact_paths, model):
         loader.clear()
 
 

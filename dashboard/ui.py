@@ -40,23 +40,24 @@ def describe(row: pd.Series) -> str:
 
 
 def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: str = "") -> str:
-    """A run chosen in the sidebar, the same on every page and kept in the URL (``?run=<id>``).
+    """A run chosen in the sidebar, kept in the URL (``?run=<id>``) and across pages.
 
-    ``fits`` marks the runs this page is meant for: the newest finished one of them is the
-    default, else the newest finished run. A run chosen on another page stays chosen.
+    ``fits`` marks the runs this page is meant for. A link's run is shown whatever it is; else
+    the run chosen on another page if it fits here; else the newest finished run that fits.
     """
-    frame = frame[frame["status"] != "DELETED"]
     fits = pd.Series(True, index=frame.index) if fits is None else fits.reindex(frame.index, fill_value=False)
     if not fits.any() and none_fit:
         st.info(none_fit)
     ids = list(frame["run_id"])
     # Not bound to the URL by Streamlit: a bound selectbox matches the URL against its labels,
-    # and a link should carry the run id. The session keeps the choice when the sidebar
-    # navigation drops the URL's query.
-    wanted = st.query_params.get("run") or st.session_state.get("run")
-    if wanted not in ids:
-        ranked = (fits * 2 + (frame["status"] == "FINISHED")).to_numpy()
-        wanted = ids[int(ranked.argmax())]
+    # and a link should carry the run id. The sidebar's navigation drops the URL's query.
+    linked, kept = st.query_params.get("run"), st.session_state.get("run")
+    if linked in ids:
+        wanted = linked
+    elif kept in set(frame.loc[fits, "run_id"]):
+        wanted = kept
+    else:
+        wanted = ids[int((fits * 2 + (frame["status"] == "FINISHED")).to_numpy().argmax())]
     labels = dict(zip(ids, frame.apply(describe, axis=1)))
     chosen = st.sidebar.selectbox("Run", ids, index=ids.index(wanted), format_func=labels.get)
     st.session_state["run"] = st.query_params["run"] = chosen

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -214,6 +215,15 @@ def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_tabl
     assert dict(zip(params["key"], params["value"]))["data.image_size"] == "16"
 
 
+def test_run_page_of_a_multi_seed_group_shows_mean_and_std_and_links_its_seeds(filled, open_page):
+    at = open_page(filled["uri"], "pages/run.py", filled["seeds"])
+    metrics = MlflowClient(filled["uri"]).get_run(filled["seeds"]).data.metrics
+    assert at.subheader[0].value == "Over 2 seeds (mean ± std)"
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["acc"] == f"{metrics['test/acc_mean']:.4g} ± {metrics['test/acc_std']:.2g}"
+    assert [link.label for link in at.get("page_link")] == ["cnn-seed0", "cnn-seed1"]
+
+
 def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_page):
     at = open_page(filled["uri"], "pages/run.py", filled["ae"])
     slider = at.select_slider(key="epoch_reconstruction")
@@ -333,3 +343,11 @@ def test_an_empty_store_says_how_to_make_the_first_run(page, tmp_path, open_page
     at = open_page(f"sqlite:///{missing}", page)
     assert "python -m runners.run cond_ae" in [c.value for c in at.code]
     assert not missing.parent.exists(), "looking must not create a store"
+
+
+def test_an_unreachable_tracking_server_is_named_without_a_traceback(open_page):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    at = open_page(f"http://127.0.0.1:{port}", "pages/run.py")
+    assert f"the tracking server at http://127.0.0.1:{port} does not answer" in at.error[0].value

@@ -92,7 +92,8 @@ def test_every_page_renders_in_chromium_without_an_error(server, tmp_path):
         # the restyle page repaints an uploaded picture, through the server's upload handling
         page.get_by_text("your own picture").click()
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(picture)
-        page.get_by_text("· live ·").wait_for(timeout=90_000)
+        page.get_by_text("your picture", exact=True).wait_for(timeout=90_000)  # the upload's own caption
+        assert page.get_by_text("· live · 16×16").count() == 1
         page.screenshot(path=tmp_path / "restyle-upload.png", full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()

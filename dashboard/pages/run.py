@@ -17,19 +17,35 @@ files = store.artifact_paths(uri, run_id)
 metrics = info["metrics"]
 
 # -- scores --------------------------------------------------------------------------------------
-scores = {k: v for k, v in metrics.items() if k.startswith("test/") and not k.endswith(("/count", "_seconds", "_points"))}
-if scores:
-    st.subheader("Test scores")
-    names = [m for m in store.MAIN_METRICS if m in scores] + sorted(set(scores) - set(store.MAIN_METRICS))
+def tiles(values: dict[str, str]) -> None:
+    names = list(values)
     for start in range(0, len(names), 6):
         for col, name in zip(st.columns(6), names[start : start + 6]):
-            col.metric(name.removeprefix("test/"), ui.metric_text(scores[name]), help=name)
-elif any(k.endswith("_mean") for k in metrics):
-    st.subheader("Over seeds")
-    st.dataframe([{"metric": k.removesuffix("_mean"), "mean ± std": ui.metric_text(v, metrics.get(k[:-5] + "_std"))}
-                  for k, v in sorted(metrics.items()) if k.endswith("_mean")], hide_index=True)
-else:
+            col.metric(name.removeprefix("test/"), values[name], help=name)
+
+
+def ordered(names: set[str]) -> list[str]:
+    return [m for m in store.MAIN_METRICS if m in names] + sorted(names - set(store.MAIN_METRICS))
+
+
+hidden = ("/count", "_seconds", "_points")  # bookkeeping, not scores
+means = {k.removesuffix("_mean") for k in metrics if k.endswith("_mean") and not k.endswith(tuple(h + "_mean" for h in hidden))}
+scores = {k for k in metrics if k.startswith("test/") and not k.endswith(("_mean", "_std", *hidden))}
+children = frame[frame["parent"] == run_id]
+if means:
+    st.subheader(f"Over {len(children)} seeds (mean ± std)")
+    tiles({k: ui.metric_text(metrics[f"{k}_mean"], metrics.get(f"{k}_std")) for k in ordered(means)})
+    for col, (_, child) in zip(st.columns(max(len(children), 1)), children.sort_values("name").iterrows()):
+        col.page_link(ui.PAGES["run"], label=child["name"], query_params={"run": child["run_id"]})
+if scores:
+    st.subheader("Test scores")
+    tiles({k: ui.metric_text(metrics[k]) for k in ordered(scores)})
+elif not means:
     st.info("No test scores: the run ended before its test evaluation, or is still training.")
+parent = frame.loc[frame["run_id"] == run_id, "parent"].iloc[0] if (frame["run_id"] == run_id).any() else ""
+if parent:
+    st.page_link(ui.PAGES["run"], label="One seed of a multi-seed run: see the mean ± std over its seeds",
+                 query_params={"run": parent})
 
 tab_curves, tab_images, tab_classes, tab_params = st.tabs(["Curves", "Images", "Classes", "Params"])
 

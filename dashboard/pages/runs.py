@@ -25,7 +25,7 @@ if text:
     view = view[haystack.str.contains(text, case=False, regex=False)]
 
 # -- the table -----------------------------------------------------------------------------------
-present = [m for m in store.MAIN_METRICS if m in frame and frame[m].notna().any()]
+present = [m for m in store.MAIN_METRICS if any(c in frame and frame[c].notna().any() for c in (m, f"{m}_mean"))]
 others = sorted(c for c in frame.columns if c.startswith("test/") and c not in present and not c.endswith(("_mean", "_std")))
 extra = st.multiselect("More metric columns", others, help="any test metric a run logged, plugins' included")
 metrics = present + extra
@@ -38,11 +38,8 @@ shown["seeds"] = [
     for r, p in zip(shown["run_id"], shown["parent"])
 ]
 for m in metrics:
-    # a multi-seed parent logs each test metric's mean and std over its children
-    if f"{m}_mean" in shown:
+    if f"{m}_mean" in shown:  # a multi-seed parent logs each test metric's mean and std over its seeds
         shown[m] = shown[m].fillna(shown[f"{m}_mean"]) if m in shown else shown[f"{m}_mean"]
-    elif m not in shown:
-        shown[m] = float("nan")
 shown["id"] = shown["run_id"]
 columns = ["name", "experiment", "model", "dataset", "status", "start", "duration_s", "seeds", *metrics, "id"]
 st.caption(f"{len(view)} of {len(frame)} runs · select rows to compare them")
