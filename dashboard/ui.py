@@ -36,7 +36,8 @@ def all_runs() -> tuple[str, pd.DataFrame]:
 def describe(row: pd.Series) -> str:
     """How a run is named in pickers: name, model on dataset, short id, and its state unless finished."""
     state = "" if row["status"] == "FINISHED" else f" ({row['status'].lower()})"
-    return f"{row['name']}{state} · {row['model'] or row['entry'] or '?'} on {row['dataset'] or '?'} · {row['run_id'][:6]}"
+    model = row["model"] or row["entry"] or "?"
+    return f"{row['name']}{state} · {model} on {row['dataset'] or '?'} · {row['run_id'][:6]}"
 
 
 def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: str = "") -> str:

@@ -9,7 +9,7 @@ from dashboard import store, ui
 from zoo.data import UnreadableImage
 from zoo.imageio import IMAGE_SUFFIXES, read_image
 
-# Uploads: the server caps the bytes (.streamlit/config.toml); this caps the pixels before any
+# Uploads: the server caps the bytes (dashboard/.streamlit/config.toml); this caps the pixels before any
 # is decoded. 64 megapixels admits a phone's 48-50 MP photo and bounds the memory a file costs.
 UPLOAD_MB = 20
 UPLOAD_PIXELS = 64_000_000
@@ -17,7 +17,8 @@ NOISE_SEED = 0  # the decoder samples texture noise: a fixed seed keeps a pictur
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def restyle(_net: torch.nn.Module, run_id: str, image: np.ndarray, weights: tuple[float, ...], in_chans: int) -> np.ndarray:
+def restyle(_net: torch.nn.Module, run_id: str, image: np.ndarray, weights: tuple[float, ...],
+            in_chans: int) -> np.ndarray:
     """``image`` (H×W×3 uint8) painted in a blend of styles (weights per style, summing to 1).
 
     ``run_id`` stands for ``_net`` (not hashed) in the cache key.

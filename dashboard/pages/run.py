@@ -29,7 +29,8 @@ def ordered(names: set[str]) -> list[str]:
 
 
 hidden = ("/count", "_seconds", "_points")  # bookkeeping, not scores
-means = {k.removesuffix("_mean") for k in metrics if k.endswith("_mean") and not k.endswith(tuple(h + "_mean" for h in hidden))}
+means = {k.removesuffix("_mean") for k in metrics if k.endswith("_mean")}
+means = {k for k in means if not k.endswith(hidden)}
 scores = {k for k in metrics if k.startswith("test/") and not k.endswith(("_mean", "_std", *hidden))}
 children = frame[frame["parent"] == run_id]
 if means:

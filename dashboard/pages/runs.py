@@ -26,7 +26,8 @@ if text:
 
 # -- the table -----------------------------------------------------------------------------------
 present = [m for m in store.MAIN_METRICS if any(c in frame and frame[c].notna().any() for c in (m, f"{m}_mean"))]
-others = sorted(c for c in frame.columns if c.startswith("test/") and c not in present and not c.endswith(("_mean", "_std")))
+others = sorted(c for c in frame.columns
+                if c.startswith("test/") and c not in present and not c.endswith(("_mean", "_std")))
 extra = st.multiselect("More metric columns", others, help="any test metric a run logged, plugins' included")
 metrics = present + extra
 
@@ -65,12 +66,11 @@ if picked.empty:
 else:
     for _, row in picked.iterrows():
         links = st.columns([3, 1, 1, 1])
-        links[0].markdown(f"{ui.describe(row)}")
-        for col, (page, label) in zip(links[1:], [("run", "Open run"), ("clusters", "Clusters"), ("restyle", "Restyle")]):
+        links[0].markdown(ui.describe(row))
+        for col, page, label in zip(links[1:], ["run", "clusters", "restyle"], ["Open run", "Clusters", "Restyle"]):
             col.page_link(ui.PAGES[page], label=label, query_params={"run": row["run_id"]})
-    keys = sorted({k for rid in picked["run_id"] for k in store.run_info(uri, rid)["metrics"]}
-                  if len(picked) else set())
-    curves = [k for k in keys if k.startswith(("train/", "val/"))]
+    logged = [store.run_info(uri, rid) for rid in picked["run_id"]]
+    curves = sorted({k for info in logged if info for k in info["metrics"] if k.startswith(("train/", "val/"))})
     default = next((k for k in ("train/loss", *curves) if k in curves), None)
     if default is None:
         st.info("The selected runs logged no training or validation curves.")
@@ -92,7 +92,8 @@ if not parents.empty:
     st.header("Multi-seed runs")
     for _, parent in parents.iterrows():
         kids = frame[frame["parent"] == parent["run_id"]].sort_values("name")
-        with st.expander(f"{parent['name']} · {len(kids)} seeds · {parent['status'].lower()}", expanded=len(parents) == 1):
+        title = f"{parent['name']} · {len(kids)} seeds · {parent['status'].lower()}"
+        with st.expander(title, expanded=len(parents) == 1):
             means = sorted(c.removesuffix("_mean") for c in frame.columns
                            if c.endswith("_mean") and pd.notna(parent.get(c)))
             summary = pd.DataFrame({
