@@ -27,7 +27,7 @@ TINY = ["data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size
         "train.judge_steps=10"]
 # What each page shows once it has rendered (a CSS selector).
 PAGES = {"": '[data-testid="stDataFrame"]', "run": ".js-plotly-plot", "clusters": ".js-plotly-plot",
-         "restyle": '[data-testid="stImage"]'}
+         "restyle": '[data-testid="stFileUploader"], [data-testid="stNumberInput"], [data-testid="stAlert"]'}
 
 
 def _free_port() -> int:
@@ -90,6 +90,8 @@ def test_every_page_renders_in_chromium_without_an_error(server, tmp_path):
             assert run_id[:6] in page.content() or path == "", f"page {path!r} shows the run from ?run="
 
         # the restyle page repaints an uploaded picture, through the server's upload handling
+        alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
+        assert page.get_by_text("your own picture").count() == 1, f"no live restyle: {alerts}"
         page.get_by_text("your own picture").click()
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(picture)
         page.get_by_text("your picture", exact=True).wait_for(timeout=90_000)  # the upload's own caption
