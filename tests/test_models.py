@@ -8,7 +8,7 @@ import torch
 import registry
 
 # Smaller than the defaults so that one CPU step is quick; any other model runs at its defaults.
-TINY_OPTIONS = {"cnn": {"width": 8}, "ae": {"width": 8, "latent_dim": 32}, "timm_net": {"backbone": "test_resnet"}}
+TINY_OPTIONS = {"cnn": {"width": 8}, "ae": {"width": 8, "latent_dim": 64}, "timm_net": {"backbone": "test_resnet"}}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_ae_code_is_compact_and_the_decoder_returns_the_input_shape_in_0_1():
 
 def test_ae_mirrors_odd_sizes_back_to_the_input_size():
     # 416 px passes through a 13 px map: plain doubling on the way back would give 512
-    model = registry.model("ae", num_classes=3, in_chans=1, image_size=416, width=4, latent_dim=16).eval()
+    model = registry.model("ae", num_classes=3, in_chans=1, image_size=416, width=4, latent_dim=64).eval()
     with torch.no_grad():
         assert model(torch.rand(1, 1, 416, 416)).shape == (1, 1, 416, 416)
 

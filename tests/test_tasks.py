@@ -175,7 +175,7 @@ def test_ssim_on_known_inputs():
 def test_reconstruct_eval_and_preview_grid():
     data = registry.dataset("digits", split="valid", image_size=16)
     images = torch.stack([data[i][0] for i in range(4)])
-    model = registry.model("ae", num_classes=10, image_size=16, width=4, latent_dim=8).eval()
+    model = registry.model("ae", num_classes=10, image_size=16, width=4, latent_dim=64).eval()
     task = Reconstruct(model=model, classes=data.classes, ssim_weight=0.5)
     out = task.eval_step(images, torch.zeros(4, dtype=torch.long))
     with torch.no_grad():
@@ -230,7 +230,7 @@ def test_reconstruct_finalize_saves_embeddings_without_pickles_and_scores_in_ran
 
 def test_reconstruct_finalize_without_umap_leaves_its_arrays_out():
     test_set = registry.dataset("digits", split="test", image_size=8)
-    model = registry.model("ae", num_classes=10, image_size=8, width=4, latent_dim=16)
+    model = registry.model("ae", num_classes=10, image_size=8, width=4, latent_dim=64)
     task = Reconstruct(model=model, classes=test_set.classes, umap=False)
     metrics = task.finalize(train_set=test_set, test_set=test_set, out=Path("out"), device=CPU)
     assert not any("umap" in k for k in metrics) and "cluster_nmi_pca" in metrics

@@ -1,14 +1,21 @@
-"""A convolutional autoencoder with a compact code vector.
+"""A convolutional autoencoder with a compact code.
 
-The encoder is the classifier's stage stack (zoo/cnn.py) down to about 4×4, then one linear
-layer to ``latent_dim`` numbers: a code small enough (1/12 of a 64 px RGB image's values at the
-default) that it must summarise, and flat so that it can be clustered and compared. The decoder
-mirrors it, up-sampling to the encoder's exact sizes on the way back (416 px passes through 13,
-an odd side, so plain doubling would not land on 416), and ends in a sigmoid: output in [0, 1].
+The encoder is the classifier's stage stack (zoo/cnn.py), halving the side down to 8–15 px,
+pooled to an 8×8 grid, then a 1×1 convolution to ``latent_dim / 64`` channels: the code is
+``latent_dim`` numbers (1/12 of a 64 px RGB image's values at the default), flattened to a
+vector for ``encode``. The decoder mirrors the encoder, up-sampling to the encoder's exact sizes
+on the way back (416 px passes through 13, an odd side, so plain doubling would not land on 416),
+and ends in a sigmoid: output in [0, 1].
+
+Why a spatial code rather than a linear layer to a flat vector: on 64 px synthart, with the
+same 1,024 numbers and the same training, the flat code had reached 14.6 dB test PSNR after 150
+steps where the 8×8×16 code reached 17.3 dB after 75, with a quarter of the parameters; a 4×4×64
+code sat in between (15.1 dB after 75).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import torch
@@ -16,9 +23,11 @@ from pydantic import Field
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from zoo.cnn import DownStage, auto_stages
+from zoo.cnn import DownStage
 
 __all__ = ["AE", "ae"]
+
+GRID = 8  # side of the code's feature map
 
 
 class UpStage(nn.Sequential):
@@ -39,29 +48,32 @@ class AE(nn.Module):
         image_size: int = 64,
         latent_dim: int = 1024,
         width: int = 32,
-        stages: int = 4,
+        stages: int = 3,
         max_width: int = 256,
     ) -> None:
         super().__init__()
+        if latent_dim % GRID**2:
+            raise ValueError(f"latent_dim={latent_dim} must be a multiple of {GRID**2} (an {GRID}×{GRID} code grid)")
         self.latent_dim = latent_dim
+        code_chans = latent_dim // GRID**2
         widths = [min(width * 2**i, max_width) for i in range(stages)]
         sizes = [image_size]
         for _ in range(stages):
             sizes.append((sizes[-1] + 1) // 2)  # what a stride-2, padding-1 convolution gives
-        self.grid = (widths[-1], sizes[-1], sizes[-1])
-        flat = widths[-1] * sizes[-1] ** 2
+        deepest = widths[-1] if widths else width
 
         self.encoder = nn.Sequential(
             Conv2dNormActivation(in_chans, width, 3),
             *(DownStage(a, b) for a, b in zip([width, *widths], widths)),
+            nn.AdaptiveAvgPool2d(GRID),  # a no-op at 64 px; evens out sides such as 13 at 416 px
+            nn.Conv2d(deepest, code_chans, 1),
             nn.Flatten(),
-            nn.Linear(flat, latent_dim),
         )
         ups = list(reversed(widths))
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, flat),
-            nn.Unflatten(1, self.grid),
-            nn.ReLU(inplace=True),
+            nn.Unflatten(1, (code_chans, GRID, GRID)),
+            Conv2dNormActivation(code_chans, deepest, 3),
+            nn.Upsample(size=(sizes[-1], sizes[-1]), mode="nearest"),
             *(UpStage(a, b, s) for a, b, s in zip(ups, [*ups[1:], width], reversed(sizes[:-1]))),
             nn.Conv2d(width, in_chans, 3, padding=1),
             nn.Sigmoid(),
@@ -80,7 +92,9 @@ class AE(nn.Module):
 
 
 def _create_ae(*, in_chans: int, image_size: int, stages: int, **kwargs) -> AE:
-    return AE(in_chans, image_size, stages=stages or auto_stages(image_size), **kwargs)
+    if not stages:  # halve while the side stays at least GRID: 64 px -> 3 stages, 416 px -> 5
+        stages = max(0, math.floor(math.log2(image_size / GRID)))
+    return AE(in_chans, image_size, stages=stages, **kwargs)
 
 
 def ae(
@@ -88,10 +102,10 @@ def ae(
     num_classes: int,
     in_chans: int = 3,
     image_size: int = 64,
-    latent_dim: Annotated[int, Field(gt=0, description="length of the code vector")] = 1024,
+    latent_dim: Annotated[int, Field(gt=0, multiple_of=GRID**2, description="numbers in the code (8×8 grid)")] = 1024,
     width: Annotated[int, Field(gt=0, description="channels of the first stage; doubled per stage")] = 32,
     max_width: Annotated[int, Field(gt=0, description="cap on the channels of the deeper stages")] = 256,
-    stages: Annotated[int, Field(ge=0, description="down-sampling stages (0: enough to reach ~4 px)")] = 0,
+    stages: Annotated[int, Field(ge=0, description="down-sampling stages (0: down to 8-15 px)")] = 0,
 ) -> AE:
     """The convolutional autoencoder; ``num_classes`` is unused (it learns without labels)."""
     return _create_ae(in_chans=in_chans, image_size=image_size, latent_dim=latent_dim, width=width,
