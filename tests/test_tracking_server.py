@@ -89,11 +89,12 @@ def test_unreachable_server_is_a_clear_error_before_training(tmp_path):
 
 
 def _pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
+    """The folder of the server tools: Debian keeps initdb and createdb beside pg_ctl, off PATH."""
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return versions[-1].parent if versions else None
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("pg_ctl")
+    return Path(found).resolve().parent if found else None  # a symlink on PATH points into them
 
 
 @contextmanager

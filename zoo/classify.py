@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 from torch import nn
+from torchvision.utils import make_grid
 
-from zoo.task import Task
+from zoo.task import Task, to_uint8
 
 __all__ = ["Classify", "classification_metrics"]
 
@@ -113,6 +114,17 @@ class Classify(Task):
         logits = self.net(images).float()
         return {"pred": logits.argmax(1), "label": labels,
                 "loss": F.cross_entropy(logits, labels, reduction="none")}
+
+    @torch.no_grad()
+    def images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
+        """The validation images framed green where the prediction is right, red where wrong."""
+        right = (self.net(images).argmax(1) == labels).cpu()
+        x = images.float().cpu()
+        x = x[:, :1].expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+        frame = torch.tensor([[0.85, 0.1, 0.1], [0.1, 0.7, 0.2]])[right.long()][:, :, None, None]
+        framed = frame.expand(-1, -1, x.shape[2] + 6, x.shape[3] + 6).clone()
+        framed[:, :, 3:-3, 3:-3] = x
+        return {"predictions": to_uint8(make_grid(framed, nrow=8, padding=2, pad_value=1.0))}
 
     def eval_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         if not len(outputs.get("label", ())):

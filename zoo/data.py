@@ -114,7 +114,9 @@ def _fill(target: Path, count: int, decode: Decoder, *, desc: str, workers: int 
     else:
         # fork: the decoder and its dataset state are inherited rather than pickled per item.
         ctx = mp.get_context("fork") if sys.platform != "win32" else None
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        # one torch thread per worker process; the parent keeps its own setting, since the thread
+        # count changes float reductions and so the bit-for-bit results of a later training
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             for span, result in zip(spans, pool.map(_decode_span, [target] * len(spans), spans, [decode] * len(spans))):
                 failed.update(result)
                 bar.update(len(span))
@@ -123,7 +125,6 @@ def _fill(target: Path, count: int, decode: Decoder, *, desc: str, workers: int 
 
 
 def _decode_span(target: Path, span: range, decode: Decoder) -> dict[int, str]:
-    torch.set_num_threads(1)
     out = np.load(target, mmap_mode="r+")
     failed = {}
     for i in span:

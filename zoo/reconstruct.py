@@ -38,7 +38,7 @@ from torchvision.utils import make_grid
 
 from zoo.data import cache_root
 from zoo.metrics import cluster_scores, psnr, ssim
-from zoo.task import Task
+from zoo.task import Task, to_uint8
 
 __all__ = ["Reconstruct"]
 
@@ -97,7 +97,7 @@ class Reconstruct(Task):
         """Inputs in the top row, their reconstructions below."""
         recon = self.net(images).float().clamp(0, 1)
         grid = make_grid(torch.cat([images.float(), recon]), nrow=len(images), padding=2, pad_value=1.0)
-        return {"reconstruction": _to_uint8(grid)}
+        return {"reconstruction": to_uint8(grid)}
 
     # -- the embedding analysis -------------------------------------------------------------
     def embed(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -206,12 +206,7 @@ def _thumbnails(x: torch.Tensor) -> np.ndarray:
     x = F.interpolate(x.float(), size=(THUMB, THUMB), mode="bilinear", antialias=True, align_corners=False)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    return _to_uint8(x[:, :3])
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """A C×H×W (or B×C×H×W) float image in [0, 1] as H×W×C (B×H×W×C) uint8."""
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+    return to_uint8(x[:, :3])
 
 
 def _scatter(points: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, *, title: str) -> None:

@@ -93,3 +93,8 @@ class Task:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """A C×H×W (or B×C×H×W) float image in [0, 1] as H×W×C (B×H×W×C) uint8."""
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
