@@ -20,7 +20,7 @@ import registry
 from conftest import plugin_env
 from runners import config, train
 
-TINY = ["data.size=96", "data.image_size=32", "train.epochs=2", "train.batch_size=16", "train.log_every=1"]
+TINY = ["data.size=100", "data.image_size=32", "train.epochs=2", "train.batch_size=16", "train.log_every=1"]
 BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dist == "artzoo"]
 TASK_METRICS = {
     "classify": ["test/acc", "test/macro_f1", "test/balanced_acc"],
@@ -191,5 +191,6 @@ def test_torchrun_two_cpu_processes_train_one_run(tmp_path):
     assert len(runs) == 1
     r = runs[0]
     assert r.info.status == "FINISHED" and r.data.tags["zoo.world_size"] == "2"
-    test_set = registry.dataset("synthart", split="test", image_size=32, size=48)
+    test_set = registry.dataset("synthart", split="test", image_size=32, size=100)
+    assert len(test_set) % 2, "an odd count: one rank scores one more item"
     assert r.data.metrics["test/count"] == len(test_set), "every test item scored exactly once"

@@ -93,10 +93,9 @@ class DecoderBlock(nn.Module):
 
 
 class Encoder(nn.Sequential):
-    """Full-resolution stem, then stride-2 stages with instance norm, then a 1×1 to the code.
+    """Full-resolution stem, then stride-2 stages with batch norm, then a 1×1 to the code.
 
-    Instance norm strips each feature map's mean and contrast, statistics that carry much of an
-    image's style, which helps keep the code to content.
+    No instance norm here: it would strip each image's mean colour, and colours are content.
     """
 
     def __init__(self, in_chans: int, width: int, stages: int, latent_dim: int) -> None:
@@ -104,10 +103,9 @@ class Encoder(nn.Sequential):
         chans = width
         for i in range(stages):
             out = width * 2 ** (i + 1)
-            layers += [nn.Conv2d(chans, out, 4, stride=2, padding=1), nn.InstanceNorm2d(out, affine=True),
-                       nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(chans, out, 4, stride=2, padding=1), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
             chans = out
-        layers += [nn.Conv2d(chans, chans, 3, padding=1), nn.InstanceNorm2d(chans, affine=True), nn.LeakyReLU(0.2),
+        layers += [nn.Conv2d(chans, chans, 3, padding=1), nn.BatchNorm2d(chans), nn.LeakyReLU(0.2),
                    nn.Conv2d(chans, latent_dim, 1)]
         super().__init__(*layers)
 
@@ -145,6 +143,10 @@ class CondAE(nn.Module):
             chans = out
         self.upsample_at = {2 + 2 * i for i in range(stages)}  # blocks that work at the next size
         self.to_image = nn.Conv2d(chans, in_chans, 3, padding=1)
+        # Instance norm (cin) removes each feature map's mean, so a flat background's colour could
+        # not pass through the decoder; this unnormalised path carries the code's colours, and the
+        # conditioned path paints the style's texture on top.
+        self.to_color = nn.Conv2d(latent_dim + extra, in_chans, 3, padding=1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The content code, latent_dim × H/2**stages × W/2**stages."""
@@ -156,11 +158,13 @@ class CondAE(nn.Module):
         x = code
         if self.embedding is not None:
             x = torch.cat([x, self.embedding(weights)[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+        color = self.to_color(x)
         for i, block in enumerate(self.blocks):
             if i in self.upsample_at:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = block(x, weights)
-        return torch.sigmoid(self.to_image(x))
+        color = F.interpolate(color, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(self.to_image(x) + color)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, target: torch.Tensor | None = None,
                 cycle: bool = True) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,7 @@ from PIL import Image
 import registry
 from zoo import metrics
 from zoo.cond_ae import style_weights
+from zoo.data import cache_root
 from zoo.reconstruct import Reconstruct
 
 SEED = 0  # restyle targets, the decoder's noise at test time and the judge's training are seeded
@@ -65,10 +67,15 @@ class PatchCritic(nn.Module):
         self.embed = spectral_norm(nn.Linear(num_styles, chans, bias=False))
         self.num_styles = num_styles
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *styles: torch.Tensor) -> torch.Tensor:
+        """Patch scores of ``x`` for each of ``styles`` (one feature pass), stacked: S×B×1×h×w."""
         h = self.features(x)
-        e = self.embed(style_weights(style, self.num_styles).to(h.dtype))
-        return self.psi(h) + (h * e[:, :, None, None]).sum(1, keepdim=True)
+        psi = self.psi(h)
+        scores = []
+        for style in styles:
+            e = self.embed(style_weights(style, self.num_styles).to(h.dtype))
+            scores.append(psi + (h * e[:, :, None, None]).sum(1, keepdim=True))
+        return torch.stack(scores)
 
 
 class CodeCritic(nn.Module):
@@ -84,6 +91,36 @@ class CodeCritic(nn.Module):
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.net(code)
+
+
+class TextureStats(nn.Module):
+    """Gram matrices of a fixed random multi-scale CNN applied to an image's fine detail.
+
+    Random filters suffice to describe a texture (Ustyuzhaninov et al. 2017). The image minus its
+    local mean is what they see: random texture lives there, the content's colours do not, so a
+    style's average statistics are a fair target for any content painted in that style.
+    """
+
+    def __init__(self, in_chans: int, widths: tuple[int, ...] = (32, 48, 64), seed: int = SEED) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        chans = in_chans
+        for i, width in enumerate(widths):
+            weight = torch.randn(width, chans, 3, 3, generator=gen) * (2 / (chans * 9)) ** 0.5
+            self.register_buffer(f"w{i}", weight, persistent=False)
+            chans = width
+        self.depth = len(widths)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = x - F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+        grams = []
+        for i in range(self.depth):
+            if i:
+                h = F.avg_pool2d(h, 2)
+            h = F.relu(F.conv2d(h, getattr(self, f"w{i}"), padding=1))
+            f = h.flatten(2)
+            grams.append(f @ f.transpose(1, 2) / f.shape[-1])
+        return grams
 
 
 # -- the task ----------------------------------------------------------------------------------
@@ -105,19 +142,23 @@ class Restyle(Reconstruct):
         classes: list[str],
         rec_weight: Annotated[float, Field(ge=0, description="weight of the identity L1 loss")] = 10.0,
         cycle_weight: Annotated[float, Field(ge=0, description="weight of the cycle L1 loss (restyle and back)")] = 10.0,
-        latent_weight: Annotated[float, Field(ge=0, description="weight of the restyle's code matching the source's")] = 1.0,
+        latent_weight: Annotated[float, Field(ge=0, description="weight of the restyle's code matching the source's")] = 0.0,
         adv_weight: Annotated[float, Field(ge=0, description="weight of the discriminator's verdict on restyles")] = 1.0,
         code_weight: Annotated[float, Field(ge=0, description="weight of hiding the style from the code critic")] = 1.0,
+        texture_weight: Annotated[float, Field(ge=0, description="weight of matching the target style's texture "
+                                                               "statistics (Gram matrices of random filters)")] = 1.0,
         critic_lr: Annotated[float, Field(gt=0, description="learning rate of the discriminator and code critic")] = 2e-4,
         judge: Annotated[str, Field(description="checkpoint of a classify run that scores restyles; empty: train "
                                                 "a cnn judge on the training set")] = "",
         judge_steps: Annotated[int, Field(ge=0, description="training steps of the cnn judge (when judge is empty)")] = 1500,
+        umap: Annotated[bool, Field(description="also embed the test codes with UMAP")] = True,
     ) -> None:
-        super().__init__(model=model, classes=classes)
+        super().__init__(model=model, classes=classes, umap=umap)
         if len(self.classes) < 2:
             raise ValueError(f"restyle needs at least two styles to move between; the dataset has {self.classes}")
         self.weights = {"rec": rec_weight, "cycle": cycle_weight, "latent": latent_weight, "adv": adv_weight,
-                        "code": code_weight}
+                        "code": code_weight,
+                        "texture": texture_weight}
         self.critic_lr = critic_lr
         self.judge_path = judge
         self.judge_steps = judge_steps
@@ -125,11 +166,15 @@ class Restyle(Reconstruct):
         net = self.net
         self.disc = PatchCritic(getattr(net, "in_chans", 3), num)
         self.code_critic = CodeCritic(net.latent_dim, num)
+        self.texture = TextureStats(getattr(net, "in_chans", 3))
+        self.style_grams: list[torch.Tensor] = []  # per layer: num_styles×C×C, set in setup()
         self._disc_train: nn.Module = self.disc
         self._code_train: nn.Module = self.code_critic
         self.critic_opt: torch.optim.Optimizer | None = None
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
+        if self.weights["texture"]:
+            self.style_grams = self._style_grams(train_set, device)
         self.disc.to(device)
         self.code_critic.to(device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -138,6 +183,33 @@ class Restyle(Reconstruct):
             self._code_train = nn.parallel.DistributedDataParallel(self.code_critic, device_ids=ids)
         params = [*self.disc.parameters(), *self.code_critic.parameters()]
         self.critic_opt = torch.optim.Adam(params, lr=self.critic_lr, betas=(0.5, 0.999))
+
+    @torch.no_grad()
+    def _style_grams(self, train_set, device: torch.device, per_style: int = 256) -> list[torch.Tensor]:
+        """Each style's mean texture statistics over (up to ``per_style`` of) its training images."""
+        self.texture.to(device)
+        labels = _labels(train_set)
+        rng = np.random.default_rng(SEED)
+        sums: list[torch.Tensor] = []
+        counts = torch.zeros(len(self.classes), device=device)
+        for style in range(len(self.classes)):
+            mine = np.flatnonzero(labels == style)
+            mine = rng.choice(mine, min(per_style, len(mine)), replace=False) if len(mine) else mine
+            for idx in _chunks(len(mine), BATCH):
+                grams = self.texture(_stack(train_set, mine[idx]).to(device))
+                if not sums:
+                    sums = [torch.zeros(len(self.classes), *g.shape[1:], device=device) for g in grams]
+                for total, g in zip(sums, grams):
+                    total[style] += g.sum(0)
+                counts[style] += len(idx)
+        # a style without training images keeps zero statistics; it is never a target (see training_step)
+        return [total / counts.clamp_min(1)[:, None, None] for total in sums]
+
+    def _texture_loss(self, images: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        loss = images.new_zeros(())
+        for g, target in zip(self.texture(images.float()), self.style_grams):
+            loss = loss + (g - target[styles]).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
+        return loss / len(self.style_grams)
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -158,6 +230,8 @@ class Restyle(Reconstruct):
         }
         if "cycle" in out:
             terms["cycle"] = F.l1_loss(out["cycle"], images)
+        if self.weights["texture"]:
+            terms["texture"] = self._texture_loss(out["fake"], targets)
         loss = sum(self.weights[k] * v for k, v in terms.items())
         return {"loss": loss, **{f"g_{k}": v.detach() for k, v in terms.items()}, **logs}
 
@@ -166,8 +240,11 @@ class Restyle(Reconstruct):
             p.requires_grad_(True)
         # Hinge loss. Negatives: restyles, and real images paired with a wrong style (the
         # latter makes the discriminator check the style, not only realism).
-        both = self._disc_train(torch.cat([images, images, fake]), torch.cat([labels, targets, targets]))
-        real, mismatched, faked = both.chunk(3)
+        # one call (DistributedDataParallel syncs once); the real images' features serve both pairings
+        own, other = self._disc_train(torch.cat([images, fake]), torch.cat([labels, targets]),
+                                      torch.cat([targets, targets]))
+        real, faked = own.chunk(2)
+        mismatched = other.chunk(2)[0]
         d_loss = F.relu(1 - real).mean() + 0.5 * (F.relu(1 + mismatched).mean() + F.relu(1 + faked).mean())
         c_loss = F.cross_entropy(self._code_train(code), labels)
         self.critic_opt.zero_grad(set_to_none=True)
@@ -204,8 +281,7 @@ class Restyle(Reconstruct):
         net = self.net.eval()
         judge = self._judge(train_set, device)
         num = len(self.classes)
-        labels = np.asarray([int(test_set[i][1]) for i in range(len(test_set))], dtype=np.int64) \
-            if not hasattr(test_set, "targets") else np.asarray(test_set.targets, dtype=np.int64)
+        labels = _labels(test_set)
         rng = np.random.default_rng(SEED)
         targets = (labels + rng.integers(1, num, len(labels))) % num
         renders = hasattr(test_set, "render")
@@ -291,13 +367,20 @@ JUDGE = {"width": 16, "batch": 64, "lr": 2e-3, "shift": 4}  # the fixed recipe o
 def train_judge(train_set, num_classes: int, device: torch.device, *, steps: int) -> nn.Module:
     """A ``cnn`` style classifier trained on ``train_set`` alone, class-balanced, with flips and shifts.
 
-    Seeded and on its own random stream, so it is the same judge for every model it scores.
+    Seeded and on its own random stream, so it is the same judge for every model it scores; it
+    is kept in the cache folder, keyed by the recipe and a fingerprint of the data, so the runs
+    of several seeds or models on one dataset train it once.
     """
     x0 = train_set[0][0]
     judge = registry.model("cnn", num_classes=num_classes, in_chans=x0.shape[0], image_size=x0.shape[-1],
                            width=JUDGE["width"]).to(device)
-    labels = torch.as_tensor(np.asarray([int(train_set[i][1]) for i in range(len(train_set))]
-                                        if not hasattr(train_set, "targets") else train_set.targets))
+    labels = torch.as_tensor(_labels(train_set))
+    key = hashlib.sha256(json.dumps({**JUDGE, "steps": steps, "classes": num_classes, "data": _fingerprint(train_set)},
+                                    sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_root() / "judges" / f"cnn-{key}.pt"
+    if path.exists():
+        judge.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return judge.eval()
     counts = torch.bincount(labels, minlength=num_classes).clamp_min(1).float()
     gen = torch.Generator().manual_seed(SEED)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -313,7 +396,25 @@ def train_judge(train_set, num_classes: int, device: torch.device, *, steps: int
             loss.backward()
             opt.step()
             sched.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(judge.state_dict(), tmp)
+    os.replace(tmp, path)  # never a half-written judge for a concurrent run to read
     return judge.eval()
+
+
+def _fingerprint(dataset) -> str:
+    """A hash of the labels and of up to 256 evenly spaced items' pixels: changes with the data."""
+    h = hashlib.sha256(np.asarray(_labels(dataset), dtype=np.int64).tobytes())
+    for i in np.linspace(0, len(dataset) - 1, min(256, len(dataset))).astype(int):
+        h.update(dataset[int(i)][0].mul(255).round().byte().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _labels(dataset) -> np.ndarray:
+    if hasattr(dataset, "targets"):
+        return np.asarray(dataset.targets, dtype=np.int64)
+    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
 
 
 def load_judge(path: str, classes: list[str], device: torch.device) -> nn.Module:
