@@ -228,6 +228,37 @@ def test_reconstruct_finalize_saves_embeddings_without_pickles_and_scores_in_ran
     assert np.abs(arrays["thumbs"][0, ..., 0] / 255 - first[0, 0].numpy()).mean() < 0.05
 
 
+def test_subsample_is_seeded_sorted_and_whole_below_the_cap():
+    from zoo.reconstruct import subsample
+
+    assert (subsample(5, 10) == np.arange(5)).all() and (subsample(5, None) == np.arange(5)).all()
+    picked = subsample(1000, 100)
+    assert len(picked) == 100 and (np.diff(picked) > 0).all() and picked.max() < 1000
+    assert (subsample(1000, 100) == picked).all() and not (subsample(1000, 100, seed=1) == picked).all()
+
+
+@pytest.mark.slow
+def test_reconstruct_finalize_caps_umap_fit_and_silhouette_and_logs_the_counts():
+    test_set = registry.dataset("digits", split="test", image_size=8)
+    torch.manual_seed(0)
+    model = registry.model("ae", num_classes=10, image_size=8, width=4, latent_dim=64)
+    task = Reconstruct(model=model, classes=test_set.classes, max_points=200, silhouette_points=50, umap_points=60)
+    metrics = task.finalize(train_set=test_set, test_set=test_set, out=Path("out"), device=CPU)
+    # every score says how many items it used: 200 embedded, the silhouette on 50, UMAP fit on 60
+    assert (metrics["embedding_points"], metrics["silhouette_points"], metrics["umap_fit_points"]) == (200, 50, 60)
+    with np.load("out/embeddings/test.npz", allow_pickle=False) as z:
+        layout, kmeans = z["umap"], z["kmeans_umap"]
+    # the 140 items outside the fit are placed into the layout too: every item has a position
+    assert layout.shape == (200, 2) and np.isfinite(layout).all() and kmeans.shape == (200,)
+    assert -1 <= metrics["silhouette_umap"] <= 1 and 0 <= metrics["cluster_nmi_umap"] <= 1
+    # seeded: the same codes give the same layout and scores
+    again = task.finalize(train_set=test_set, test_set=test_set, out=Path("again"), device=CPU)
+    with np.load("again/embeddings/test.npz", allow_pickle=False) as z:
+        assert np.array_equal(z["umap"], layout)
+    assert {k: v for k, v in again.items() if k != "embedding_seconds"} == {
+        k: v for k, v in metrics.items() if k != "embedding_seconds"}
+
+
 def test_reconstruct_finalize_without_umap_leaves_its_arrays_out():
     test_set = registry.dataset("digits", split="test", image_size=8)
     model = registry.model("ae", num_classes=10, image_size=8, width=4, latent_dim=64)

@@ -9,15 +9,21 @@ of raw pixels as a baseline:
   (k = number of classes) runs there and the silhouette is measured there; the first two
   components are what the plot shows.
 * UMAP: from those PCA dimensions down to 2; k-means, the silhouette and the plot all use
-  the same 2-D layout, which is what a user looks at.
+  the same 2-D layout, which is what a user looks at. The layout is fit on a seeded subsample
+  of at most ``umap_points`` items; UMAP's own ``transform`` then places the others into it
+  (each starts at the weighted mean of its fitted neighbours and moves for a third of the
+  epochs, the fitted points held still), so every embedded item has a position.
 * baseline: the same PCA analysis of the pixels of the 32×32 thumbnails (PCA's leading
   components are low-frequency, so the thumbnail loses little of them, at a fraction of the
   cost of full-size pixels).
 
 Everything is saved in ``embeddings/test.npz`` without pickles (see :meth:`Reconstruct.finalize`).
-Cost: at WikiArt's scale (15,000 test codes of 1,024 numbers) the analysis took 56 s of wall
-time on 2 shared CPU cores (51 s of CPU), UMAP about half of it; ``max_points`` caps the items
-analysed and ``umap=false`` skips UMAP.
+Cost is bounded by subsampling where a score allows it, and every score says on how many items
+it was computed (logged as ``test/embedding_points``, ``test/silhouette_points`` and
+``test/umap_fit_points``; the caps are the ``train.*`` params of the same names):
+``max_points`` caps the items encoded and analysed at all, ``silhouette_points`` the O(N²)
+silhouette, ``umap_points`` the UMAP fit; ``umap=false`` skips UMAP. K-means, NMI and ARI use
+every embedded item. bench/embedding_speed.py times it at WikiArt's scale (README, Performance).
 """
 
 from __future__ import annotations
@@ -61,12 +67,15 @@ class Reconstruct(Task):
         umap: Annotated[bool, Field(description="also embed the test codes with UMAP")] = True,
         max_points: Annotated[int, Field(gt=1, description="test items embedded (a seeded subsample beyond)")] = 20000,
         silhouette_points: Annotated[int, Field(gt=1, description="items the O(N²) silhouette is computed on")] = 2000,
+        umap_points: Annotated[int, Field(gt=15, description="items the UMAP layout is fit on (a seeded subsample); "
+                                                             "UMAP's transform places the rest")] = 4000,
     ) -> None:
         super().__init__(model=model, classes=classes)
         self.ssim_weight = ssim_weight
         self.umap = umap
         self.max_points = max_points
         self.silhouette_points = silhouette_points
+        self.umap_points = umap_points
 
     # -- training and evaluation ------------------------------------------------------------
     def loss(self, recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -120,7 +129,9 @@ class Reconstruct(Task):
         k = len(self.classes)
         arrays: dict[str, np.ndarray] = {"codes": codes, "labels": labels, "index": index,
                                          "classes": np.array(self.classes, dtype=str), "thumbs": thumbs}
-        metrics: dict[str, float] = {"embedding_points": len(codes)}
+        # how many items each score used: the embedded items, the silhouette's subsample, the UMAP fit
+        metrics: dict[str, float] = {"embedding_points": len(codes),
+                                     "silhouette_points": min(len(codes), self.silhouette_points)}
 
         reduced = _pca(codes, PCA_DIMS)
         scores, arrays["kmeans_pca"] = cluster_scores(reduced, labels, k=k, seed=SEED,
@@ -129,7 +140,8 @@ class Reconstruct(Task):
         metrics.update(_named(scores, "pca"))
 
         if self.umap:
-            layout = _umap(reduced)
+            layout = _umap(reduced, fit_points=self.umap_points)
+            metrics["umap_fit_points"] = min(len(codes), self.umap_points)
             scores, arrays["kmeans_umap"] = cluster_scores(layout, labels, k=k, seed=SEED,
                                                            silhouette_points=self.silhouette_points)
             arrays["umap"] = layout.astype(np.float32)
@@ -152,10 +164,7 @@ class Reconstruct(Task):
 
     @torch.no_grad()
     def _encode(self, dataset, device: torch.device) -> tuple[np.ndarray, ...]:
-        n = len(dataset)
-        index = np.arange(n)
-        if n > self.max_points:
-            index = np.sort(np.random.default_rng(SEED).choice(n, self.max_points, replace=False))
+        index = subsample(len(dataset), self.max_points)
         self.net.eval()
         codes, labels, thumbs = [], [], []
         subset = torch.utils.data.Subset(dataset, index.tolist())
@@ -178,14 +187,23 @@ def _pca(points: np.ndarray, dims: int) -> np.ndarray:
     return PCA(n_components=min(dims, *points.shape), random_state=SEED).fit_transform(points)
 
 
-def _umap(points: np.ndarray) -> np.ndarray:
-    """A seeded 2-D UMAP layout of every point.
+def subsample(n: int, cap: int | None, seed: int = SEED) -> np.ndarray:
+    """Sorted positions of a seeded random subsample of ``cap`` of ``n`` items; all when ``n <= cap``."""
+    if cap is None or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def _umap(points: np.ndarray, fit_points: int | None = None) -> np.ndarray:
+    """A seeded 2-D UMAP layout of every point, fit on at most ``fit_points`` of them.
 
     The neighbours are found exactly by scikit-learn (BLAS, no JIT) and handed to UMAP: its own
     search either compiles pynndescent (~45 s of numba JIT per process) or, below 4,096 points,
     calls a Python-level metric 16 million times. PCA initialisation, because the default
     spectral one is slow on a graph of many disconnected components, which is what well
-    separated styles give. 200 epochs is UMAP's own choice for large data.
+    separated styles give. 200 epochs is UMAP's own choice for large data. Points beyond the
+    fit's subsample are placed by UMAP's ``transform``, its neighbour queries answered by the
+    same exact search (:class:`_ExactIndex`).
     """
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
     with warnings.catch_warnings():  # "Tensorflow not installed": only its ParametricUMAP needs it
@@ -193,13 +211,37 @@ def _umap(points: np.ndarray) -> np.ndarray:
         import umap  # imported late: numba reads NUMBA_CACHE_DIR on import
     from sklearn.neighbors import NearestNeighbors
 
-    k = min(15, len(points) - 1)
-    dists, neighbours = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(points)
+    fit = subsample(len(points), fit_points)
+    base = np.ascontiguousarray(points[fit], dtype=np.float32)
+    k = min(15, len(base) - 1)
+    dists, neighbours = NearestNeighbors(n_neighbors=k).fit(base).kneighbors(base)
     reducer = umap.UMAP(n_components=2, n_neighbors=k, init="pca", n_epochs=200, random_state=SEED,
                         n_jobs=1, precomputed_knn=(neighbours, dists))
-    with warnings.catch_warnings():  # that there is no search index for .transform: none is needed
+    layout = np.empty((len(points), 2), dtype=np.float32)
+    with warnings.catch_warnings():  # that there is no search index for .transform: we give one below
         warnings.filterwarnings("ignore", "precomputed_knn", UserWarning)
-        return reducer.fit_transform(points)
+        layout[fit] = reducer.fit_transform(base)
+    rest = np.setdiff1d(np.arange(len(points)), fit)
+    if len(rest):
+        reducer._knn_search_index = _ExactIndex(base)
+        reducer._small_data = False  # else UMAP measures distances itself, through a Python-level metric
+        layout[rest] = reducer.transform(np.ascontiguousarray(points[rest], dtype=np.float32))
+    return layout
+
+
+class _ExactIndex:
+    """Answers UMAP's ``transform`` neighbour queries (pynndescent's interface) exactly, with scikit-learn."""
+
+    _angular_trees = False
+
+    def __init__(self, points: np.ndarray) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
+        self._search = NearestNeighbors().fit(points)
+
+    def query(self, queries: np.ndarray, k: int, epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        dists, indices = self._search.kneighbors(queries, n_neighbors=k)
+        return indices.astype(np.int32), dists.astype(np.float32)
 
 
 def _thumbnails(x: torch.Tensor) -> np.ndarray:
