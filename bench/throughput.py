@@ -1,8 +1,10 @@
 """Training throughput: artzoo's data path against the model's ceiling and the naive way.
 
     python bench/throughput.py ae                                  # 416 px JPEGs -> 64 px
+    python bench/throughput.py ae --prepare                        # only render the JPEG folder
     python bench/throughput.py cnn data.image_size=128 --steps 30
-    python bench/throughput.py ae data=/path/to/wikiart --device cuda --precision bf16
+    python bench/throughput.py ae data=/path/to/wikiart --device cuda --modes fp32,bf16,bf16+compile
+    python bench/throughput.py cnn,ae,cond_ae data.image_size=128,416 --device cuda --seconds 2
 
 In one process, for the same model, optimizer and batch size, training images per second for
   (a) artzoo: the decode cache, runners.loader (whole uint8 batches), flips and float
@@ -10,8 +12,20 @@ In one process, for the same model, optimizer and batch size, training images pe
   (b) the ceiling: one batch already on the device, trained on again and again;
   (c) naive: an ImageFolder that opens, decodes, resizes and converts every JPEG with PIL on
       every step, through the default DataLoader;
-plus the cache's build rate and the one-time cost it adds to the first epoch. Without data=,
+plus the cache's build rate, the one-time cost it adds to the first epoch, and the rates of (a)'s
+and (c)'s inputs alone (no training: what each could feed an infinitely fast model). Without data=,
 it renders a folder of 416 px synthart JPEGs once (bench/out/jpeg416) and reads that.
+
+The three paths are timed in turns, round after round ((a), (b), (c), (a), (b), (c), ...), each
+rate being its images over its seconds summed over the rounds: a drift in the machine's speed
+(a shared or throttled CPU) then weighs on the three alike instead of on whichever ran last; the
+spread of a/b over the rounds is printed too. Every path trains on full batches only (the
+partial last batch of an epoch is dropped in all three), so that the three rates compare the
+same work and torch.compile sees one shape. The model is built as the runner builds it
+(channels-last where runners.train.channels_last says so); model.KEY=VALUE sets its options. Entries,
+image sizes and modes may be comma-separated lists: one table row per combination, the decode
+cache built (and timed) once per image size. A mode is fp32 or bf16 (autocast), optionally
++compile (torch.compile of the model).
 """
 
 from __future__ import annotations
@@ -19,45 +33,82 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import platform
 import shutil
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import multiprocessing as mp
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
-
-import registry
-from runners import loader
-from runners.train import _flip, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import registry  # noqa: E402
+from runners import loader  # noqa: E402
+from runners.train import _flip, channels_last, pick_device  # noqa: E402
+from zoo import synthart  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
+MODES = ("fp32", "bf16", "fp32+compile", "bf16+compile")
 
 
-def jpeg_folder(count: int, size: int = 416) -> Path:
-    """A Roboflow-style folder (train/CLASS/*.jpg) of synthart paintings, rendered once."""
-    folder = OUT / f"jpeg{size}"
+# -- the JPEG folder -----------------------------------------------------------------------------
+
+
+def jpeg_folder(count: int, size: int = 416, out: Path = OUT) -> Path:
+    """A Roboflow-style folder (train|valid|test/CLASS/*.jpg) of synthart paintings, rendered once.
+
+    train holds ``count`` images (the benchmark reads only train); valid and test hold a few, so
+    that the folder dataset accepts the layout.
+    """
+    folder = out / f"jpeg{size}"
     done = folder / ".complete"
-    if done.exists() and int(done.read_text()) >= count:
+    if done.exists() and done.read_text().strip() == f"{count} {size}":
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    data = registry.dataset("synthart", split="train", image_size=size)
-    for i in tqdm(range(min(count, len(data))), desc=f"writing {size} px JPEGs", unit="img"):
-        image, label = data[i]
-        path = folder / "train" / data.classes[label] / f"{i:05d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path, quality=90)
-    done.write_text(str(count))
+    classes = synthart.style_names(8)
+    jobs = []
+    for split in ("train", "valid", "test"):
+        labels = synthart.split_labels(split=split, size=count)
+        keep = count if split == "train" else max(len(classes), count // 50)
+        recipe = synthart.Recipe(0, split, size)
+        for i, y in enumerate(labels[:keep]):
+            path = folder / split / classes[y] / f"{i:05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            jobs.append((recipe, classes[y], i, str(path)))
+    started = time.perf_counter()
+    workers = len(os.sched_getaffinity(0))
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        list(pool.map(_write_jpeg, jobs, chunksize=16))
+    print(f"rendered {len(jobs)} synthart JPEGs of {size} px into {folder} in "
+          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    done.write_text(f"{count} {size}")
     return folder
 
 
-def build(entry: str, num_classes: int, image_size: int, device: torch.device, lr: float = 1e-3):
-    model = registry.model(entry, num_classes=num_classes, image_size=image_size).to(device)
-    if device.type == "cuda":
+def _write_jpeg(job: tuple) -> None:
+    recipe, style, index, path = job
+    Image.fromarray(recipe.paint(index, style)).save(path, quality=90)
+
+
+# -- one measurement -----------------------------------------------------------------------------
+
+
+def build(entry: str, data, image_size: int, device: torch.device, options: dict | None = None,
+          lr: float = 1e-3):
+    """A fresh model of ``entry`` with its default task, set up on ``data`` as the runner does."""
+    num_classes = len(data.classes)
+    model = registry.model(entry, num_classes=num_classes, image_size=image_size, **(options or {})).to(device)
+    if channels_last(device):
         model = model.to(memory_format=torch.channels_last)
-    task = registry.task(registry.load("model", entry).task, model=model, classes=[str(i) for i in range(num_classes)])
+    task = registry.task(registry.load("model", entry).task, model=model, classes=list(data.classes))
+    task.setup(data, device)
     return task, torch.optim.AdamW(model.parameters(), lr=lr)
 
 
@@ -69,19 +120,18 @@ def step(task, opt, images: torch.Tensor, labels: torch.Tensor, autocast) -> Non
     opt.step()
 
 
-def rate(batches, task, opt, autocast, *, steps: int, warmup: int, device: torch.device) -> float:
-    """Images per second over ``steps`` steps after ``warmup``, data loading included."""
-    seen, started = 0, None
-    for i, (images, labels) in enumerate(batches):
-        if i == warmup:
-            _sync(device)
-            started, seen = time.perf_counter(), 0
+def window(batches, task, opt, autocast, *, steps: int, seconds: float, device: torch.device) -> tuple[int, float]:
+    """Images trained on, and seconds taken, over at least ``steps`` steps and ``seconds``,
+    data loading included."""
+    _sync(device)
+    seen, done, started = 0, 0, time.perf_counter()
+    while done < steps or time.perf_counter() - started < seconds:
+        images, labels = next(batches)
         step(task, opt, images, labels, autocast)
         seen += len(images)
-        if i + 1 == warmup + steps:
-            break
+        done += 1
     _sync(device)
-    return seen / (time.perf_counter() - started)
+    return seen, time.perf_counter() - started
 
 
 def _sync(device: torch.device) -> None:
@@ -89,10 +139,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _repeat(dataset, order, batch_size, device, augment=True):
+def _artzoo(dataset, batch_size: int, device: torch.device, workers: int, augment: bool = True):
+    """The runner's training input: a new permutation per epoch, runners.loader, flips."""
+    rng = np.random.default_rng(0)
+    full = len(dataset) // batch_size * batch_size
     while True:
-        for images, labels in loader.batches(dataset, order, batch_size, device=device,
-                                             channels_last=device.type == "cuda"):
+        order = rng.permutation(len(dataset))[:full]
+        for images, labels in loader.batches(dataset, order, batch_size, device=device, workers=workers,
+                                             channels_last=channels_last(device)):
             yield (_flip(images) if augment else images), labels
 
 
@@ -103,61 +157,219 @@ def _naive(folder: Path, image_size: int, batch_size: int, device: torch.device)
                              transforms.ToTensor()])
     data = datasets.ImageFolder(str(folder / "train"), transform=tf)
     while True:
-        for images, labels in torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True):
+        for images, labels in torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True):
             yield images.to(device), labels.to(device)
 
 
-def main() -> None:
+@dataclass
+class Row:
+    entry: str
+    image_size: int
+    mode: str
+    batch_size: int
+    a: float
+    b: float
+    c: float
+    cache_rate: float
+    cache_s: float
+    n: int
+    ab_rounds: list[float]  # a/b in each round
+    a_data: float  # (a)'s input alone, no training: images/s
+    c_data: float  # (c)'s input alone
+
+    def markdown(self) -> str:
+        first = self.cache_s + self.n / self.a
+        spread = f"{min(self.ab_rounds):.2f}–{max(self.ab_rounds):.2f}" if len(self.ab_rounds) > 1 else "–"
+        return (f"| {self.entry} | {self.image_size} | {self.mode} | {self.batch_size} | {self.a:.0f} | {self.b:.0f} "
+                f"| {self.c:.0f} | {self.a / self.b:.2f} | {spread} | {self.a / self.c:.2f} | {self.cache_rate:.0f} "
+                f"| {first:.1f} ({self.cache_s / first:.0%}) | {self.n / self.c:.1f} | {self.a_data:.0f} "
+                f"| {self.c_data:.0f} |")
+
+
+HEADER = ("| entry | px | mode | batch | (a) artzoo img/s | (b) ceiling img/s | (c) naive img/s | a/b "
+          "| a/b per round | a/c | cache build img/s | first epoch s (cache share) | naive epoch s "
+          "| input alone (a) img/s | input alone (c) img/s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch_size: int, device: torch.device,
+            workers: int, steps: int, warmup: int, seconds: float, rounds: int, cache_s: float,
+            options: dict | None = None) -> Row:
+    precision, _, compiled = mode.partition("+")
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    torch.manual_seed(0)
+    task, opt = build(entry, data, image_size, device, options)
+    if compiled:
+        task.model = torch.compile(task.model)
+    fixed = next(_artzoo(data, batch_size, device, 0, augment=False))
+    paths = {"a": _artzoo(data, batch_size, device, workers), "b": iter(lambda: fixed, None),
+             "c": _naive(folder, image_size, batch_size, device)}
+    for batches in paths.values():
+        for _ in range(warmup):
+            step(task, opt, *next(batches), autocast)
+    seen = dict.fromkeys(paths, 0)
+    spent = dict.fromkeys(paths, 0.0)
+    ab_rounds = []
+    for _ in range(rounds):
+        now = {}
+        for name, batches in paths.items():
+            n, s = window(batches, task, opt, autocast, steps=steps, seconds=seconds, device=device)
+            seen[name] += n
+            spent[name] += s
+            now[name] = n / s
+        ab_rounds.append(now["a"] / now["b"])
+    a, b, c = (seen[k] / spent[k] for k in "abc")
+    # the inputs alone, without training: what each path could feed a model infinitely fast
+    alone = {k: _input_rate(paths[k], steps * rounds, device) for k in "ac"}
+    return Row(entry, image_size, mode, batch_size, a, b, c, len(data) / cache_s, cache_s, len(data), ab_rounds,
+               alone["a"], alone["c"])
+
+
+def _input_rate(batches, count: int, device: torch.device) -> float:
+    _sync(device)
+    seen, started = 0, time.perf_counter()
+    for _ in range(count):
+        images, _labels = next(batches)
+        seen += len(images)
+    _sync(device)
+    return seen / (time.perf_counter() - started)
+
+
+def cached(folder: Path, image_size: int, cache: Path) -> tuple[object, float]:
+    """The folder's training split through a fresh decode cache, and the seconds it took."""
+    os.environ["ARTZOO_CACHE"] = str(cache)
+    shutil.rmtree(cache, ignore_errors=True)
+    started = time.perf_counter()
+    data = registry.dataset(str(folder), split="train", image_size=image_size)
+    return data, time.perf_counter() - started
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def _value(text: str):
+    """A model option's value: an int, float or bool where it reads as one, else the text."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("entry")
-    parser.add_argument("overrides", nargs="*", help="data=FOLDER, data.image_size=N")
+    parser.add_argument("entry", help="a model entry, or several separated by commas")
+    parser.add_argument("overrides", nargs="*",
+                        help="data=FOLDER, data.image_size=N[,N...] (default 64), model.KEY=VALUE")
     parser.add_argument("--images", type=int, default=2000, help="JPEGs to render when no data= is given")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--source-size", type=int, default=416, help="side of those JPEGs")
+    parser.add_argument("--prepare", action="store_true", help="only render the JPEG folder, then exit")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the JPEGs and the decode cache go")
+    parser.add_argument("--batch-size", default="64", help="images per step; one per image size, or one for all")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per path and round (at least)")
+    parser.add_argument("--seconds", type=float, default=0.0, help="timed seconds per path and round (at least)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the three timed windows, in turns")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each path before the rounds")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="loader worker processes for (a), as the runner's data.workers (default 0)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--compile", action="store_true")
-    args = parser.parse_args()
-    opts = dict(o.split("=", 1) for o in args.overrides)
-    image_size = int(opts.pop("data.image_size", 64))
-    folder = Path(opts.pop("data")) if "data" in opts else jpeg_folder(args.images)
+    parser.add_argument("--modes", help=f"comma-separated modes, each one of {', '.join(MODES)} "
+                                        "(default: --precision, +compile with --compile)")
+    parser.add_argument("--budget", type=float, default=0.0,
+                        help="seconds: rows not started by then are listed as skipped (0: no limit); "
+                             "rows run mode by mode, so the compiled ones are the first to go")
+    args = parser.parse_args(argv)
+    opts = dict(o.split("=", 1) if "=" in o else (o, "") for o in args.overrides)
+    try:
+        args.sizes = _ints(opts.pop("data.image_size", "64"))
+        batches = _ints(args.batch_size)
+    except ValueError as exc:
+        parser.error(f"data.image_size and --batch-size take integers separated by commas ({exc})")
+    if len(batches) not in (1, len(args.sizes)):
+        parser.error(f"--batch-size gives {len(batches)} values for {len(args.sizes)} image sizes")
+    args.batch_sizes = dict(zip(args.sizes, batches * len(args.sizes) if len(batches) == 1 else batches))
+    args.data = Path(opts.pop("data")) if "data" in opts else None
+    args.options = {k.removeprefix("model."): _value(opts.pop(k)) for k in list(opts) if k.startswith("model.")}
     if opts:
-        parser.error(f"unknown overrides {', '.join(opts)}")
-    device = pick_device(args.device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
-                else contextlib.nullcontext())
-    torch.manual_seed(0)
+        parser.error(f"unknown overrides {', '.join(opts)} (known: data=, data.image_size=, model.KEY=)")
+    if args.rounds < 1 or args.steps < 1:
+        parser.error("--rounds and --steps must be at least 1")
+    args.entries = [e for e in args.entry.split(",") if e]
+    args.modes = (args.modes.split(",") if args.modes
+                  else [args.precision + ("+compile" if args.compile else "")])
+    bad = [m for m in args.modes if m not in MODES]
+    if bad:
+        parser.error(f"unknown mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
+    known = registry.entries("model")
+    missing = [e for e in args.entries if e not in known]
+    if missing:
+        parser.error(f"unknown model entry {', '.join(missing)}; registered: {', '.join(sorted(known))}")
+    return args
 
-    # the decode cache: a fresh one, so that its build is measured
-    os.environ["ARTZOO_CACHE"] = str(OUT / "throughput_cache")
-    shutil.rmtree(OUT / "throughput_cache", ignore_errors=True)
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {len(os.sched_getaffinity(0))} cores"
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = parse(argv)
     started = time.perf_counter()
-    data = registry.dataset(str(folder), split="train", image_size=image_size)
-    cache_s = time.perf_counter() - started
-    n = len(data)
-
-    task, opt = build(args.entry, len(data.classes), image_size, device)
-    if args.compile:
-        task.model = torch.compile(task.model)
-    order = np.random.default_rng(0).permutation(n)
-    a = rate(_repeat(data, order, args.batch_size, device), task, opt, autocast,
-             steps=args.steps, warmup=args.warmup, device=device)
-    fixed = next(_repeat(data, order, args.batch_size, device, augment=False))
-    b = rate(iter(lambda: fixed, None), task, opt, autocast, steps=args.steps, warmup=args.warmup, device=device)
-    c = rate(_naive(folder, image_size, args.batch_size, device), task, opt, autocast,
-             steps=args.steps, warmup=args.warmup, device=device)
-    epoch_s = n / a
-
-    print(f"\n{args.entry}, {n} images of {folder.name} at {image_size} px, batch {args.batch_size}, "
-          f"{device.type} {args.precision}{' compiled' if args.compile else ''}, {torch.get_num_threads()} threads")
-    print("| path | images/s |\n|---|---|")
-    print(f"| (a) artzoo: cache + loader + device augment | {a:.0f} |")
-    print(f"| (b) ceiling: batch already on the device | {b:.0f} |")
-    print(f"| (c) naive: PIL decode every step, default DataLoader | {c:.0f} |")
-    print(f"| a/b | {a / b:.2f} |\n| a/c | {a / c:.2f} |")
-    print(f"| cache build | {n / cache_s:.0f} images/s ({cache_s:.1f} s, once) |")
-    print(f"| first epoch | {cache_s + epoch_s:.1f} s, of which the cache {cache_s / (cache_s + epoch_s):.0%} |")
+    folder = args.data or jpeg_folder(args.images, args.source_size, args.out)
+    if args.prepare:
+        print(folder)
+        return []
+    device = pick_device(args.device)
+    print(f"{', '.join(args.entries)} on {folder} (train split), {device.type}: {machine(device)}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, loader workers {args.workers}; windows: "
+          f"{args.warmup} warmup steps, then {args.rounds} round(s) of >= {args.steps} steps and >= "
+          f"{args.seconds:g} s per path{'; model ' + str(args.options) if args.options else ''}",
+          flush=True)
+    # each size's decode cache is built (and timed) once, then serves every entry and mode
+    sets = {size: cached(folder, size, args.out / "throughput_cache" / str(size)) for size in args.sizes}
+    progress = len(args.modes) * len(args.sizes) * len(args.entries) > 1
+    if progress:
+        print("rows as they finish (the table follows, in order):\n" + HEADER, file=sys.stderr, flush=True)
+    rows: dict[tuple, Row | str] = {}
+    for mode in args.modes:  # mode by mode: a --budget cuts the costly compiled rows first
+        for size in args.sizes:
+            data, cache_s = sets[size]
+            for entry in args.entries:
+                if args.budget and time.perf_counter() - started > args.budget:
+                    rows[entry, size, mode] = (f"| {entry} | {size} | {mode} | {args.batch_sizes[size]} | "
+                                               f"skipped: over the {args.budget:g} s budget |")
+                    continue
+                row = measure(entry, data, folder, size, mode, batch_size=args.batch_sizes[size], device=device,
+                              workers=args.workers, steps=args.steps, warmup=args.warmup, seconds=args.seconds,
+                              rounds=args.rounds, cache_s=cache_s, options=args.options)
+                rows[entry, size, mode] = row
+                if progress:
+                    print(row.markdown(), file=sys.stderr, flush=True)
+    print(HEADER)
+    for size in args.sizes:
+        for entry in args.entries:
+            for mode in args.modes:
+                row = rows[entry, size, mode]
+                print(row if isinstance(row, str) else row.markdown())
+    n = len(next(iter(sets.values()))[0])
+    print(f"\n{n} images per epoch; first epoch = cache build + an epoch at (a); naive epoch = an epoch at (c); "
+          f"{time.perf_counter() - started:.0f} s in all", flush=True)
+    return [r for r in rows.values() if isinstance(r, Row)]
 
 
 if __name__ == "__main__":
