@@ -1,0 +1,107 @@
+"""The benchmarks' CPU-runnable parts: bench/gpu.sh's arguments and its tiny CPU run (a real run
+of bench/throughput.py's whole code path, no mocks), and bench/embedding_speed.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+GPU_SH = REPO / "bench" / "gpu.sh"
+
+
+def gpu_sh(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(GPU_SH), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """The rows of the last Markdown table in ``text``, as dicts keyed by its header."""
+    lines = text.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("| entry |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+@pytest.mark.slow
+def test_gpu_sh_tiny_cpu_run_prints_the_whole_table(tmp_path):
+    out = gpu_sh("--device", "cpu", "--tiny", "--out", str(tmp_path / "bench"))
+    assert out.returncode == 0, out.stderr
+    rows = table(out.stdout)
+    # every entry at both (stand-in) sizes in both modes, in a fixed order: size, entry, mode
+    assert [(r["entry"], r["px"], r["mode"]) for r in rows] == [
+        (e, px, m) for px in ("16", "24") for e in ("cnn", "ae", "cond_ae") for m in ("fp32", "bf16")]
+    for r in rows:
+        a, b, c = (float(r[k]) for k in ("(a) artzoo img/s", "(b) ceiling img/s", "(c) naive img/s"))
+        assert a > 0 and b > 0 and c > 0
+        for ratio, (x, y) in ((r["a/b"], (a, b)), (r["a/c"], (a, c))):  # of the unrounded rates
+            assert (x - 0.5) / (y + 0.5) - 0.005 <= float(ratio) <= (x + 0.5) / (y - 0.5) + 0.005
+        assert float(r["cache build img/s"]) > 0 and float(r["input alone (a) img/s"]) > 0
+    assert "24 images per epoch" in out.stdout
+    # the JPEG folder it rendered, in the layout the folder dataset reads
+    assert len(list((tmp_path / "bench" / "jpeg64" / "train").glob("*/*.jpg"))) == 24
+    assert (tmp_path / "bench" / "jpeg64" / "test").is_dir()
+
+
+def test_gpu_sh_dry_run_prints_the_gpu_grid():
+    out = gpu_sh("--dry-run")
+    assert out.returncode == 0, out.stderr
+    cmd = out.stdout
+    assert "bench/throughput.py" in cmd and "cnn\\,ae\\,cond_ae" in cmd and "data.image_size=128\\,416" in cmd
+    assert "fp32\\,bf16\\,bf16+compile" in cmd and "--device cuda" in cmd and "--budget 240" in cmd
+    out = gpu_sh("--dry-run", "--seconds", "3", "--budget", "0", "--workers", "2", "--", "--images", "500")
+    assert "--seconds 3" in out.stdout and "--budget 0" in out.stdout and "--workers 2" in out.stdout
+    assert out.stdout.rstrip().endswith("--images 500")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device"], "--device needs a value"),
+    (["--device", "tpu"], "--device takes cuda, cuda:N or cpu"),
+    (["--seconds", "soon"], "--seconds takes a number"),
+    (["--workers", "-1"], "--workers takes a whole number"),
+    (["--frobnicate"], "unknown argument '--frobnicate'"),
+])
+def test_gpu_sh_refuses_bad_arguments(args, message):
+    out = gpu_sh(*args, "--dry-run")
+    assert out.returncode == 2 and message in out.stderr and "--help" in out.stderr
+
+
+def test_gpu_sh_help_lists_its_options():
+    out = gpu_sh("--help")
+    assert out.returncode == 0 and all(o in out.stdout for o in ("--device", "--tiny", "--budget", "--dry-run"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_gpu_sh_without_cuda_says_so_and_how_to_smoke_test():
+    out = gpu_sh()
+    assert out.returncode == 1 and "no CUDA device here" in out.stderr and "--device cpu --tiny" in out.stderr
+
+
+def test_throughput_refuses_unknown_entries_and_overrides():
+    bench = [sys.executable, str(REPO / "bench" / "throughput.py")]
+    out = subprocess.run([*bench, "nosuchnet", "--prepare"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown model entry nosuchnet" in out.stderr
+    out = subprocess.run([*bench, "ae", "data.size=3"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown overrides data.size" in out.stderr
+    out = subprocess.run([*bench, "ae", "data.image_size=64,128", "--batch-size", "1,2,3"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--batch-size gives 3 values for 2 image sizes" in out.stderr
+
+
+@pytest.mark.slow
+def test_embedding_speed_runs_small():
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "embedding_speed.py"), "--points", "300",
+                          "--styles", "5", "--dim", "128"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "| PCA 128 -> 32 | 300 |" in out.stdout and "| finalize, in all |" in out.stdout
+    assert "embedding_points=300" in out.stdout and "umap_fit_points=300" in out.stdout
