@@ -176,6 +176,7 @@ class Row:
     ab_rounds: list[float]  # a/b in each round
     a_data: float  # (a)'s input alone, no training: images/s
     c_data: float  # (c)'s input alone
+    foreign: float | None  # share of the machine's CPU that other processes used meanwhile
 
     def markdown(self) -> str:
         first = self.cache_s + self.n / self.a
@@ -183,13 +184,13 @@ class Row:
         return (f"| {self.entry} | {self.image_size} | {self.mode} | {self.batch_size} | {self.a:.0f} | {self.b:.0f} "
                 f"| {self.c:.0f} | {self.a / self.b:.2f} | {spread} | {self.a / self.c:.2f} | {self.cache_rate:.0f} "
                 f"| {first:.1f} ({self.cache_s / first:.0%}) | {self.n / self.c:.1f} | {self.a_data:.0f} "
-                f"| {self.c_data:.0f} |")
+                f"| {self.c_data:.0f} | {'n/a' if self.foreign is None else f'{self.foreign:.0%}'} |")
 
 
 HEADER = ("| entry | px | mode | batch | (a) artzoo img/s | (b) ceiling img/s | (c) naive img/s | a/b "
           "| a/b per round | a/c | cache build img/s | first epoch s (cache share) | naive epoch s "
-          "| input alone (a) img/s | input alone (c) img/s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| input alone (a) img/s | input alone (c) img/s | other processes' CPU |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch_size: int, device: torch.device,
@@ -199,6 +200,7 @@ def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     torch.manual_seed(0)
+    load = _cpu_seconds()
     task, opt = build(entry, data, image_size, device, options)
     if compiled:
         task.model = torch.compile(task.model)
@@ -223,7 +225,29 @@ def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch
     # the inputs alone, without training: what each path could feed a model infinitely fast
     alone = {k: _input_rate(paths[k], steps * rounds, device) for k in "ac"}
     return Row(entry, image_size, mode, batch_size, a, b, c, len(data) / cache_s, cache_s, len(data), ab_rounds,
-               alone["a"], alone["c"])
+               alone["a"], alone["c"], _foreign(load))
+
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(wall clock, CPU seconds busy on the whole machine, CPU seconds of this process and its
+    reaped children), or None where /proc/stat is not there (not Linux)."""
+    try:
+        jiffies = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    t = os.times()
+    busy = (sum(jiffies) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _foreign(start: tuple[float, float, float] | None) -> float | None:
+    """The share of the machine's CPU time that other processes took since ``start``: a
+    measurement disturbed by someone else's work says so."""
+    end = _cpu_seconds()
+    if start is None or end is None:
+        return None
+    wall, busy, own = (e - s for e, s in zip(end, start))
+    return max(0.0, (busy - own) / (wall * (os.cpu_count() or 1)))
 
 
 def _input_rate(batches, count: int, device: torch.device) -> float:
@@ -286,7 +310,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=0.0,
                         help="seconds: rows not started by then are listed as skipped (0: no limit); "
                              "rows run mode by mode, so the compiled ones are the first to go")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     opts = dict(o.split("=", 1) if "=" in o else (o, "") for o in args.overrides)
     try:
         args.sizes = _ints(opts.pop("data.image_size", "64"))
@@ -342,6 +366,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
           flush=True)
     # each size's decode cache is built (and timed) once, then serves every entry and mode
     sets = {size: cached(folder, size, args.out / "throughput_cache" / str(size)) for size in args.sizes}
+    n = len(next(iter(sets.values()))[0])
+    if max(args.batch_sizes.values()) > n:
+        sys.exit(f"throughput.py: a batch of {max(args.batch_sizes.values())} is more than the {n} training images "
+                 f"of {folder}; lower --batch-size or give more --images")
     progress = len(args.modes) * len(args.sizes) * len(args.entries) > 1
     if progress:
         print("rows as they finish (the table follows, in order):\n" + HEADER, file=sys.stderr, flush=True)
@@ -366,7 +394,6 @@ def main(argv: list[str] | None = None) -> list[Row]:
             for mode in args.modes:
                 row = rows[entry, size, mode]
                 print(row if isinstance(row, str) else row.markdown())
-    n = len(next(iter(sets.values()))[0])
     print(f"\n{n} images per epoch; first epoch = cache build + an epoch at (a); naive epoch = an epoch at (c); "
           f"{time.perf_counter() - started:.0f} s in all", flush=True)
     return [r for r in rows.values() if isinstance(r, Row)]
