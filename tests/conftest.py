@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -99,3 +104,86 @@ def plugin_env(plugin_site: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(plugin_site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
+
+
+# -- the runner as a subprocess ------------------------------------------------------------------
+
+
+def cli(*args: str, env=None, **kw) -> subprocess.Popen:
+    """``python -m runners.run ARGS`` started in the background, stdout and stderr in one pipe."""
+    return subprocess.Popen([sys.executable, "-m", "runners.run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kw)
+
+
+def wait_for(proc: subprocess.Popen, text: str, timeout: float = 240) -> list[str]:
+    """The lines ``proc`` printed up to and including the first one holding ``text``."""
+    lines, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed:\n{''.join(lines)}")
+
+
+def run_id_of(lines: list[str]) -> str:
+    return next(line.split()[2].rstrip(";") for line in lines if line.startswith("started run "))
+
+
+# -- a real tracking server on loopback ------------------------------------------------------------
+
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 as a subprocess that a test can stop and start again on the
+    same port with the same stores, as an administrator restarting it would."""
+
+    def __init__(self, backend: str, artifacts: Path, port: int | None = None) -> None:
+        self.backend, self.artifacts, self.port = backend, artifacts, port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = artifacts.parent / f"mlflow-server-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> "MlflowServer":
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                 "--backend-store-uri", self.backend, "--artifacts-destination", str(self.artifacts)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                # no background job runner (MLflow's GenAI jobs): nothing here uses it, and its
+                # worker processes would compete with the training for the CPU
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                assert self.proc.poll() is None, self.log.read_text()
+                time.sleep(0.5)
+        raise AssertionError(f"mlflow server did not listen on {self.port} within {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@contextmanager
+def mlflow_server(backend: str, artifacts: Path):
+    """A running server's URI for the duration of the block."""
+    server = MlflowServer(backend, artifacts)
+    try:
+        yield server.start().uri
+    finally:
+        server.stop()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -17,7 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import registry
-from conftest import plugin_env
+from conftest import cli, plugin_env, run_id_of, wait_for
 from runners import config, train
 
 TINY = ["data.size=100", "data.image_size=32", "train.epochs=2", "train.batch_size=16", "train.log_every=1"]
@@ -84,27 +83,6 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
     assert strip(a) != strip(c)
     history = [[m.value for m in MlflowClient().get_metric_history(r["run_id"], "train/loss")] for r in (a, b)]
     assert history[0] == history[1]
-
-
-def cli(*args: str, env=None, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "runners.run", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, **kw)
-
-
-def wait_for(proc: subprocess.Popen, text: str, timeout: float = 240) -> list[str]:
-    lines, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never printed:\n{''.join(lines)}")
-
-
-def run_id_of(lines: list[str]) -> str:
-    return next(line.split()[2].rstrip(";") for line in lines if line.startswith("started run "))
 
 
 @pytest.mark.slow
