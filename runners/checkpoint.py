@@ -31,17 +31,46 @@ def save(path: Path, state: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # the rename itself survives a power loss
+    # a writer killed mid-save (SIGKILL, power loss) left its temporary file: never read, now removed
+    for stale in path.parent.glob(f".{path.name}.*"):
+        stale.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not every file system syncs a folder
+    finally:
+        os.close(fd)
 
 
 def load(path: Path | str) -> dict[str, Any]:
-    """Read a checkpoint as data; a file crafted to run code on load is refused."""
+    """Read a checkpoint as data; a file crafted to run code on load is refused, never run."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(
-            f"{path} is not a loadable artzoo checkpoint (it is read with weights_only=True, "
-            f"which refuses anything but tensors and plain values): {exc}"
+            f"{path} is not a loadable artzoo checkpoint ({_why(exc)}); checkpoints are read as data only "
+            f"(torch.load with weights_only=True), so a file that names code to run on load is refused, never run"
         ) from exc
+
+
+def _why(exc: Exception) -> str:
+    """The line of torch's refusal that says what was refused (not its advice to load unsafely)."""
+    text = str(exc)
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(("Trying to load unsupported GLOBAL", "Unsupported")):
+            return line.rstrip(".")
+    if "Weights only load failed" in text:
+        return "it holds something other than tensors and plain values"
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def rng_state() -> dict[str, Any]:
