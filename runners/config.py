@@ -115,6 +115,7 @@ def resolve(entry: str, overrides: list[str] | dict[str, str]) -> dict:
         group, _, name = key.rpartition(".")
         option = groups.get(group, {}).get(name)
         if option is None:
+            _refuse_other_task_option(key, raw, model_entry.name, builder.task)
             valid = [f"{g}.{n}" if g else n for g, opts in groups.items() for n in opts]
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -131,10 +132,35 @@ def resolve(entry: str, overrides: list[str] | dict[str, str]) -> dict:
     return cfg
 
 
+def _refuse_other_task_option(key: str, raw: str, model: str, task: str) -> None:
+    """A train.* key of another task (train.imbalance=sampler for an autoencoder) is a conflict
+    between the option and the model's task, and is named as one."""
+    group, _, name = key.rpartition(".")
+    if group != "train":
+        return
+    owners = []
+    for other in registry.entries("task"):
+        if other == task:
+            continue
+        try:
+            if any(o.name == name for o in registry.options(registry.load("task", other), "task")):
+                owners.append(other)
+        except registry.PluginError:
+            continue  # a broken plugin is reported by --list, not here
+    if not owners:
+        return
+    task_cls = registry.load("task", task)
+    why = " and trains without labels" if not getattr(task_cls, "uses_labels", True) else ""
+    raise ConfigError(
+        f"{key}={raw} is an option of task {' and '.join(owners)}; model {model} trains task {task}, which has "
+        f"no such option{why}. Drop {key}, or pick a model whose task takes it (`python -m runners.run --list`)")
+
+
 def _check_consistency(cfg: dict, builder: Any) -> None:
     task_cls = registry.load("task", cfg["task"]["name"])
     if cfg["train"].get("imbalance") == "sampler" and not getattr(task_cls, "uses_labels", True):
-        raise ConfigError(f"train.imbalance=sampler needs a task that trains on labels; {cfg['task']['name']} does not")
+        raise ConfigError(f"train.imbalance=sampler draws batches by class label, but task {cfg['task']['name']} "
+                          f"trains without labels; use train.imbalance=none")
     if cfg["resume"] and cfg["seeds"]:
         raise ConfigError("resume= continues one run; it cannot be combined with seeds=")
 

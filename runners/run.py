@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             result = train_mod.train(cfg)
     except train_mod.Stopped as exc:
         return 128 + exc.signum
+    except ConfigError as exc:  # the pre-flight checks against the data and the model: nothing was run
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
@@ -93,11 +96,13 @@ def _resolve(entry: str, overrides: list[str]) -> dict:
 
 def train_seeds(cfg: dict) -> dict:
     """One child run per seed under a parent run that logs each test metric's mean and std."""
-    from runners.train import train
-    from runners.tracking import Run, check_store
+    from runners.train import Stopped, train
+    from runners.tracking import Run, check_store, runs_root
 
     check_store()
-    parent = Run.start(cfg["experiment"], name=f"{cfg['entry']}-seeds-{'-'.join(map(str, cfg['seeds']))}")
+    parent = Run.start(cfg["experiment"], name=f"{cfg['entry']}-seeds-{'-'.join(map(str, cfg['seeds']))}",
+                       local_root=runs_root())
+    parent.start_heartbeat()  # alive while its children train: `runners.sync --mark-stale` leaves it
     parent.log_config(cfg, {"zoo.entry": cfg["entry"], "zoo.model": cfg["model"]["name"],
                             "zoo.task": cfg["task"]["name"], "zoo.dataset": cfg["data"]["name"],
                             "zoo.seeds": json.dumps(cfg["seeds"])})
@@ -105,8 +110,8 @@ def train_seeds(cfg: dict) -> dict:
     try:
         for seed in cfg["seeds"]:
             results.append(train({**cfg, "seed": seed, "seeds": []}, parent=parent.id))
-    except BaseException:
-        parent.end("FAILED")
+    except BaseException as exc:
+        parent.end("KILLED" if isinstance(exc, (Stopped, KeyboardInterrupt)) else "FAILED")
         raise
     summary = {}
     for key in sorted(results[0]):

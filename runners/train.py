@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 import registry
 from runners import checkpoint, dist, loader
-from runners.tracking import Run, check_store, git_commit
+from runners.config import ConfigError
+from runners.tracking import Run, check_store, git_commit, runs_root
 
 NUM_PREVIEW = 8  # validation images shown in the per-epoch grids
 
@@ -39,11 +40,6 @@ class Stopped(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-def runs_root() -> Path:
-    """Local run folders (checkpoints first land here): ``$ARTZOO_RUNS``, else ./artzoo_runs."""
-    return Path(os.environ.get("ARTZOO_RUNS", "artzoo_runs")).resolve()
 
 
 def pick_device(name: str) -> torch.device:
@@ -102,10 +98,10 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
     classes = list(sets["train"].classes)
     in_chans = int(sets["train"][0][0].shape[0])
     image_size = cfg["data"]["image_size"]
-    model_opts = {k: v for k, v in cfg["model"].items() if k != "name"}
-    model = registry.model(cfg["model"]["name"], num_classes=len(classes), in_chans=in_chans,
-                           image_size=image_size, **model_opts).to(device)
     task_cls = registry.load("task", cfg["task"]["name"])
+    # pre-flight: what the config says must fit the data and the model before a run is made
+    _check_classes(cfg, sets["train"], task_cls)
+    model = _build_model(cfg, num_classes=len(classes), in_chans=in_chans, image_size=image_size).to(device)
     task_opts = {o.name: t[o.name] for o in registry.options(task_cls, "task")}
     task = task_cls(model=model, classes=classes, **task_opts)
     task.setup(sets["train"], device)
@@ -118,41 +114,53 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
     run = None
     if world.main:
         check_store()
-        run = Run.start(cfg["experiment"], parent=parent, resume=cfg["resume"] or None,
-                        name=f"{cfg['entry']}-seed{cfg['seed']}", local_root=runs_root())
+        if cfg["resume"]:  # status untouched until the checkpoint has loaded
+            run = Run.attach(cfg["resume"], local_root=runs_root())
+        else:
+            run = Run.start(cfg["experiment"], parent=parent, name=f"{cfg['entry']}-seed{cfg['seed']}",
+                            local_root=runs_root())
     run_id = dist.broadcast(run.id if run else None, world)
     run_dir = runs_root() / run_id
-    if world.main:
-        print(f"started run {run_id}; if it stops, continue it with "
-              f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
+    # a checkpoint that cannot be read (or is refused as code) leaves the run as it was
+    ckpt = checkpoint.load(_resume_checkpoint(run_dir, run)) if cfg["resume"] else None
 
-    if cfg["resume"]:
-        ckpt = checkpoint.load(_resume_checkpoint(run_dir, run))
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        task.load_state_dict(ckpt["task"])
-        state = _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
-        checkpoint.set_rng_state(ckpt["rng"])
-    elif run:
-        run.log_config({**cfg, "num_classes": len(classes), "in_chans": in_chans, "classes": classes},
-                       _tags(cfg, classes, device, world))
-        for split, ds in sets.items():
-            run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
-
-    train_model: nn.Module = model
-    if channels_last(device):
-        train_model = train_model.to(memory_format=torch.channels_last)
-    if t["compile"]:
-        train_model = torch.compile(train_model)
-    if world.distributed:
-        train_model = nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    task.model = train_model
-
-    ctx = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, run_dir, state, steps_per_epoch)
-    stop = _StopFlag()
     try:
+        if run:
+            if ckpt is not None:
+                run.reopen()
+            run.start_heartbeat()
+            print(f"started run {run_id}; if it stops, continue it with "
+                  f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            task.load_state_dict(ckpt["task"])
+            state = _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
+            checkpoint.set_rng_state(ckpt["rng"])
+        elif run:
+            run.log_config({**cfg, "num_classes": len(classes), "in_chans": in_chans, "classes": classes},
+                           _tags(cfg, classes, device, world))
+            for split, ds in sets.items():
+                run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
+            unreadable = {split: [{"path": p, "reason": r} for p, r in ds.skipped]
+                          for split, ds in sets.items() if getattr(ds, "skipped", None)}
+            if unreadable:
+                run.log_dict(unreadable, "data/unreadable.json")
+
+        train_model: nn.Module = model
+        if channels_last(device):
+            train_model = train_model.to(memory_format=torch.channels_last)
+        if t["compile"]:
+            train_model = torch.compile(train_model)
+        if world.distributed:
+            train_model = nn.parallel.DistributedDataParallel(
+                train_model, device_ids=[device.index] if device.type == "cuda" else None)
+        task.model = train_model
+
+        ctx = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, run_dir, state,
+                    steps_per_epoch)
+        stop = _StopFlag()
         with stop:
             ctx.fit(stop)
             metrics = ctx.test()
@@ -403,6 +411,34 @@ def _datasets(cfg: dict, world: dist.World) -> dict[str, Any]:
     if len(sets["train"]) == 0:
         raise ValueError(f"dataset {data['name']!r} has no training images")
     return sets
+
+
+def _check_classes(cfg: dict, train_set: Any, task_cls: Any) -> None:
+    """A task that learns from labels needs at least two classes with training images."""
+    if not getattr(task_cls, "uses_labels", True):
+        return
+    classes = list(train_set.classes)
+    targets = getattr(train_set, "targets", None)
+    present = [classes[i] for i in np.unique(np.asarray(targets))] if targets is not None else classes
+    if len(present) >= 2:
+        return
+    data = cfg["data"].get("root") or cfg["data"]["name"]
+    found = f"only {present[0]!r}" if present else "none"
+    raise ConfigError(
+        f"data={data}: its training split has {len(present)} class with images ({found}); task "
+        f"{cfg['task']['name']} (of model {cfg['model']['name']}) learns from labels and needs at least 2 "
+        f"classes with training images")
+
+
+def _build_model(cfg: dict, **provided: Any) -> nn.Module:
+    """The model; a builder that refuses its options (say an image size it cannot take) is a
+    config error naming the keys and values it was given, before any run is made."""
+    opts = {k: v for k, v in cfg["model"].items() if k != "name"}
+    try:
+        return registry.model(cfg["model"]["name"], **provided, **opts)
+    except ValueError as exc:
+        given = ", ".join([f"data.image_size={provided['image_size']}", *(f"model.{k}={v}" for k, v in opts.items())])
+        raise ConfigError(f"model {cfg['model']['name']} cannot be built with {given}: {exc}") from None
 
 
 def _steps_per_epoch(n: int, t: dict, world: dist.World) -> int:
