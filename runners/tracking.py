@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +36,15 @@ PARAM_MAX = 6000  # MLflow's limit on a param value
 # outbox keeps what could not be sent. A user's own settings win.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+HEARTBEAT_S = 30.0  # a training process touches <run folder>/heartbeat.json this often
+LOCKED_RETRY_S = 60.0  # how long a write waits out a sqlite file that another process holds
+
+
+def runs_root() -> Path:
+    """Local run folders (checkpoints first land here): ``$ARTZOO_RUNS``, else ./artzoo_runs."""
+    return Path(os.environ.get("ARTZOO_RUNS", "artzoo_runs")).resolve()
 
 
 class TrackingError(RuntimeError):
@@ -72,22 +83,62 @@ class Run:
         self.local = local
         self._offline_since: float | None = None
         self._last_try = 0.0
+        self._logged: dict[str, int] = {}  # on resume: the highest step already in the store, per metric
+        self._beating: tuple[threading.Event, threading.Thread] | None = None
 
     @classmethod
     def start(cls, experiment: str, *, name: str | None = None, parent: str | None = None,
               resume: str | None = None, local_root: Path | None = None) -> "Run":
-        client = MlflowClient()
+        """A new run in ``experiment`` (or, with ``resume``, :meth:`attach` plus :meth:`reopen`)."""
         if resume:
-            client.update_run(resume, status="RUNNING")
-            run_id = resume
-        else:
-            exp = client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-            tags = {MLFLOW_RUN_NAME: name} if name else {}
-            if parent:
-                tags[MLFLOW_PARENT_RUN_ID] = parent
-            run_id = client.create_run(exp_id, tags=tags).info.run_id
+            run = cls.attach(resume, local_root=local_root)
+            run.reopen()
+            return run
+        client = MlflowClient()
+        exp_id = experiment_id(client, experiment)
+        tags = {MLFLOW_RUN_NAME: name} if name else {}
+        if parent:
+            tags[MLFLOW_PARENT_RUN_ID] = parent
+        run_id = _retry_locked(lambda: client.create_run(exp_id, tags=tags)).info.run_id
         return cls(run_id, local_root / run_id if local_root else None)
+
+    @classmethod
+    def attach(cls, run_id: str, *, local_root: Path | None = None) -> "Run":
+        """An existing run, to continue it; its status is left alone until :meth:`reopen`.
+
+        Refuses a run that a live process on this machine still trains (its heartbeat), and
+        first sends what an earlier process kept in the outbox, so that records stay in order.
+        """
+        run = cls(run_id, local_root / run_id if local_root else None)
+        beat = run.heartbeat()
+        if beat and beat_alive(beat) and beat.get("pid") != os.getpid():
+            raise TrackingError(
+                f"run {run_id} is still being trained by process {beat['pid']} on this machine "
+                f"(heartbeat {time.time() - beat['time']:.0f} s ago); stop it before resuming")
+        run.flush()
+        return run
+
+    def reopen(self) -> None:
+        """Mark the run RUNNING again and remember the last step logged for each metric.
+
+        A process that died (SIGKILL, power loss) may have logged steps after its last
+        checkpoint; resuming repeats those steps, and their metrics are not logged a second time
+        (on the CPU a resumed step gives the very same numbers), so no step appears twice.
+        """
+        self._write("status_running")
+        self._logged = self._last_steps()
+
+    def _last_steps(self) -> dict[str, int]:
+        try:
+            data = self.client.get_run(self.id).data
+        except Exception as exc:
+            if unreachable(exc):
+                return {}
+            raise
+        objs = getattr(data, "_metric_objs", None)  # MLflow's latest value per key: its highest step
+        if objs is not None:
+            return {m.key: m.step for m in objs}
+        return {k: max(m.step for m in self.client.get_metric_history(self.id, k)) for k in data.metrics}
 
     # -- writes (through the outbox) ---------------------------------------------------------
     def log_config(self, cfg: dict, tags: dict[str, str]) -> None:
@@ -99,7 +150,8 @@ class Run:
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
-        batch = [[k, float(v), now, step] for k, v in metrics.items() if np.isfinite(v)]
+        batch = [[k, float(v), now, step] for k, v in metrics.items()
+                 if np.isfinite(v) and step > self._logged.get(k, -(2**62))]
         for i in range(0, len(batch), 500):
             self._write("batch", metrics=batch[i : i + 500])
 
@@ -123,7 +175,49 @@ class Run:
             self._write("artifacts", folder=str(folder), path=path)
 
     def end(self, status: str) -> None:
+        self.stop_heartbeat()
         self._write("status", status=status)
+
+    # -- the heartbeat: how `runners.sync --mark-stale` tells a live run from a dead one ------
+    @property
+    def heartbeat_file(self) -> Path | None:
+        return self.local / "heartbeat.json" if self.local else None
+
+    def heartbeat(self) -> dict | None:
+        """The last heartbeat of the process training this run on this machine, if any."""
+        return read_heartbeat(self.heartbeat_file) if self.heartbeat_file else None
+
+    def start_heartbeat(self, every: float = HEARTBEAT_S) -> None:
+        """Write ``heartbeat.json`` (pid, host, time) now, then every ``every`` seconds from a
+        thread, so that it keeps beating through long evaluations; it stops with the process."""
+        if self.heartbeat_file is None or self._beating is not None:
+            return
+        file, stop = self.heartbeat_file, threading.Event()
+
+        def beat() -> None:
+            try:
+                _write_json(file, {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
+            except OSError:
+                pass  # a full disk must not stop training; the beat is only a hint
+
+        def loop() -> None:
+            while not stop.wait(every):
+                beat()
+
+        beat()
+        thread = threading.Thread(target=loop, name=f"artzoo-heartbeat-{self.id}", daemon=True)
+        thread.start()
+        self._beating = (stop, thread)
+
+    def stop_heartbeat(self) -> None:
+        """Stop beating and remove the heartbeat: the run is no longer being trained here."""
+        if self._beating is None:
+            return
+        stop, thread = self._beating
+        stop.set()
+        thread.join(timeout=5)
+        self._beating = None
+        self.heartbeat_file.unlink(missing_ok=True)
 
     def log_dataset(self, dataset: Any, cfg_data: dict, context: str) -> None:
         """The dataset as a run input, with a digest of its labels and its source options."""
@@ -151,8 +245,11 @@ class Run:
         return self._offline_since is not None
 
     def _write(self, op: str, **payload: Any) -> None:
-        if self.offline and not self.flush(force=False):
+        # What an outbox holds goes first (kept while offline, or by an earlier process of this
+        # run): a record never overtakes an older one, so a kept status cannot land last.
+        if self._pending() and not self.flush(force=not self.offline):
             self._keep(op, payload)
+            self._went_offline()
             return
         try:
             self._send(op, payload)
@@ -160,13 +257,24 @@ class Run:
             if self.outbox is None or not unreachable(exc):
                 raise
             self._keep(op, payload)
-            if not self.offline:
-                self._offline_since = self._last_try = time.time()
-                print(f"warning: the tracking store does not answer ({type(exc).__name__}); training goes on, "
-                      f"and what the run logs is kept in {self.outbox} until it answers again",
-                      file=sys.stderr, flush=True)
+            self._went_offline(exc)
+
+    def _pending(self) -> bool:
+        return self.outbox is not None and self.outbox.exists()
+
+    def _went_offline(self, exc: BaseException | None = None) -> None:
+        if self.offline:
+            return
+        self._offline_since = self._last_try = time.time()
+        why = f" ({type(exc).__name__})" if exc else ""
+        print(f"warning: the tracking store does not answer{why}; training goes on, and what the run "
+              f"logs is kept in {self.outbox} until it answers again (or send it later with "
+              f"`python -m runners.sync {self.id}`)", file=sys.stderr, flush=True)
 
     def _send(self, op: str, p: dict) -> None:
+        _retry_locked(lambda: self._send_once(op, p))
+
+    def _send_once(self, op: str, p: dict) -> None:
         if op == "batch":
             self.client.log_batch(
                 self.id,
@@ -180,6 +288,8 @@ class Run:
             self.client.log_artifacts(self.id, p["folder"], p["path"])
         elif op == "status":
             self.client.set_terminated(self.id, status=p["status"])
+        elif op == "status_running":
+            self.client.update_run(self.id, status="RUNNING")
         else:
             raise ValueError(f"unknown outbox record {op!r}")
 
@@ -196,7 +306,7 @@ class Run:
         if not force and time.time() - self._last_try < self.RETRY_S:
             return False
         self._last_try = time.time()
-        records = [json.loads(line) for line in self.outbox.read_text().splitlines() if line.strip()]
+        records = _read_outbox(self.outbox)
         for i, record in enumerate(records):
             try:
                 self._send(record["op"], record)
@@ -216,6 +326,87 @@ class Run:
         file = root / "logged" / path
         file.parent.mkdir(parents=True, exist_ok=True)
         return file
+
+
+def _read_outbox(path: Path) -> list[dict]:
+    """The outbox's records; a line cut short by a crash mid-append is dropped, with a warning."""
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"warning: {path} line {number} is cut short (the process died while writing it); "
+                  f"skipped: {line[:80]!r}", file=sys.stderr, flush=True)
+    return records
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, made if needed; two processes making it at once both get it."""
+    exp = _retry_locked(lambda: client.get_experiment_by_name(name))
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return _retry_locked(lambda: client.create_experiment(name))
+    except MlflowException:
+        exp = client.get_experiment_by_name(name)  # another process made it first
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _retry_locked(call, wait: float = LOCKED_RETRY_S):
+    """``call()``, waiting out "database is locked": a sqlite store written by several processes
+    at once admits one writer at a time, and the others' writes wait their turn."""
+    deadline, pause = time.monotonic() + wait, 0.05
+    while True:
+        try:
+            return call()
+        except MlflowException as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+# -- heartbeats ----------------------------------------------------------------------------------
+
+
+def read_heartbeat(file: Path) -> dict | None:
+    try:
+        beat = json.loads(file.read_text())
+        return beat if isinstance(beat, dict) and {"pid", "host", "time"} <= set(beat) else None
+    except (OSError, ValueError):
+        return None
+
+
+def beat_alive(beat: dict, every: float = HEARTBEAT_S) -> bool:
+    """Whether a heartbeat comes from a live process on this machine (one that beat recently:
+    an old beat whose pid is alive is a pid the system has since given to another process)."""
+    if beat.get("host") != socket.gethostname() or time.time() - beat["time"] > 3 * every + 60:
+        return False
+    return pid_alive(int(beat["pid"]))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (dead, not yet reaped by its parent) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 class _active:
