@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from streamlit.testing.v1 import AppTest
 
 import registry
 from conftest import REPO, plugin_env
+from images import png_header
 
 APP = REPO / "dashboard" / "app.py"
 PAGES = ["pages/runs.py", "pages/run.py", "pages/clusters.py", "pages/restyle.py"]
@@ -288,6 +290,18 @@ def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled,
     assert "notes.png cannot be used: not an image" in at.error[0].value
 
 
+def test_restyle_page_caps_uploads_in_bytes_and_refuses_a_decompression_bomb(filled, open_page):
+    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    at.radio(key="source").set_value("your own picture").run()
+    assert at.file_uploader[0].proto.max_upload_size_mb == 20
+    # 81 megapixels declared in a 100-byte PNG: over the page's cap (64 MP, under Pillow's own
+    # bomb limit), refused before a pixel is decoded
+    at.file_uploader[0].upload("bomb.png", png_header(9_000, 9_000), "image/png").run()
+    assert not at.exception
+    assert "bomb.png cannot be used: too large: 9000×9000 = 81,000,000 pixels, over the limit of 64,000,000" \
+        in at.error[0].value
+
+
 def test_artifacts_are_downloaded_once_into_the_cache_and_never_outside_it(filled):
     from dashboard import store
 
@@ -351,3 +365,43 @@ def test_an_unreachable_tracking_server_is_named_without_a_traceback(open_page):
         port = s.getsockname()[1]  # closed again: nothing listens there
     at = open_page(f"http://127.0.0.1:{port}", "pages/run.py")
     assert f"the tracking server at http://127.0.0.1:{port} does not answer" in at.error[0].value
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses with a socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+@pytest.mark.slow
+def test_the_served_dashboard_listens_on_this_machine_only(tmp_path):
+    # Started from another folder, as `streamlit run dashboard/app.py` from anywhere: the
+    # settings beside app.py (dashboard/.streamlit/config.toml) still apply.
+    import tomllib
+
+    settings = tomllib.loads((REPO / "dashboard" / ".streamlit" / "config.toml").read_text())["server"]
+    assert settings["address"] == "127.0.0.1" and settings["maxUploadSize"] == 20
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "URL:" in line or proc.poll() is not None:
+                break
+        deadline = time.time() + 30
+        while not _listening(port) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _listening(port) == {"0100007F"}, ("".join(lines), _listening(port))  # 127.0.0.1, nothing else
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
