@@ -166,6 +166,9 @@ def main() -> None:
 
     import torch
 
+    import cpuload
+
+    load = cpuload.snapshot()
     codes, labels = mixture(args.points, args.dim, args.styles)
     print(f"{args.points:,} codes of {args.dim} numbers, {args.styles} styles (Gaussian mixture); "
           f"{len(os.sched_getaffinity(0))} cores, {torch.get_num_threads()} torch threads; numba cache "
@@ -185,6 +188,9 @@ def main() -> None:
     print("\nlogged: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
     with contextlib.suppress(KeyError):
         print(f"embedding_seconds (as logged): {metrics['embedding_seconds']:.1f}")
+    share = cpuload.foreign_share(load)
+    if share is not None:
+        print(f"meanwhile, other processes took {share:.0%} of the machine's CPU")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import cpuload  # noqa: E402  (bench/, on sys.path as the script's folder)
 import registry  # noqa: E402
 from runners import loader  # noqa: E402
 from runners.train import _flip, channels_last, pick_device  # noqa: E402
@@ -200,7 +201,7 @@ def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     torch.manual_seed(0)
-    load = _cpu_seconds()
+    load = cpuload.snapshot()
     task, opt = build(entry, data, image_size, device, options)
     if compiled:
         task.model = torch.compile(task.model)
@@ -225,29 +226,7 @@ def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch
     # the inputs alone, without training: what each path could feed a model infinitely fast
     alone = {k: _input_rate(paths[k], steps * rounds, device) for k in "ac"}
     return Row(entry, image_size, mode, batch_size, a, b, c, len(data) / cache_s, cache_s, len(data), ab_rounds,
-               alone["a"], alone["c"], _foreign(load))
-
-
-def _cpu_seconds() -> tuple[float, float, float] | None:
-    """(wall clock, CPU seconds busy on the whole machine, CPU seconds of this process and its
-    reaped children), or None where /proc/stat is not there (not Linux)."""
-    try:
-        jiffies = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    t = os.times()
-    busy = (sum(jiffies) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
-
-
-def _foreign(start: tuple[float, float, float] | None) -> float | None:
-    """The share of the machine's CPU time that other processes took since ``start``: a
-    measurement disturbed by someone else's work says so."""
-    end = _cpu_seconds()
-    if start is None or end is None:
-        return None
-    wall, busy, own = (e - s for e, s in zip(end, start))
-    return max(0.0, (busy - own) / (wall * (os.cpu_count() or 1)))
+               alone["a"], alone["c"], cpuload.foreign_share(load))
 
 
 def _input_rate(batches, count: int, device: torch.device) -> float:
