@@ -123,8 +123,10 @@ class CondAE(nn.Module):
         conditioning: Conditioning = "cin",
         embed_dim: int = 16,
         noise: bool = True,
+        lowpass: int = 1,
     ) -> None:
         super().__init__()
+        self.lowpass = lowpass
         self.num_styles = num_classes
         self.conditioning = conditioning
         self.latent_dim = latent_dim
@@ -149,7 +151,14 @@ class CondAE(nn.Module):
         self.to_color = nn.Conv2d(latent_dim + extra, in_chans, 3, padding=1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The content code, latent_dim × H/2**stages × W/2**stages."""
+        """The content code, latent_dim × H/2**stages × W/2**stages.
+
+        The encoder sees the image averaged over ``lowpass``-pixel squares: brush marks, dots and
+        hatching finer than that cannot reach the code, so the decoder must paint them from its
+        label, while layout and colour, which is what a restyle keeps, pass.
+        """
+        if self.lowpass > 1:
+            x = F.interpolate(F.avg_pool2d(x, self.lowpass), scale_factor=self.lowpass, mode="nearest")
         return self.encoder(x)
 
     def decode(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -186,13 +195,16 @@ class CondAE(nn.Module):
         return out
 
 
-def _create_cond_ae(*, num_classes: int, in_chans: int, image_size: int, stages: int, **kwargs) -> CondAE:
+def _create_cond_ae(*, num_classes: int, in_chans: int, image_size: int, stages: int, lowpass: int,
+                    **kwargs) -> CondAE:
+    if image_size % lowpass:
+        raise ValueError(f"cond_ae: image_size {image_size} is not divisible by model.lowpass = {lowpass}")
     if image_size % 2**stages:
         raise ValueError(
             f"cond_ae: image_size {image_size} is not divisible by 2**stages = {2**stages}; "
             f"choose model.stages so that it is (at most {int(math.log2(image_size & -image_size))})"
         )
-    return CondAE(num_classes, in_chans, stages=stages, **kwargs)
+    return CondAE(num_classes, in_chans, stages=stages, lowpass=lowpass, **kwargs)
 
 
 def cond_ae(
@@ -207,10 +219,13 @@ def cond_ae(
                                                 "embedding beside the code) or cin (conditional instance norm)")] = "cin",
     embed_dim: Annotated[int, Field(gt=0, description="size of the style embedding (concat only)")] = 16,
     noise: Annotated[bool, Field(description="inject noise into the decoder so that it can sample texture")] = True,
+    lowpass: Annotated[int, Field(ge=1, description="the encoder sees the image averaged over squares of this "
+                                  "side, so fine texture (style) cannot pass through the code; 1: off")] = 1,
 ) -> CondAE:
     """The label-conditioned autoencoder of the restyle task."""
     return _create_cond_ae(num_classes=num_classes, in_chans=in_chans, image_size=image_size, latent_dim=latent_dim,
-                           stages=stages, width=width, conditioning=conditioning, embed_dim=embed_dim, noise=noise)
+                           stages=stages, width=width, conditioning=conditioning, embed_dim=embed_dim, noise=noise,
+                           lowpass=lowpass)
 
 
 cond_ae.task = "restyle"
