@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m runners.run cond_ae
+	$(PY) -m runners.run cond_ae train.epochs=2 data.size=1500 train.judge_steps=500   # a few minutes on a laptop CPU
 	@echo
 	@echo "Next: compare runs in MLflow:    $(VENV)/bin/mlflow ui          (http://127.0.0.1:5000)"
 	@echo "      see pictures in the dashboard: $(VENV)/bin/streamlit run dashboard/app.py"
