@@ -11,6 +11,10 @@ Why a spatial code rather than a linear layer to a flat vector: on 64 px synthar
 same 1,024 numbers and the same training, the flat code had reached 14.6 dB test PSNR after 150
 steps where the 8×8×16 code reached 17.3 dB after 75, with a quarter of the parameters; a 4×4×64
 code sat in between (15.1 dB after 75).
+
+Why ``width`` 16 by default: the full-resolution layers cost the most, and at 16 channels the
+whole model trains 3x faster on 2 CPU cores (289 against 94 images/s at 64 px; 24 channels: 114,
+oneDNN favours multiples of 16) while the default run still reaches 20.2 dB test PSNR (9 min).
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ def ae(
     in_chans: int = 3,
     image_size: int = 64,
     latent_dim: Annotated[int, Field(gt=0, multiple_of=GRID**2, description="numbers in the code (8×8 grid)")] = 1024,
-    width: Annotated[int, Field(gt=0, description="channels of the first stage; doubled per stage")] = 32,
+    width: Annotated[int, Field(gt=0, description="channels of the first stage; doubled per stage")] = 16,
     max_width: Annotated[int, Field(gt=0, description="cap on the channels of the deeper stages")] = 256,
     stages: Annotated[int, Field(ge=0, description="down-sampling stages (0: down to 8-15 px)")] = 0,
 ) -> AE:
