@@ -2,6 +2,7 @@
 
     python bench/quality.py                      # everything, seeds 0 1 2 (hours on 2 cores)
     python bench/quality.py --only cnn --seeds 0 # one row group, one seed
+    python bench/quality.py --rows sampler weights  # the rows whose label contains these
 
 Runs go to the MLflow store under bench/out/ (``mlflow ui --backend-store-uri
 sqlite:///bench/out/quality.db`` shows them); the table is printed as Markdown and written to
@@ -43,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", default=None, help="entries to run (cnn, ae, cond_ae, timm_net)")
+    parser.add_argument("--rows", nargs="+", default=None, help="only the rows whose label contains one of these")
     parser.add_argument("overrides", nargs="*", help="key=value added to every run (e.g. train.epochs=1)")
     args = parser.parse_args()
 
@@ -53,7 +55,7 @@ def main() -> None:
 
     table = []
     for label, entry, overrides, metrics in ROWS:
-        if args.only and entry not in args.only:
+        if (args.only and entry not in args.only) or (args.rows and not any(r in label for r in args.rows)):
             continue
         results, minutes = [], []
         for seed in args.seeds:

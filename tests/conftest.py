@@ -137,6 +137,19 @@ def run_id_of(lines: list[str]) -> str:
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
 
+def assert_resumed_as_uninterrupted(resumed: subprocess.CompletedProcess, run_id: str, whole: dict) -> None:
+    """A resume ended well, in the same run, with the uninterrupted run's test scores exactly."""
+    import mlflow
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == f"run_id: {run_id}"
+    r = mlflow.get_run(run_id)
+    assert r.info.status == "FINISHED"
+    for key, value in whole.items():
+        if key.startswith("test/"):
+            assert r.data.metrics[key] == value, key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

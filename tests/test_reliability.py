@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 import registry
-from conftest import REPO, MlflowServer, cli, run_id_of, wait_for
+from conftest import REPO, MlflowServer, assert_resumed_as_uninterrupted, cli, run_id_of, wait_for
 from images import BLUE, PALETTE, RED, UNREADABLE, encoded, exif_jpeg, solid
 from runners import checkpoint, config, sync, train
 from runners.run import main
@@ -110,13 +110,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(capsys, tmp_
     assert "would be marked KILLED" in dict(sync.mark_stale(0, dry_run=True))[run_id], "its process is gone"
 
     resumed = in_process(capsys, "cnn", f"resume={run_id}")
-    assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.strip().splitlines()[-1] == f"run_id: {run_id}"
-    r = mlflow.get_run(run_id)
-    assert r.info.status == "FINISHED"
-    for key, value in whole.items():
-        if key.startswith("test/"):
-            assert r.data.metrics[key] == value, key
+    assert_resumed_as_uninterrupted(resumed, run_id, whole)
     # The steps the killed process logged past its checkpoint are trained again, not logged
     # again: each step appears once, with the very numbers of the uninterrupted run.
     for key in ("train/loss", "train/lr", "val/loss", "val/acc"):

@@ -81,3 +81,22 @@ def test_texture_statistics_tell_synthart_styles_apart():
     means = torch.stack(means)
     between = (means - means.mean(0)).pow(2).mean()
     assert between > 2 * torch.stack(spread).mean()
+
+
+def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resample(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
+    train = registry.dataset("synthart", split="train", image_size=32, size=100)
+    test = registry.dataset("synthart", split="test", image_size=32, size=100)
+    model = registry.model("cond_ae", num_classes=len(train.classes), image_size=32)
+    task = registry.task("restyle", model=model, classes=train.classes, judge_steps=20, umap=False)
+    scores = task.finalize(train_set=train, test_set=test, out=tmp_path, device=torch.device("cpu"))
+    saved = np.load(tmp_path / "restyle" / "test.npz", allow_pickle=False)
+    n = len(test)
+    assert saved["images"].shape == saved["restyled"].shape == saved["ground_truth"].shape == (n, 32, 32, 3)
+    assert (saved["targets"] != saved["labels"]).all() and list(saved["classes"]) == train.classes
+    i = 3
+    truth = test.render(i, int(saved["targets"][i])).mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert (saved["ground_truth"][i] == truth).all()
+    # the truth painted again with other marks is far closer to it than the unchanged input
+    assert scores["restyle_psnr_gt_resample"] > scores["restyle_psnr_gt_baseline"] + 1
+    assert 0 <= scores["restyle_acc"] <= 1 and np.isfinite(scores["restyle_psnr_gt"])

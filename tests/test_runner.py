@@ -16,7 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import registry
-from conftest import cli, plugin_env, run_id_of, wait_for
+from conftest import assert_resumed_as_uninterrupted, cli, plugin_env, run_id_of, wait_for
 from runners import config, train
 
 TINY = ["data.size=100", "data.image_size=32", "train.epochs=2", "train.batch_size=16", "train.log_every=1"]
@@ -25,7 +25,8 @@ TASK_METRICS = {
     "classify": ["test/acc", "test/macro_f1", "test/balanced_acc"],
     "reconstruct": ["test/mse", "test/psnr", "test/ssim", "test/cluster_nmi_pca", "test/cluster_ari_pca",
                     "test/silhouette_pca"],
-    "restyle": ["test/restyle_acc", "test/restyle_psnr_gt", "test/restyle_psnr_gt_baseline", "test/identity_psnr"],
+    "restyle": ["test/restyle_acc", "test/restyle_psnr_gt", "test/restyle_psnr_gt_baseline", "test/identity_psnr",
+                "test/restyle_psnr_gt_resample"],
 }
 # the restyle judge's default 1,500 training steps are most of a tiny run; a few make the same schema
 TASK_OVERRIDES = {"restyle": ["train.judge_steps=40"]}
@@ -103,13 +104,7 @@ def test_sigterm_marks_killed_and_resume_matches_an_uninterrupted_run():
 
     resumed = subprocess.run([sys.executable, "-m", "runners.run", "cnn", f"resume={run_id}"],
                              capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.strip().splitlines()[-1] == f"run_id: {run_id}"
-    r = mlflow.get_run(run_id)
-    assert r.info.status == "FINISHED"
-    for key, value in whole.items():
-        if key.startswith("test/"):
-            assert r.data.metrics[key] == value, key
+    assert_resumed_as_uninterrupted(resumed, run_id, whole)
     steps = [m.step for m in MlflowClient().get_metric_history(run_id, "train/loss")]
     assert sorted(set(steps)) == sorted(steps), "steps continue, never repeat"
 
