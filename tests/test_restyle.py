@@ -98,5 +98,6 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     truth = test.render(i, int(saved["targets"][i])).mul(255).round().byte().permute(1, 2, 0).numpy()
     assert (saved["ground_truth"][i] == truth).all()
     # the truth painted again with other marks is far closer to it than the unchanged input
-    assert scores["restyle_psnr_gt_resample"] > scores["restyle_psnr_gt_baseline"] + 1
+    # but it is another painting, not the truth scored against itself
+    assert scores["restyle_psnr_gt_baseline"] + 1 < scores["restyle_psnr_gt_resample"] < 45
     assert 0 <= scores["restyle_acc"] <= 1 and np.isfinite(scores["restyle_psnr_gt"])

@@ -309,13 +309,11 @@ class Restyle(Reconstruct):
                 arrays["images"].append(_uint8(x))
                 arrays["restyled"].append(_uint8(restyled))
                 if renders:
-                    truth = torch.stack([_as_tensor(test_set.render(int(i), int(s))) for i, s in zip(idx, targets[idx])])
-                    truth = truth.to(device)
+                    truth = _renders(test_set, idx, targets[idx]).to(device)
                     scores["psnr_gt"].append(metrics.psnr(_quarter(restyled), _quarter(truth)))
                     scores["psnr_base"].append(metrics.psnr(_quarter(x), _quarter(truth)))
                     if resample:  # the truth painted again with other random marks: a faithful restyle's score
-                        again = torch.stack([_as_tensor(test_set.render(int(i), int(s), texture=1))
-                                             for i, s in zip(idx, targets[idx])]).to(device)
+                        again = _renders(test_set, idx, targets[idx], texture=1).to(device)
                         scores["psnr_again"].append(metrics.psnr(_quarter(again), _quarter(truth)))
                     arrays["ground_truth"].append(_uint8(truth))
             grid = self._test_grid(test_set, labels, device)
@@ -350,7 +348,7 @@ class Restyle(Reconstruct):
             styles = torch.arange(len(self.classes), device=device)
             rows.append(torch.cat([x[j : j + 1], self.net.decode(code[j : j + 1].expand(len(styles), -1, -1, -1), styles)]))
             if hasattr(test_set, "render"):
-                rows.append(torch.cat([x[j : j + 1], torch.stack([_as_tensor(test_set.render(i, int(s))) for s in styles]).to(device)]))
+                rows.append(torch.cat([x[j : j + 1], _renders(test_set, [i] * len(styles), styles).to(device)]))
         return _grid(torch.stack(rows))
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -480,6 +478,11 @@ def _as_tensor(image) -> torch.Tensor:
         return image.float()
     array = np.asarray(image)
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255
+
+
+def _renders(dataset, items, styles, **options) -> torch.Tensor:
+    """``dataset.render`` of each (item, style) pair, stacked as B×C×H×W floats."""
+    return torch.stack([_as_tensor(dataset.render(int(i), int(s), **options)) for i, s in zip(items, styles)])
 
 
 def _quarter(x: torch.Tensor) -> torch.Tensor:
