@@ -51,6 +51,7 @@ TRAIN = [
     _opt("batch_size", Annotated[int, Field(gt=0)], 64, "images per step (per process under torchrun)"),
     _opt("lr", Annotated[float, Field(gt=0, le=10)], 1e-3, "peak learning rate of AdamW"),
     _opt("weight_decay", Annotated[float, Field(ge=0)], 1e-4, "AdamW weight decay"),
+    _opt("beta1", Annotated[float, Field(ge=0, lt=1)], 0.9, "AdamW's first-moment decay (0.5 for adversarial training)"),
     _opt("warmup_steps", Annotated[int, Field(ge=0)], 0, "linear warm-up steps before the cosine decay"),
     _opt("schedule", Literal["cosine", "constant"], "cosine", "learning-rate schedule after warm-up"),
     _opt("grad_clip", Annotated[float, Field(ge=0)], 0.0, "clip the gradient norm to this (0: off)"),

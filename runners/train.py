@@ -107,7 +107,8 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
     task.setup(sets["train"], device)
 
     steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], 0.999),
+                                  weight_decay=t["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, steps_per_epoch * t["epochs"]))
     state = _State()
 

@@ -4,17 +4,19 @@ Why the plain recipe fails, and what this one does instead:
 
 * With only a pixel loss the code keeps everything, style included, and the decoder ignores its
   label; and where the label is used, the decoder paints a style's *average* texture, a blur.
-* So the decoder is trained as a conditional GAN generator: a patch discriminator with a
-  projection on the style (Miyato & Koyama 2018) judges whether each patch looks like a real
-  patch *of the target style*. It is trained on real images with their own style (real), the
-  same images with a wrong style (fake, so it must look at the style) and restyled images
-  (fake), so it keeps learning to reject the faint patterns that fool a fixed classifier.
-* The content must survive: an identity loss (own style in, own image out), a cycle loss
-  (restyled and painted back, Choi et al. 2018) and a latent loss (the restyle encodes to the
-  same code).
-* The code must carry content but not style: a small critic tries to tell the style from the
-  code and the encoder is trained to leave it at chance, so the decoder must take the style
-  from its label.
+* So the model (zoo/cond_ae.py) splits the painting: a coarse content code (the image averaged
+  over squares, too coarse for marks to pass) decoded into a smooth image, and a texture path
+  that samples the marks from noise. Only the smooth path can be compared with the input: the
+  identity loss is an MSE at a quarter of the side, where random marks average out.
+* The texture, and the style's changes to the smooth image, are taught by a jointly trained
+  *style critic*: a patch classifier with one class per style and one for "generated" (the
+  (K+1)-way discriminator of Salimans et al. 2016, applied per patch like PatchGAN). It learns
+  the real patches' styles and to call every generated patch generated; the decoder is trained
+  to make its restyles' patches pass as the target style. Because the critic keeps learning to
+  reject whatever the decoder paints, faint patterns that fool a fixed classifier do not last.
+* The restyle must keep the content: its quarter-size image stays close to the input's
+  (``content_weight``), and the texture has no quarter-size mean of its own
+  (``texture_mean_weight``): marks change the look, not the layout.
 
 Only (image, label) pairs are used for training. Scoring happens in :meth:`Restyle.finalize`
 against a separately trained style classifier (the judge, never part of any training loss) and,
@@ -35,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from PIL import Image
 
@@ -48,80 +49,28 @@ from zoo.reconstruct import Reconstruct
 SEED = 0  # restyle targets, the decoder's noise at test time and the judge's training are seeded
 BATCH = 128  # images per batch in the final analysis
 
-# -- auxiliary networks ------------------------------------------------------------------------
+# -- the style critic --------------------------------------------------------------------------
 
 
-class PatchCritic(nn.Module):
-    """Per-patch realism of an image for a given style: ``psi(h) + <embed(style), h>``."""
+class StyleCritic(nn.Module):
+    """Per patch of an image: logits of each style, and last, of "generated"."""
 
-    def __init__(self, in_chans: int, num_styles: int, width: int = 32, stages: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        chans = in_chans
-        for i in range(stages):
-            out = width * 2**i
-            layers += [spectral_norm(nn.Conv2d(chans, out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
-            chans = out
-        layers += [spectral_norm(nn.Conv2d(chans, chans, 3, padding=1)), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers)
-        self.psi = spectral_norm(nn.Conv2d(chans, 1, 1))
-        self.embed = spectral_norm(nn.Linear(num_styles, chans, bias=False))
-        self.num_styles = num_styles
-
-    def forward(self, x: torch.Tensor, *styles: torch.Tensor) -> torch.Tensor:
-        """Patch scores of ``x`` for each of ``styles`` (one feature pass), stacked: S×B×1×h×w."""
-        h = self.features(x)
-        psi = self.psi(h)
-        scores = []
-        for style in styles:
-            e = self.embed(style_weights(style, self.num_styles).to(h.dtype))
-            scores.append(psi + (h * e[:, :, None, None]).sum(1, keepdim=True))
-        return torch.stack(scores)
-
-
-class CodeCritic(nn.Module):
-    """Guesses the style from a content code; the encoder is trained to leave it at chance."""
-
-    def __init__(self, latent_dim: int, num_styles: int, width: int = 64) -> None:
+    def __init__(self, in_chans: int, num_styles: int, width: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(latent_dim, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_styles),
+            nn.Conv2d(in_chans, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, num_styles + 1, 1),
         )
 
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.net(code)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
-class TextureStats(nn.Module):
-    """Gram matrices of a fixed random multi-scale CNN applied to an image's fine detail.
-
-    Random filters suffice to describe a texture (Ustyuzhaninov et al. 2017). The image minus its
-    local mean is what they see: random texture lives there, the content's colours do not, so a
-    style's average statistics are a fair target for any content painted in that style.
-    """
-
-    def __init__(self, in_chans: int, widths: tuple[int, ...] = (32, 48, 64), seed: int = SEED) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        chans = in_chans
-        for i, width in enumerate(widths):
-            weight = torch.randn(width, chans, 3, 3, generator=gen) * (2 / (chans * 9)) ** 0.5
-            self.register_buffer(f"w{i}", weight, persistent=False)
-            chans = width
-        self.depth = len(widths)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = x - F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
-        grams = []
-        for i in range(self.depth):
-            if i:
-                h = F.avg_pool2d(h, 2)
-            h = F.relu(F.conv2d(h, getattr(self, f"w{i}"), padding=1))
-            f = h.flatten(2)
-            grams.append(f @ f.transpose(1, 2) / f.shape[-1])
-        return grams
+def _patch_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every patch against its image's class."""
+    return F.cross_entropy(logits, classes[:, None, None].expand(-1, *logits.shape[2:]))
 
 
 # -- the task ----------------------------------------------------------------------------------
@@ -141,14 +90,14 @@ class Restyle(Reconstruct):
         *,
         model: nn.Module,
         classes: list[str],
-        rec_weight: Annotated[float, Field(ge=0, description="weight of the identity L1 loss")] = 10.0,
-        cycle_weight: Annotated[float, Field(ge=0, description="weight of the cycle L1 loss (restyle and back)")] = 10.0,
-        latent_weight: Annotated[float, Field(ge=0, description="weight of the restyle's code matching the source's")] = 0.0,
-        adv_weight: Annotated[float, Field(ge=0, description="weight of the discriminator's verdict on restyles")] = 1.0,
-        code_weight: Annotated[float, Field(ge=0, description="weight of hiding the style from the code critic")] = 1.0,
-        texture_weight: Annotated[float, Field(ge=0, description="weight of matching the target style's texture "
-                                                               "statistics (Gram matrices of random filters)")] = 1.0,
-        critic_lr: Annotated[float, Field(gt=0, description="learning rate of the discriminator and code critic")] = 2e-4,
+        rec_weight: Annotated[float, Field(ge=0, description="weight of the identity MSE of the smooth image "
+                                                             "(at a quarter of the side)")] = 100.0,
+        content_weight: Annotated[float, Field(ge=0, description="weight of the restyle's quarter-size MSE "
+                                                                 "to the input's")] = 10.0,
+        texture_mean_weight: Annotated[float, Field(ge=0, description="weight of the texture's quarter-size "
+                                                                      "mean square (marks keep the layout)")] = 1000.0,
+        adv_weight: Annotated[float, Field(ge=0, description="weight of the style critic's verdict on restyles")] = 1.0,
+        critic_lr: Annotated[float, Field(gt=0, description="learning rate of the style critic")] = 1e-3,
         judge: Annotated[str, Field(description="checkpoint of a classify run that scores restyles; empty: train "
                                                 "a cnn judge on the training set")] = "",
         judge_steps: Annotated[int, Field(ge=0, description="training steps of the cnn judge (when judge is empty)")] = 1500,
@@ -157,101 +106,51 @@ class Restyle(Reconstruct):
         super().__init__(model=model, classes=classes, umap=umap)
         if len(self.classes) < 2:
             raise ValueError(f"restyle needs at least two styles to move between; the dataset has {self.classes}")
-        self.weights = {"rec": rec_weight, "cycle": cycle_weight, "latent": latent_weight, "adv": adv_weight,
-                        "code": code_weight,
-                        "texture": texture_weight}
+        self.weights = {"rec": rec_weight, "content": content_weight, "texture_mean": texture_mean_weight,
+                        "adv": adv_weight}
         self.critic_lr = critic_lr
         self.judge_path = judge
         self.judge_steps = judge_steps
-        num = len(self.classes)
-        net = self.net
-        self.disc = PatchCritic(getattr(net, "in_chans", 3), num)
-        self.code_critic = CodeCritic(net.latent_dim, num)
-        self.texture = TextureStats(getattr(net, "in_chans", 3))
-        self.style_grams: list[torch.Tensor] = []  # per layer: num_styles×C×C, set in setup()
-        self._disc_train: nn.Module = self.disc
-        self._code_train: nn.Module = self.code_critic
+        self.critic = StyleCritic(getattr(self.net, "in_chans", 3), len(self.classes))
+        self._critic_train: nn.Module = self.critic
         self.critic_opt: torch.optim.Optimizer | None = None
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
-        if self.weights["texture"]:
-            self.style_grams = self._style_grams(train_set, device)
-        self.disc.to(device)
-        self.code_critic.to(device)
+        self.critic.to(device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             ids = [device.index] if device.type == "cuda" else None
-            self._disc_train = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
-            self._code_train = nn.parallel.DistributedDataParallel(self.code_critic, device_ids=ids)
-        params = [*self.disc.parameters(), *self.code_critic.parameters()]
-        self.critic_opt = torch.optim.Adam(params, lr=self.critic_lr, betas=(0.5, 0.999))
-
-    @torch.no_grad()
-    def _style_grams(self, train_set, device: torch.device, per_style: int = 256) -> list[torch.Tensor]:
-        """Each style's mean texture statistics over (up to ``per_style`` of) its training images."""
-        self.texture.to(device)
-        labels = _labels(train_set)
-        rng = np.random.default_rng(SEED)
-        sums: list[torch.Tensor] = []
-        counts = torch.zeros(len(self.classes), device=device)
-        for style in range(len(self.classes)):
-            mine = np.flatnonzero(labels == style)
-            mine = rng.choice(mine, min(per_style, len(mine)), replace=False) if len(mine) else mine
-            for idx in _chunks(len(mine), BATCH):
-                grams = self.texture(_stack(train_set, mine[idx]).to(device))
-                if not sums:
-                    sums = [torch.zeros(len(self.classes), *g.shape[1:], device=device) for g in grams]
-                for total, g in zip(sums, grams):
-                    total[style] += g.sum(0)
-                counts[style] += len(idx)
-        # a style without training images keeps zero statistics; it is never a target (see training_step)
-        return [total / counts.clamp_min(1)[:, None, None] for total in sums]
-
-    def _texture_loss(self, images: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-        loss = images.new_zeros(())
-        for g, target in zip(self.texture(images.float()), self.style_grams):
-            loss = loss + (g - target[styles]).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
-        return loss / len(self.style_grams)
+            self._critic_train = nn.parallel.DistributedDataParallel(self.critic, device_ids=ids)
+        # beta1 = 0.5, as GANs are usually trained: the critic's target moves with the decoder
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr, betas=(0.5, 0.999))
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         num = len(self.classes)
-        targets = (labels + torch.randint(1, num, labels.shape, device=labels.device)) % num
-        out = self.model(images, labels, targets, cycle=self.weights["cycle"] > 0)
-        logs = self._update_critics(images, labels, targets, out["fake"].detach(), out["code"].detach())
-
-        # The generator's side uses the bare critics: no gradient for them, nothing for DDP to sync.
-        for p in [*self.disc.parameters(), *self.code_critic.parameters()]:
-            p.requires_grad_(False)
-        terms = {
-            "rec": F.l1_loss(out["rec"], images),
-            "latent": F.l1_loss(out["fake_code"], out["code"]),
-            "adv": -self.disc(out["fake"], targets).mean(),
-            # cross-entropy against the uniform distribution: the critic learns nothing from the code
-            "code": -F.log_softmax(self.code_critic(out["code"]), 1).mean(),
-        }
-        if "cycle" in out:
-            terms["cycle"] = F.l1_loss(out["cycle"], images)
-        if self.weights["texture"]:
-            terms["texture"] = self._texture_loss(out["fake"], targets)
-        loss = sum(self.weights[k] * v for k, v in terms.items())
-        return {"loss": loss, **{f"g_{k}": v.detach() for k, v in terms.items()}, **logs}
-
-    def _update_critics(self, images, labels, targets, fake, code) -> dict[str, torch.Tensor]:
-        for p in [*self.disc.parameters(), *self.code_critic.parameters()]:
-            p.requires_grad_(True)
-        # Hinge loss. Negatives: restyles, and real images paired with a wrong style (the
-        # latter makes the discriminator check the style, not only realism).
-        # one call (DistributedDataParallel syncs once); the real images' features serve both pairings
-        own, other = self._disc_train(torch.cat([images, fake]), torch.cat([labels, targets]),
-                                      torch.cat([targets, targets]))
-        real, faked = own.chunk(2)
-        mismatched = other.chunk(2)[0]
-        d_loss = F.relu(1 - real).mean() + 0.5 * (F.relu(1 + mismatched).mean() + F.relu(1 + faked).mean())
-        c_loss = F.cross_entropy(self._code_train(code), labels)
+        targets = torch.randint(0, num, labels.shape, device=labels.device)
+        out = self.model(images, labels, targets)
+        fake = out["fake"]
+        # The critic's step: real patches are their style, generated ones are class `num`.
+        logits = self._critic_train(torch.cat([images, fake.detach()]))
+        real, generated = logits.chunk(2)
+        critic_loss = _patch_loss(real, labels) + _patch_loss(generated, torch.full_like(targets, num))
         self.critic_opt.zero_grad(set_to_none=True)
-        (d_loss + c_loss).backward()
+        critic_loss.backward()
         self.critic_opt.step()
-        return {"d_loss": d_loss.detach(), "code_critic_loss": c_loss.detach()}
+
+        # The decoder's side uses the bare critic: no gradient for it, nothing for DDP to sync.
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        small = _quarter(images)
+        terms = {
+            "rec": F.mse_loss(_quarter(out["smooth"]), small),
+            "content": F.mse_loss(_quarter(fake), small),
+            "texture_mean": _quarter(out["texture"]).pow(2).mean(),
+            "adv": _patch_loss(self.critic(fake), targets),
+        }
+        for p in self.critic.parameters():
+            p.requires_grad_(True)
+        loss = sum(self.weights[k] * v for k, v in terms.items())
+        return {"loss": loss, **{f"g_{k}": v.detach() for k, v in terms.items()}, "critic_loss": critic_loss.detach()}
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -353,12 +252,11 @@ class Restyle(Reconstruct):
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"disc": self.disc.state_dict(), "code_critic": self.code_critic.state_dict(),
+        return {"critic": self.critic.state_dict(),
                 "critic_opt": self.critic_opt.state_dict() if self.critic_opt else {}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.disc.load_state_dict(state["disc"])
-        self.code_critic.load_state_dict(state["code_critic"])
+        self.critic.load_state_dict(state["critic"])
         if self.critic_opt and state["critic_opt"]:
             self.critic_opt.load_state_dict(state["critic_opt"])
 

@@ -1,0 +1,91 @@
+"""What restyle_acc and restyle_psnr_gt reward: hand-made restyles of the default synthart test split.
+
+    python bench/restyle_bounds.py            # 512 test images, 64 px, ~1 minute on 2 cores
+
+No model is trained. Each row restyles the test images into the same seeded other styles as the
+restyle task and scores them the same way (the task's cnn judge; PSNR against the ground truth
+after both are area-downsampled to a quarter of the side). The rows split a restyle into the two
+things a decoder must get right:
+
+* the smooth image (layout and colour): the input itself, the input blurred, and the ground
+  truth blurred (what a perfect smooth path would paint);
+* the marks: the fine detail (image minus its blur) of a random *training* image of the target
+  style added on top (``+ marks``), i.e. real marks of the right style that do not follow this
+  image's content; and the ground truth painted again with other random marks (``resample``).
+
+So it shows how far crisp marks alone lift the judge, what they cost in PSNR, and how much of
+the 25 dB target must come from changing the smooth image towards the target style. A second
+table does the same for identity_psnr: the image's own coarse colours against the image
+repainted in its own style with other marks (what a decoder that samples real marks scores).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+
+import registry
+from zoo import metrics
+from zoo.restyle import SEED, _labels, _quarter, _renders, train_judge
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    return TF.gaussian_blur(x, [2 * round(3 * sigma) + 1] * 2, [sigma, sigma])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=512, help="test images scored")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train, test = registry.dataset("synthart", split="train"), registry.dataset("synthart", split="test")
+    classes = train.classes
+    judge = train_judge(train, len(classes), torch.device("cpu"), steps=1500)  # the restyle task's judge
+
+    n = min(args.n, len(test))
+    labels = _labels(test)
+    rng = np.random.default_rng(SEED)  # the same targets as Restyle.finalize
+    targets = ((labels + rng.integers(1, len(classes), len(labels))) % len(classes))[:n]
+    x = torch.stack([test[i][0] for i in range(n)])
+    truth = _renders(test, range(n), targets)
+    train_labels = _labels(train)
+    pick = np.random.default_rng(SEED + 1)
+    donor = torch.stack([train[int(pick.choice(np.flatnonzero(train_labels == t)))][0] for t in targets])
+    t = torch.as_tensor(targets)
+
+    rows = {
+        "input": x,
+        "input blurred (σ 2 px)": blur(x, 2),
+        "input blurred (σ 2 px) + marks (σ 1.5 px)": blur(x, 2) + donor - blur(donor, 1.5),
+        "input blurred (σ 2 px) + marks (σ 2 px)": blur(x, 2) + donor - blur(donor, 2),
+        "truth blurred (σ 2 px)": blur(truth, 2),
+        "truth blurred (σ 2 px) + marks (σ 1.5 px)": blur(truth, 2) + donor - blur(donor, 1.5),
+        "truth resampled (other random marks)": _renders(test, range(n), targets, texture=1),
+    }
+    print(f"{n} test images of synthart (64 px), seeded targets; judge: the restyle task's cnn\n")
+    print("| restyle | restyle_acc | restyle_psnr_gt (dB) | acc per target style |")
+    print("|---|---|---|---|")
+    for name, image in rows.items():
+        image = image.clamp(0, 1)
+        with torch.no_grad():
+            hit = (judge(image).argmax(1) == t).float()
+        psnr = metrics.psnr(_quarter(image), _quarter(truth)).mean()
+        per = " ".join(f"{hit[t == c].mean():.2f}" if (t == c).any() else "-" for c in range(len(classes)))
+        print(f"| {name} | {hit.mean():.3f} | {psnr:.2f} | {per} |", flush=True)
+    print("\nstyles, in the order of the last column: " + ", ".join(classes))
+
+    # identity_psnr (own style in, own image out, full resolution) of two hand-made identities
+    own = _renders(test, range(n), labels[:n], texture=1)
+    coarse = F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="bilinear", align_corners=False)
+    print("\n| identity | identity_psnr (dB) |\n|---|---|")
+    print(f"| the image's 4×4-pixel colours, upsampled (no marks) | {metrics.psnr(coarse, x).mean():.2f} |")
+    print(f"| the image repainted in its own style with other random marks | {metrics.psnr(own, x).mean():.2f} |")
+
+
+if __name__ == "__main__":
+    main()
