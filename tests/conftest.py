@@ -72,13 +72,16 @@ def plugin_site(tmp_path_factory) -> Path:
     import sys
 
     site = tmp_path_factory.mktemp("plugin_site")
+    # Built from a private copy: setuptools writes build/ into the source tree, and under
+    # pytest-xdist two workers building the shared tree at once could remove each other's files
+    # (an install with the entry points but without the module).
+    source = tmp_path_factory.mktemp("plugin_source") / PLUGIN_PKG.name
+    shutil.copytree(PLUGIN_PKG, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--no-compile", "--target", str(site), str(PLUGIN_PKG)],
+         "--no-compile", "--target", str(site), str(source)],
         check=True, capture_output=True, text=True,
     )
-    # setuptools leaves a build/ folder in the source tree; it is not ours to keep
-    shutil.rmtree(PLUGIN_PKG / "build", ignore_errors=True)
     return site
 
 

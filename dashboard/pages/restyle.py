@@ -1,5 +1,5 @@
 """Repaint a test image, or your own picture, in another style with a run's checkpoint, live on
-the CPU; with conditional instance norm (``cin``), blend two styles with a slider."""
+the CPU, or in a blend of two styles set with a slider."""
 
 import numpy as np
 import streamlit as st
@@ -80,13 +80,12 @@ with live:
                                        format_func=lambda i: classes[i], key="target")
             weights = np.eye(len(classes))[target]
             blended = ""
-            if cfg.get("model", {}).get("conditioning") == "cin":
-                second = cols[1].selectbox("Blend with", [None, *range(len(classes))], key="blend",
-                                           format_func=lambda i: "(no blend)" if i is None else classes[i])
-                if second is not None:
-                    share = cols[2].slider(f"Share of {classes[second]}", 0.0, 1.0, 0.5, 0.05, key="share")
-                    weights = (1 - share) * weights + share * np.eye(len(classes))[second]
-                    blended = f" + {share:.0%} {classes[second]}"
+            second = cols[1].selectbox("Blend with", [None, *range(len(classes))], key="blend",
+                                       format_func=lambda i: "(no blend)" if i is None else classes[i])
+            if second is not None:
+                share = cols[2].slider(f"Share of {classes[second]}", 0.0, 1.0, 0.5, 0.05, key="share")
+                weights = (1 - share) * weights + share * np.eye(len(classes))[second]
+                blended = f" + {share:.0%} {classes[second]}"
             out = restyle(net, run_id, image, tuple(float(w) for w in weights), int(cfg.get("in_chans", 3)))
             caption = f"{classes[target]}{blended} · live · {out.shape[1]}×{out.shape[0]}"
 
