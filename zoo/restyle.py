@@ -42,7 +42,6 @@ from PIL import Image
 
 import registry
 from zoo import metrics
-from zoo.cond_ae import style_weights
 from zoo.data import cache_root
 from zoo.reconstruct import Reconstruct
 
