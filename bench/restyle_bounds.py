@@ -30,7 +30,7 @@ import torchvision.transforms.functional as TF
 
 import registry
 from zoo import metrics
-from zoo.restyle import SEED, _labels, _quarter, _renders, train_judge
+from zoo.restyle import SEED, _labels, _quarter, _renders, restyle_targets, train_judge
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -49,8 +49,7 @@ def main() -> None:
 
     n = min(args.n, len(test))
     labels = _labels(test)
-    rng = np.random.default_rng(SEED)  # the same targets as Restyle.finalize
-    targets = ((labels + rng.integers(1, len(classes), len(labels))) % len(classes))[:n]
+    targets = restyle_targets(labels, len(classes))[:n]  # the same targets as Restyle.finalize
     x = torch.stack([test[i][0] for i in range(n)])
     truth = _renders(test, range(n), targets)
     train_labels = _labels(train)

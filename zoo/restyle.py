@@ -67,6 +67,12 @@ class StyleCritic(nn.Module):
         return self.net(x)
 
 
+def restyle_targets(labels: np.ndarray, num_styles: int) -> np.ndarray:
+    """The seeded target style of each test item, never its own: what finalize scores."""
+    rng = np.random.default_rng(SEED)
+    return (labels + rng.integers(1, num_styles, len(labels))) % num_styles
+
+
 def _patch_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every patch against its image's class."""
     return F.cross_entropy(logits, classes[:, None, None].expand(-1, *logits.shape[2:]))
@@ -125,6 +131,8 @@ class Restyle(Reconstruct):
     # -- training ---------------------------------------------------------------------------
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         num = len(self.classes)
+        # Own styles included: the critic then also sees generated patches of the source's style,
+        # so repainting an image in its own style cannot pass for real either.
         targets = torch.randint(0, num, labels.shape, device=labels.device)
         out = self.model(images, labels, targets)
         fake = out["fake"]
@@ -185,10 +193,8 @@ class Restyle(Reconstruct):
         out = Path(out)
         net = self.net.eval()
         judge = self._judge(train_set, device)
-        num = len(self.classes)
         labels = _labels(test_set)
-        rng = np.random.default_rng(SEED)
-        targets = (labels + rng.integers(1, num, len(labels))) % num
+        targets = restyle_targets(labels, len(self.classes))
         renders = hasattr(test_set, "render")
         arrays: dict[str, list[np.ndarray]] = {"images": [], "restyled": [], "ground_truth": []}
         scores: dict[str, list[torch.Tensor]] = {k: [] for k in ("hit", "judged", "psnr_gt", "psnr_base", "psnr_again",
