@@ -59,6 +59,30 @@ def test_the_label_changes_the_painting_and_the_noise_changes_the_marks(conditio
     assert (a - _decode(model, code, torch.tensor([0]), seed=1)).abs().mean() > 1e-3
 
 
+@pytest.mark.parametrize("conditioning", ["concat", "cin"])
+def test_a_style_whose_loudness_is_zero_paints_no_marks(conditioning):
+    model = _model(conditioning=conditioning)
+    with torch.no_grad():
+        model.texture_gain[1] = 0  # what a wash style can learn
+    code = model.encode(torch.rand(2, 3, 32, 32))
+    styles = torch.tensor([1, 0])
+    painted, smooth = _decode(model, code, styles), model.smooth(code, styles).detach()
+    assert torch.equal(painted[0], smooth[0])
+    assert (painted[1] - smooth[1]).abs().mean() > 1e-3, "the other style keeps its marks"
+
+
+def test_the_texture_path_paints_from_fine_and_coarse_noise():
+    from zoo.cond_ae import NOISE_CHANS, NOISE_SCALES, _noise
+
+    noise = _noise(torch.zeros(2, 3, 32, 32))
+    assert noise.shape == (2, NOISE_CHANS * len(NOISE_SCALES), 32, 32)
+    for i, k in enumerate(NOISE_SCALES):
+        part = noise[:, i * NOISE_CHANS : (i + 1) * NOISE_CHANS]
+        blocks = part.unfold(2, k, k).unfold(3, k, k)  # B×C×(32/k)×(32/k)×k×k
+        assert torch.equal(blocks, blocks[..., :1, :1].expand_as(blocks)), f"constant over {k}×{k} squares"
+        assert part.std() > 0.5 and blocks[..., 0, 0].unique().numel() == blocks[..., 0, 0].numel()
+
+
 def test_a_cin_blend_mixes_the_two_styles_parameters():
     model = _model(conditioning="cin")
     code = model.encode(torch.rand(1, 3, 32, 32))

@@ -9,7 +9,10 @@ An image is painted in two layers, and the model keeps them apart:
   outlines, blurs its washes) and upsamples;
 * the *texture* (what a restyle changes): a full-resolution network paints fine marks from
   random noise, reading the smooth image (marks follow edges and tones) and the style. Sampling
-  from noise is what lets it paint crisp dots and strokes rather than their blurred mean.
+  from noise is what lets it paint crisp dots and strokes rather than their blurred mean. The
+  noise comes per pixel and constant over 4- and 8-pixel squares, so mosaic tiles and facets
+  have a coarse random field to start from; each style has a loudness (a gain on its marks),
+  so a style of soft washes can paint almost none.
 
 The style reaches both paths in one of two ways (``conditioning``):
 
@@ -41,7 +44,10 @@ __all__ = ["CondAE", "cond_ae", "style_weights"]
 
 Conditioning = Literal["concat", "cin"]
 STYLE_INIT = 0.5  # spread of the per-style scales and shifts at the start (cin)
-NOISE_CHANS = 2  # channels of random noise the texture path paints from
+NOISE_CHANS = 2  # channels of random noise per scale that the texture path paints from
+# Noise per pixel, and constant over 4- and 8-pixel squares: tiles and facets, larger than what a
+# few convolutions can grow from per-pixel noise alone, start from a coarse random field
+NOISE_SCALES = (1, 4, 8)
 
 
 def style_weights(style: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -93,6 +99,16 @@ class Block(nn.Module):
         return self.act(x)
 
 
+def _noise(like: torch.Tensor) -> torch.Tensor:
+    """NOISE_CHANS channels of Gaussian noise per scale k in NOISE_SCALES, constant over k×k squares."""
+    b, _, h, w = like.shape
+    parts = []
+    for k in NOISE_SCALES:
+        coarse = torch.randn(b, NOISE_CHANS, -(-h // k), -(-w // k), device=like.device, dtype=like.dtype)
+        parts.append(coarse.repeat_interleave(k, 2).repeat_interleave(k, 3)[..., :h, :w])
+    return torch.cat(parts, 1)
+
+
 class CondAE(nn.Module):
     """Encoder to a coarse content code; decoder from (code, style) to smooth image + texture."""
 
@@ -128,13 +144,15 @@ class CondAE(nn.Module):
         nn.init.zeros_(self.correction.weight)  # starts as the plain upsampled colours
         nn.init.zeros_(self.correction.bias)
         # dilations 1, 2, 4, 1: a 17-pixel field, the size of a stroke or a facet at 64 px
-        chans = NOISE_CHANS + in_chans + extra
+        chans = NOISE_CHANS * len(NOISE_SCALES) + in_chans + extra
         self.texture_blocks = nn.ModuleList()
         for dilation in (1, 2, 4, 1):
             self.texture_blocks.append(Block(chans, texture_width, num_classes, conditioning, normalize=True,
                                              dilation=dilation))
             chans = texture_width
         self.to_texture = nn.Conv2d(chans, in_chans, 3, padding=1)
+        # one loudness per style: a style of washes rather than marks can turn its texture down
+        self.texture_gain = nn.Parameter(torch.ones(num_classes))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The content code, (in_chans + latent_dim) × H/2**stages × W/2**stages: the image's
@@ -159,11 +177,10 @@ class CondAE(nn.Module):
     def texture(self, smooth: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Fine marks of ``style`` sampled from fresh noise, following the tones of ``smooth``."""
         weights = style_weights(style, self.num_styles).to(smooth.dtype)
-        noise = torch.randn(smooth.shape[0], NOISE_CHANS, *smooth.shape[2:], device=smooth.device, dtype=smooth.dtype)
-        h = self._tiled(torch.cat([noise, smooth], 1), weights)
+        h = self._tiled(torch.cat([_noise(smooth), smooth], 1), weights)
         for block in self.texture_blocks:
             h = block(h, weights)
-        return self.to_texture(h)
+        return (weights @ self.texture_gain)[:, None, None, None] * self.to_texture(h)
 
     def decode(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Paint ``code`` in ``style``: int labels (B) or B×num_styles blend weights. Unclamped."""
