@@ -231,6 +231,6 @@ def cond_ae(
 
 
 cond_ae.task = "restyle"
-# 7 epochs of 32-image steps: 875 steps, about 14 minutes on 2 CPU cores; beta1 as in GANs,
+# 7 epochs of 32-image steps: 875 steps, 11-13 minutes on 2 CPU cores; beta1 as in GANs,
 # since the decoder's target (the style critic) moves as it learns
 cond_ae.defaults = {"train.batch_size": 32, "train.epochs": 7, "train.beta1": 0.5}
