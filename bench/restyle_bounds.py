@@ -92,10 +92,11 @@ def main() -> None:
 
     # both at once: the renderer's own marks turned down by a gain, over its coarse colours
     again = rows["truth resampled (other random marks)"]
+    again_coarse, own_marks = up(again), own - up(own)
     print("\n| marks' gain | restyle_acc (truth resampled) | identity_psnr (own style resampled) |\n|---|---|---|")
     for gain in (1.0, 0.7, 0.5, 0.4):
-        restyled = (up(again) + gain * (again - up(again))).clamp(0, 1)
-        identity = (up(x) + gain * (own - up(own))).clamp(0, 1)
+        restyled = (again_coarse + gain * (again - again_coarse)).clamp(0, 1)
+        identity = (coarse + gain * own_marks).clamp(0, 1)
         with torch.no_grad():
             acc = (judge(restyled).argmax(1) == t).float().mean()
         print(f"| {gain} | {acc:.3f} | {metrics.psnr(identity, x).mean():.2f} |", flush=True)
