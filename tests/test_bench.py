@@ -110,3 +110,40 @@ def test_embedding_speed_runs_small():
     assert out.returncode == 0, out.stderr
     assert "| PCA 128 -> 32 | 300 |" in out.stdout and "| finalize, in all |" in out.stdout
     assert "embedding_points=300" in out.stdout and "umap_fit_points=300" in out.stdout
+
+
+def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import restyle_per_style
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    import numpy as np
+
+    import registry
+    from zoo.restyle import _labels, _renders, _uint8, restyle_targets
+
+    test = registry.dataset("synthart", split="test", image_size=32, size=100)
+    labels = _labels(test)
+    targets = restyle_targets(labels, len(test.classes))
+    images = _uint8(torch.stack([test[i][0] for i in range(len(test))]))
+    run = tmp_path / "run" / "outputs" / "restyle"
+    run.mkdir(parents=True)
+    # a model that leaves every image as it was: its restyle scores what the input scores
+    np.savez(run / "test.npz", images=images, restyled=images, labels=labels, targets=targets,
+             ground_truth=_uint8(_renders(test, range(len(test)), targets)), classes=np.array(test.classes, dtype=str))
+    restyle_per_style.main([str(tmp_path / "run"), "--size", "100", "--image-size", "32", "--judge-steps", "5"])
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("| target style |")))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {r["target style"]: r for r in (dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+                                           for line in lines[start + 2:] if line.startswith("|"))}
+    present = {test.classes[t] for t in targets}
+    assert set(rows) == present | {"all"}
+    assert sum(int(rows[s]["n"]) for s in present) == int(rows["all"]["n"]) == len(test)
+    assert all(r["psnr_gt restyle"] == r["psnr_gt input"] for r in rows.values())
+    assert all(r["mostly called"] in test.classes for r in rows.values())
+
+    with pytest.raises(SystemExit, match="no restyle/test.npz"):
+        restyle_per_style.main([str(tmp_path / "cache")])

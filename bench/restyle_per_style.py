@@ -1,0 +1,79 @@
+"""A restyle run's scores per target style, from the restyle/test.npz it saved.
+
+    python bench/restyle_per_style.py artzoo_runs/<run_id>        # a run folder, or the npz itself
+
+For a run on synthart (the default dataset; give ``--size``/``--image-size`` where the run changed
+them), prints per target style: how often the task's cnn judge calls the restyle that style,
+what it is called instead most often, and restyle_psnr_gt of the restyle beside that of the
+unchanged input and of the ground truth painted again with other random marks (the ceiling for
+crisp marks). It shows which styles a model has not learned and where the PSNR is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import registry
+from zoo import metrics
+from zoo.restyle import _labels, _quarter, _renders, train_judge
+
+
+def _npz(path: Path) -> Path:
+    if path.is_dir():
+        found = sorted(path.glob("**/restyle/test.npz"))
+        if not found:
+            raise SystemExit(f"{path} holds no restyle/test.npz: give a restyle run's folder (artzoo_runs/<run_id>)")
+        return found[0]
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist: give a restyle run's folder or its restyle/test.npz")
+    return path
+
+
+def _images(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a restyle run's folder or its restyle/test.npz")
+    parser.add_argument("--size", type=int, default=4000, help="synthart training size of the run")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--judge-steps", type=int, default=1500, help="the run's train.judge_steps")
+    args = parser.parse_args(argv)
+
+    saved = np.load(_npz(args.run))
+    if "ground_truth" not in saved:
+        raise SystemExit("this run's npz has no ground_truth: only a synthart run can be scored per style")
+    options = {"size": args.size, "image_size": args.image_size}
+    train, test = (registry.dataset("synthart", split=s, **options) for s in ("train", "test"))
+    classes, labels, targets = list(saved["classes"]), saved["labels"], saved["targets"]
+    if classes != list(test.classes) or not np.array_equal(labels, _labels(test)[: len(labels)]):
+        raise SystemExit("the npz's classes or labels differ from synthart's test split with these options: "
+                         "give the run's --size and --image-size")
+    judge = train_judge(train, len(classes), torch.device("cpu"), steps=args.judge_steps)
+
+    restyled, truth, inputs = (_images(saved[k]) for k in ("restyled", "ground_truth", "images"))
+    with torch.no_grad():
+        called = torch.cat([judge(part).argmax(1) for part in restyled.split(256)]).numpy()
+    again = _renders(test, range(len(targets)), targets, texture=1)
+    psnr = {name: metrics.psnr(_quarter(image), _quarter(truth)).numpy()
+            for name, image in (("restyle", restyled), ("input", inputs), ("resample", again))}
+
+    print(f"{_npz(args.run)}: {len(targets)} restyles\n")
+    print("| target style | n | restyle_acc | mostly called | psnr_gt restyle | psnr_gt input | psnr_gt resample |")
+    print("|---|---|---|---|---|---|---|")
+    rows = [(name, targets == c) for c, name in enumerate(classes)] + [("all", np.ones(len(targets), bool))]
+    for name, m in rows:
+        if not m.any():
+            continue
+        top = classes[np.bincount(called[m], minlength=len(classes)).argmax()]
+        print(f"| {name} | {m.sum()} | {np.mean(called[m] == targets[m]):.2f} | {top} | "
+              + " | ".join(f"{psnr[k][m].mean():.2f}" for k in psnr) + " |")
+
+
+if __name__ == "__main__":
+    main()
