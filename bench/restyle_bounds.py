@@ -18,7 +18,9 @@ the 25 dB target must come from changing the smooth image towards the target sty
 table does the same for identity_psnr: the image's own coarse colours against the image
 repainted in its own style with other marks (what a decoder that samples real marks scores).
 A third turns the renderer's own marks down by a gain, to show what identity_psnr ≥ 20 dB costs
-in restyle_acc even for perfect marks.
+in restyle_acc even for perfect marks. A fourth looks at the one style whose marks change the
+layout: Pop_Art's dark outlines, drawn round every region (shapes coloured like their
+surroundings included), scored against restyles into Pop_Art made from the scene itself.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from PIL import Image, ImageFilter
+
 import registry
-from zoo import metrics
+from zoo import metrics, synthart
 from zoo.restyle import SEED, _labels, _quarter, _renders, restyle_targets, train_judge
 
 
@@ -100,6 +104,36 @@ def main() -> None:
         with torch.no_grad():
             acc = (judge(restyled).argmax(1) == t).float().mean()
         print(f"| {gain} | {acc:.3f} | {metrics.psnr(identity, x).mean():.2f} |", flush=True)
+
+    pop_art(test, n)
+
+
+def _thick(edge: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(edge).filter(ImageFilter.MaxFilter(3)))  # synthart's 64 px outline width
+
+
+def pop_art(test, n: int) -> None:
+    """restyle_psnr_gt of restyles into Pop_Art painted from the scene (no model, no input marks)."""
+    rows: dict[str, list[float]] = {}
+    for i in range(n):
+        scene = synthart.scene(synthart._rng(test.recipe.seed, "test", synthart._CONTENT, int(test.rows[i])),
+                               test.recipe.image_size)
+        truth = test.render(i, "Pop_Art")[None]
+        regions, base = scene.regions, scene.base
+        region_edge = np.zeros(regions.shape, bool)
+        region_edge[1:] |= regions[1:] != regions[:-1]
+        region_edge[:, 1:] |= regions[:, 1:] != regions[:, :-1]
+        seen = np.zeros(regions.shape, bool)  # edges where the colour visibly changes
+        seen[1:] |= np.abs(base[1:] - base[:-1]).sum(-1) > 0.1
+        seen[:, 1:] |= np.abs(base[:, 1:] - base[:, :-1]).sum(-1) > 0.1
+        for name, image in (("the scene, no outlines", base),
+                            ("the scene + outlines where its colour changes", np.where(_thick(seen)[..., None], 0.08, base)),
+                            ("the scene + outlines round every region", np.where(_thick(region_edge)[..., None], 0.08, base))):
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+            rows.setdefault(name, []).append(float(metrics.psnr(_quarter(x), _quarter(truth))))
+    print(f"\n| restyle into Pop_Art ({n} test scenes) | restyle_psnr_gt (dB) |\n|---|---|")
+    for name, scores in rows.items():
+        print(f"| {name} | {np.mean(scores):.2f} |")
 
 
 if __name__ == "__main__":
