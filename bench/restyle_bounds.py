@@ -108,8 +108,12 @@ def main() -> None:
     pop_art(test, n)
 
 
-def _thick(edge: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(edge).filter(ImageFilter.MaxFilter(3)))  # synthart's 64 px outline width
+def _outlines(changed_down: np.ndarray, changed_right: np.ndarray, unit: float) -> np.ndarray:
+    """H×W outline mask where a pixel differs from the one below or right of it, as thick as synthart's."""
+    edge = np.zeros((changed_down.shape[0] + 1, changed_right.shape[1] + 1), bool)
+    edge[1:] |= changed_down
+    edge[:, 1:] |= changed_right
+    return np.asarray(Image.fromarray(edge).filter(ImageFilter.MaxFilter(2 * round(0.6 * unit) + 1)))
 
 
 def pop_art(test, n: int) -> None:
@@ -120,15 +124,13 @@ def pop_art(test, n: int) -> None:
                                test.recipe.image_size)
         truth = test.render(i, "Pop_Art")[None]
         regions, base = scene.regions, scene.base
-        region_edge = np.zeros(regions.shape, bool)
-        region_edge[1:] |= regions[1:] != regions[:-1]
-        region_edge[:, 1:] |= regions[:, 1:] != regions[:, :-1]
-        seen = np.zeros(regions.shape, bool)  # edges where the colour visibly changes
-        seen[1:] |= np.abs(base[1:] - base[:-1]).sum(-1) > 0.1
-        seen[:, 1:] |= np.abs(base[:, 1:] - base[:, :-1]).sum(-1) > 0.1
+        every = _outlines(regions[1:] != regions[:-1], regions[:, 1:] != regions[:, :-1], scene.unit)
+        # only where the colour visibly changes: a shape coloured like its surroundings shows no edge
+        seen = _outlines(np.abs(base[1:] - base[:-1]).sum(-1) > 0.1, np.abs(base[:, 1:] - base[:, :-1]).sum(-1) > 0.1,
+                         scene.unit)
         for name, image in (("the scene, no outlines", base),
-                            ("the scene + outlines where its colour changes", np.where(_thick(seen)[..., None], 0.08, base)),
-                            ("the scene + outlines round every region", np.where(_thick(region_edge)[..., None], 0.08, base))):
+                            ("the scene + outlines where its colour changes", np.where(seen[..., None], 0.08, base)),
+                            ("the scene + outlines round every region", np.where(every[..., None], 0.08, base))):
             x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
             rows.setdefault(name, []).append(float(metrics.psnr(_quarter(x), _quarter(truth))))
     print(f"\n| restyle into Pop_Art ({n} test scenes) | restyle_psnr_gt (dB) |\n|---|---|")
