@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--judge-steps", type=int, default=1500, help="the run's train.judge_steps")
     args = parser.parse_args(argv)
 
-    saved = np.load(_npz(args.run))
+    path = _npz(args.run)
+    saved = np.load(path)
     if "ground_truth" not in saved:
         raise SystemExit("this run's npz has no ground_truth: only a synthart run can be scored per style")
     options = {"size": args.size, "image_size": args.image_size}
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     psnr = {name: metrics.psnr(_quarter(image), _quarter(truth)).numpy()
             for name, image in (("restyle", restyled), ("input", inputs), ("resample", again))}
 
-    print(f"{_npz(args.run)}: {len(targets)} restyles\n")
+    print(f"{path}: {len(targets)} restyles\n")
     print("| target style | n | restyle_acc | mostly called | psnr_gt restyle | psnr_gt input | psnr_gt resample |")
     print("|---|---|---|---|---|---|---|")
     rows = [(name, targets == c) for c, name in enumerate(classes)] + [("all", np.ones(len(targets), bool))]

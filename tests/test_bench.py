@@ -128,22 +128,31 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
     labels = _labels(test)
     targets = restyle_targets(labels, len(test.classes))
     images = _uint8(torch.stack([test[i][0] for i in range(len(test))]))
+    truth = _uint8(_renders(test, range(len(test)), targets))
     run = tmp_path / "run" / "outputs" / "restyle"
     run.mkdir(parents=True)
+
+    def scores(restyled: np.ndarray) -> dict[str, dict[str, str]]:
+        np.savez(run / "test.npz", images=images, restyled=restyled, labels=labels, targets=targets,
+                 ground_truth=truth, classes=np.array(test.classes, dtype=str))
+        restyle_per_style.main([str(tmp_path / "run"), "--size", "100", "--image-size", "32", "--judge-steps", "5"])
+        lines = capsys.readouterr().out.splitlines()
+        start = lines.index(next(line for line in lines if line.startswith("| target style |")))
+        header = [c.strip() for c in lines[start].strip("|").split("|")]
+        return {r["target style"]: r for r in (dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+                                               for line in lines[start + 2:] if line.startswith("|"))}
+
     # a model that leaves every image as it was: its restyle scores what the input scores
-    np.savez(run / "test.npz", images=images, restyled=images, labels=labels, targets=targets,
-             ground_truth=_uint8(_renders(test, range(len(test)), targets)), classes=np.array(test.classes, dtype=str))
-    restyle_per_style.main([str(tmp_path / "run"), "--size", "100", "--image-size", "32", "--judge-steps", "5"])
-    lines = capsys.readouterr().out.splitlines()
-    start = lines.index(next(line for line in lines if line.startswith("| target style |")))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = {r["target style"]: r for r in (dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
-                                           for line in lines[start + 2:] if line.startswith("|"))}
+    rows = scores(images)
     present = {test.classes[t] for t in targets}
     assert set(rows) == present | {"all"}
     assert sum(int(rows[s]["n"]) for s in present) == int(rows["all"]["n"]) == len(test)
     assert all(r["psnr_gt restyle"] == r["psnr_gt input"] for r in rows.values())
     assert all(r["mostly called"] in test.classes for r in rows.values())
+    # a model that paints the ground truth itself beats the input and a resample in every style
+    rows = scores(truth)
+    assert all(float(r["psnr_gt restyle"]) > max(float(r["psnr_gt input"]), float(r["psnr_gt resample"]))
+               for r in rows.values())
 
     with pytest.raises(SystemExit, match="no restyle/test.npz"):
         restyle_per_style.main([str(tmp_path / "cache")])
