@@ -55,6 +55,8 @@ TRAIN = [
     _opt("warmup_steps", Annotated[int, Field(ge=0)], 0, "linear warm-up steps before the cosine decay"),
     _opt("schedule", Literal["cosine", "constant"], "cosine", "learning-rate schedule after warm-up"),
     _opt("grad_clip", Annotated[float, Field(ge=0)], 0.0, "clip the gradient norm to this (0: off)"),
+    _opt("ema", Annotated[float, Field(ge=0, lt=1)], 0.0, "decay of an exponential moving average of the model's "
+         "weights, updated every step; evaluation, the test and checkpoints' model use the average (0: off)"),
     _opt("device", str, "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"),
     _opt("precision", Literal["auto", "fp32", "bf16"], "auto", "auto: bf16 autocast on CUDA, fp32 elsewhere"),
     _opt("compile", bool, False, "torch.compile the model"),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 import registry
@@ -105,6 +106,9 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
     task_opts = {o.name: t[o.name] for o in registry.options(task_cls, "task")}
     task = task_cls(model=model, classes=classes, **task_opts)
     task.setup(sets["train"], device)
+    # the average starts as a copy at the first step (timm's decay is 0 there) and follows the bare
+    # module, so compile and DistributedDataParallel wrap only the one being trained
+    ema = ModelEmaV3(model, decay=t["ema"]) if t["ema"] else None
 
     steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], 0.999),
@@ -133,7 +137,9 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
             print(f"started run {run_id}; if it stops, continue it with "
                   f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
         if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
+            model.load_state_dict(ckpt.get("model_raw", ckpt["model"]))
+            if ema is not None:
+                ema.module.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             task.load_state_dict(ckpt["task"])
@@ -160,7 +166,7 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
         task.model = train_model
 
         ctx = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, run_dir, state,
-                    steps_per_epoch)
+                    steps_per_epoch, ema)
         stop = _StopFlag()
         with stop:
             ctx.fit(stop)
@@ -227,6 +233,7 @@ class _Loop:
     run_dir: Path
     state: _State
     steps_per_epoch: int
+    ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema): what is evaluated and reported
 
     def __post_init__(self) -> None:
         t = self.cfg["train"]
@@ -292,6 +299,8 @@ class _Loop:
             self.optimizer.step()
             self.scheduler.step()
             s.step += 1
+            if self.ema is not None:
+                self.ema.update(self.model, step=s.step)
             s.batch += 1
             seen += len(images)
             rate = seen * self.world.size / max(time.perf_counter() - started, 1e-9)
@@ -307,11 +316,24 @@ class _Loop:
                 raise Stopped(stop.signum)
 
     # -- evaluation -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _evaluated(self):
+        """The task sees the model it is scored with: the moving average where train.ema is on."""
+        net = self.ema.module if self.ema is not None else self.model
+        trained, self.task.model = self.task.model, net
+        try:
+            yield net.eval()
+        finally:
+            self.task.model = trained
+
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
+        with self._evaluated():
+            return self._evaluate(split)
+
+    def _evaluate(self, split: str) -> dict[str, float]:
         data = self.sets[split]
         share = dist.eval_share(len(data), self.world)
-        self.model.eval()
         parts: dict[str, list[np.ndarray]] = {}
         for images, labels in loader.batches(data, share, self.t["batch_size"], device=self.device,
                                              workers=self.cfg["data"]["workers"]):
@@ -335,8 +357,9 @@ class _Loop:
             out = self.run_dir / "outputs"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
-            extra = self.task.finalize(train_set=self.sets["train"], test_set=self.sets["test"], out=out,
-                                       device=self.device)
+            with self._evaluated():
+                extra = self.task.finalize(train_set=self.sets["train"], test_set=self.sets["test"], out=out,
+                                           device=self.device)
             metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
             if self.run:
                 self.run.log_artifacts(out)
@@ -363,9 +386,8 @@ class _Loop:
         n = min(NUM_PREVIEW, len(data))
         if not n:
             return
-        self.model.eval()
         images, labels = next(loader.batches(data, np.arange(n), n, device=self.device))
-        with self.autocast:
+        with self._evaluated(), self.autocast:
             grids = self.task.images(images, labels)
         for name, grid in grids.items():
             if self.run:
@@ -374,7 +396,10 @@ class _Loop:
     def _save(self, name: str, *, log: bool) -> None:
         path = self.run_dir / "checkpoints" / name
         checkpoint.save(path, {
-            "model": self.model.state_dict(),
+            # "model" is what the run reports (and the dashboard and judges load); with train.ema,
+            # "model_raw" holds the weights being trained, which a resume continues from
+            "model": (self.ema.module if self.ema is not None else self.model).state_dict(),
+            **({"model_raw": self.model.state_dict()} if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "task": self.task.state_dict(),
