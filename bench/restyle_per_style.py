@@ -7,6 +7,12 @@ them), prints per target style: how often the task's cnn judge calls the restyle
 what it is called instead most often, and restyle_psnr_gt of the restyle beside that of the
 unchanged input and of the ground truth painted again with other random marks (the ceiling for
 crisp marks). It shows which styles a model has not learned and where the PSNR is lost.
+
+Where the run folder holds its checkpoint, two more columns show what the jointly trained style
+critic (the decoder's teacher) made of each style at the end: its mean per-patch probability of
+the style on real test images of it, and on the restyles into it. Where real images score high
+and restyles low, the critic still tells the two apart; where both are low, the critic has come to
+hedge on that style (its last state, not a record of what it taught along the way).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import numpy as np
 import torch
 
 import registry
+from runners import checkpoint
 from zoo import metrics
-from zoo.restyle import _labels, _quarter, _renders, train_judge
+from zoo.restyle import StyleCritic, _labels, _quarter, _renders, train_judge
 
 
 def _npz(path: Path) -> Path:
@@ -31,6 +38,26 @@ def _npz(path: Path) -> Path:
     if not path.is_file():
         raise SystemExit(f"{path} does not exist: give a restyle run's folder or its restyle/test.npz")
     return path
+
+
+def _critic(npz: Path, num_styles: int, in_chans: int) -> StyleCritic | None:
+    """The run's style critic from its checkpoints/last.pt (a folder above the npz), if it has one."""
+    for folder in list(npz.parents)[1:4]:  # <run>/outputs/restyle/test.npz
+        path = folder / "checkpoints" / "last.pt"
+        if path.is_file():
+            state = checkpoint.load(path).get("task", {}).get("critic")
+            if state is None:
+                return None
+            critic = StyleCritic(in_chans, num_styles)
+            critic.load_state_dict(state)
+            return critic.eval()
+    return None
+
+
+def _style_probability(critic: StyleCritic, images: torch.Tensor, style: int) -> float:
+    """The critic's probability of ``style``, averaged over patches and images."""
+    with torch.no_grad():
+        return float(torch.cat([critic(part).softmax(1)[:, style].flatten(1).mean(1) for part in images.split(256)]).mean())
 
 
 def _images(array: np.ndarray) -> torch.Tensor:
@@ -64,16 +91,25 @@ def main(argv: list[str] | None = None) -> None:
     psnr = {name: metrics.psnr(_quarter(image), _quarter(truth)).numpy()
             for name, image in (("restyle", restyled), ("input", inputs), ("resample", again))}
 
+    critic = _critic(path, len(classes), inputs.shape[1])
+    extra = " critic: style on real | critic: style on restyles |" if critic else ""
+
     print(f"{path}: {len(targets)} restyles\n")
-    print("| target style | n | restyle_acc | mostly called | psnr_gt restyle | psnr_gt input | psnr_gt resample |")
-    print("|---|---|---|---|---|---|---|")
+    print("| target style | n | restyle_acc | mostly called | psnr_gt restyle | psnr_gt input | psnr_gt resample |" + extra)
+    print("|---|---|---|---|---|---|---|" + "---|" * (2 if critic else 0))
     rows = [(name, targets == c) for c, name in enumerate(classes)] + [("all", np.ones(len(targets), bool))]
     for name, m in rows:
         if not m.any():
             continue
         top = classes[np.bincount(called[m], minlength=len(classes)).argmax()]
-        print(f"| {name} | {m.sum()} | {np.mean(called[m] == targets[m]):.2f} | {top} | "
-              + " | ".join(f"{psnr[k][m].mean():.2f}" for k in psnr) + " |")
+        cells = [f"{psnr[k][m].mean():.2f}" for k in psnr]
+        if critic and name in classes:
+            c = classes.index(name)
+            real = inputs[labels == c]
+            cells += [f"{_style_probability(critic, real, c):.2f}" if len(real) else "", f"{_style_probability(critic, restyled[m], c):.2f}"]
+        elif critic:
+            cells += ["", ""]
+        print(f"| {name} | {m.sum()} | {np.mean(called[m] == targets[m]):.2f} | {top} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

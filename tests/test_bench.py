@@ -153,6 +153,24 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
     rows = scores(truth)
     assert all(float(r["psnr_gt restyle"]) > max(float(r["psnr_gt input"]), float(r["psnr_gt resample"]))
                for r in rows.values())
+    assert "critic: style on real" not in rows["all"], "no checkpoint beside the npz: no critic columns"
+
+    # with the run's checkpoint: its critic's probability of each style, on real images and restyles
+    from runners import checkpoint
+    from zoo.restyle import StyleCritic
+
+    sure = int(targets[0])
+    critic = StyleCritic(3, len(test.classes))
+    torch.nn.init.zeros_(critic.net[-1].weight)
+    with torch.no_grad():
+        critic.net[-1].bias.copy_(torch.nn.functional.one_hot(torch.tensor(sure), len(test.classes) + 1) * 30.0)
+    checkpoint.save(tmp_path / "run" / "checkpoints" / "last.pt", {"task": {"critic": critic.state_dict()}})
+    rows = scores(images)
+    name = test.classes[sure]
+    assert float(rows[name]["critic: style on restyles"]) == 1.0
+    if (labels == sure).any():
+        assert float(rows[name]["critic: style on real"]) == 1.0
+    assert all(float(r["critic: style on restyles"]) == 0.0 for s, r in rows.items() if s not in (name, "all"))
 
     with pytest.raises(SystemExit, match="no restyle/test.npz"):
         restyle_per_style.main([str(tmp_path / "cache")])
