@@ -19,18 +19,20 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
-from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 import registry
 from runners import checkpoint, dist, loader
 from runners.config import ConfigError
 from runners.tracking import Run, check_store, git_commit, runs_root
+
+if TYPE_CHECKING:
+    from timm.utils import ModelEmaV3
 
 NUM_PREVIEW = 8  # validation images shown in the per-epoch grids
 
@@ -106,9 +108,13 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
     task_opts = {o.name: t[o.name] for o in registry.options(task_cls, "task")}
     task = task_cls(model=model, classes=classes, **task_opts)
     task.setup(sets["train"], device)
-    # the average starts as a copy at the first step (timm's decay is 0 there) and follows the bare
-    # module, so compile and DistributedDataParallel wrap only the one being trained
-    ema = ModelEmaV3(model, decay=t["ema"]) if t["ema"] else None
+    ema = None
+    if t["ema"]:
+        from timm.utils import ModelEmaV3  # seconds to import: only runs that average pay for it
+
+        # a copy at the first step (timm's decay is 0 there), then the average; it follows the bare
+        # module, so compile and DistributedDataParallel wrap only the one being trained
+        ema = ModelEmaV3(model, decay=t["ema"])
 
     steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], 0.999),
