@@ -41,17 +41,19 @@ def _npz(path: Path) -> Path:
 
 
 def _critic(npz: Path, num_styles: int, in_chans: int) -> StyleCritic | None:
-    """The run's style critic from its checkpoints/last.pt (a folder above the npz), if it has one."""
-    for folder in list(npz.parents)[1:4]:  # <run>/outputs/restyle/test.npz
-        path = folder / "checkpoints" / "last.pt"
-        if path.is_file():
-            state = checkpoint.load(path).get("task", {}).get("critic")
-            if state is None:
-                return None
-            critic = StyleCritic(in_chans, num_styles)
-            critic.load_state_dict(state)
-            return critic.eval()
-    return None
+    """The style critic in the checkpoint of the run folder holding ``npz`` (<run>/outputs/restyle/test.npz)."""
+    path = npz.resolve().parents[2] / "checkpoints" / "last.pt"
+    state = checkpoint.load(path).get("task", {}).get("critic") if path.is_file() else None
+    if state is None:
+        return None
+    critic = StyleCritic(in_chans, num_styles)
+    try:
+        critic.load_state_dict(state)
+    except RuntimeError as exc:  # a run of another version of the critic
+        print(f"{path}: its critic does not fit this version's StyleCritic, so no critic columns "
+              f"({str(exc).split(':', 1)[-1].strip().splitlines()[0]})")
+        return None
+    return critic.eval()
 
 
 def _style_probability(critic: StyleCritic, images: torch.Tensor, style: int) -> float:

@@ -171,6 +171,11 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
     if (labels == sure).any():
         assert float(rows[name]["critic: style on real"]) == 1.0
     assert all(float(r["critic: style on restyles"]) == 0.0 for s, r in rows.items() if s not in (name, "all"))
+    # a critic of another shape (another version's run) is reported, and the rest still printed
+    checkpoint.save(tmp_path / "run" / "checkpoints" / "last.pt",
+                    {"task": {"critic": StyleCritic(3, len(test.classes) + 1).state_dict()}})
+    rows = scores(images)
+    assert "critic: style on real" not in rows["all"] and rows["all"]["n"] == str(len(test))
 
     with pytest.raises(SystemExit, match="no restyle/test.npz"):
         restyle_per_style.main([str(tmp_path / "cache")])
