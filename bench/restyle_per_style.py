@@ -56,10 +56,13 @@ def _critic(npz: Path, num_styles: int, in_chans: int) -> StyleCritic | None:
     return critic.eval()
 
 
-def _style_probability(critic: StyleCritic, images: torch.Tensor, style: int) -> float:
-    """The critic's probability of ``style``, averaged over patches and images."""
+def _style_probability(critic: StyleCritic, images: torch.Tensor, style: int) -> str:
+    """The critic's probability of ``style``, averaged over patches and images ("" for no images)."""
+    if not len(images):
+        return ""
     with torch.no_grad():
-        return float(torch.cat([critic(part).softmax(1)[:, style].flatten(1).mean(1) for part in images.split(256)]).mean())
+        probs = torch.cat([critic(part).softmax(1)[:, style].flatten(1).mean(1) for part in images.split(256)])
+    return f"{probs.mean():.2f}"
 
 
 def _images(array: np.ndarray) -> torch.Tensor:
@@ -94,24 +97,25 @@ def main(argv: list[str] | None = None) -> None:
             for name, image in (("restyle", restyled), ("input", inputs), ("resample", again))}
 
     critic = _critic(path, len(classes), inputs.shape[1])
-    extra = " critic: style on real | critic: style on restyles |" if critic else ""
+    header = ["target style", "n", "restyle_acc", "mostly called",
+              "psnr_gt restyle", "psnr_gt input", "psnr_gt resample"]
+    if critic:
+        header += ["critic: style on real", "critic: style on restyles"]
 
     print(f"{path}: {len(targets)} restyles\n")
-    print("| target style | n | restyle_acc | mostly called | psnr_gt restyle | psnr_gt input | psnr_gt resample |" + extra)
-    print("|---|---|---|---|---|---|---|" + "---|" * (2 if critic else 0))
-    rows = [(name, targets == c) for c, name in enumerate(classes)] + [("all", np.ones(len(targets), bool))]
-    for name, m in rows:
+    print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
+    rows = [(name, targets == c, c) for c, name in enumerate(classes)] + [("all", np.ones(len(targets), bool), None)]
+    for name, m, style in rows:
         if not m.any():
             continue
         top = classes[np.bincount(called[m], minlength=len(classes)).argmax()]
-        cells = [f"{psnr[k][m].mean():.2f}" for k in psnr]
-        if critic and name in classes:
-            c = classes.index(name)
-            real = inputs[labels == c]
-            cells += [f"{_style_probability(critic, real, c):.2f}" if len(real) else "", f"{_style_probability(critic, restyled[m], c):.2f}"]
-        elif critic:
-            cells += ["", ""]
-        print(f"| {name} | {m.sum()} | {np.mean(called[m] == targets[m]):.2f} | {top} | " + " | ".join(cells) + " |")
+        cells = [name, str(m.sum()), f"{np.mean(called[m] == targets[m]):.2f}", top]
+        cells += [f"{psnr[k][m].mean():.2f}" for k in psnr]
+        if critic:
+            cells += (["", ""] if style is None else
+                      [_style_probability(critic, inputs[labels == style], style),
+                       _style_probability(critic, restyled[m], style)])
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -96,15 +96,15 @@ def test_with_ema_the_checkpoint_holds_the_averaged_model_that_the_test_metrics_
     x = torch.stack([test_set[i][0] for i in range(len(test_set))])
     y = torch.as_tensor(test_set.targets)
 
-    def test_loss(weights: dict) -> float:
+    def loss_of(weights: dict) -> float:
         net = registry.model("cnn", num_classes=len(test_set.classes), in_chans=3, image_size=32)
         net.load_state_dict(weights)
         with torch.no_grad():
             return float(torch.nn.functional.cross_entropy(net.eval()(x), y))
 
-    assert test_loss(ckpt["model"]) == pytest.approx(result["test/loss"], rel=1e-5)
+    assert loss_of(ckpt["model"]) == pytest.approx(result["test/loss"], rel=1e-5)
     # the weights being trained are kept for a resume, and they are not the ones scored
-    assert test_loss(ckpt["model_raw"]) != pytest.approx(result["test/loss"], rel=1e-3)
+    assert loss_of(ckpt["model_raw"]) != pytest.approx(result["test/loss"], rel=1e-3)
 
 
 @pytest.mark.slow
