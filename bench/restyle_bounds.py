@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from PIL import Image, ImageFilter
-
 import registry
-from zoo import metrics, synthart
+from zoo import metrics
+from zoo.synthart import outline_mask
 from zoo.restyle import SEED, _labels, _quarter, _renders, restyle_targets, train_judge
 
 
@@ -108,26 +107,17 @@ def main() -> None:
     pop_art(test, n)
 
 
-def _outlines(changed_down: np.ndarray, changed_right: np.ndarray, unit: float) -> np.ndarray:
-    """H×W outline mask where a pixel differs from the one below or right of it, as thick as synthart's."""
-    edge = np.zeros((changed_down.shape[0] + 1, changed_right.shape[1] + 1), bool)
-    edge[1:] |= changed_down
-    edge[:, 1:] |= changed_right
-    return np.asarray(Image.fromarray(edge).filter(ImageFilter.MaxFilter(2 * round(0.6 * unit) + 1)))
-
-
 def pop_art(test, n: int) -> None:
     """restyle_psnr_gt of restyles into Pop_Art painted from the scene (no model, no input marks)."""
     rows: dict[str, list[float]] = {}
     for i in range(n):
-        scene = synthart.scene(synthart._rng(test.recipe.seed, "test", synthart._CONTENT, int(test.rows[i])),
-                               test.recipe.image_size)
+        scene = test.recipe.scene(int(test.rows[i]))
         truth = test.render(i, "Pop_Art")[None]
         regions, base = scene.regions, scene.base
-        every = _outlines(regions[1:] != regions[:-1], regions[:, 1:] != regions[:, :-1], scene.unit)
+        every = outline_mask(regions[1:] != regions[:-1], regions[:, 1:] != regions[:, :-1], scene.unit)
         # only where the colour visibly changes: a shape coloured like its surroundings shows no edge
-        seen = _outlines(np.abs(base[1:] - base[:-1]).sum(-1) > 0.1, np.abs(base[:, 1:] - base[:, :-1]).sum(-1) > 0.1,
-                         scene.unit)
+        seen = outline_mask(np.abs(base[1:] - base[:-1]).sum(-1) > 0.1,
+                            np.abs(base[:, 1:] - base[:, :-1]).sum(-1) > 0.1, scene.unit)
         for name, image in (("the scene, no outlines", base),
                             ("the scene + outlines where its colour changes", np.where(seen[..., None], 0.08, base)),
                             ("the scene + outlines round every region", np.where(every[..., None], 0.08, base))):

@@ -179,3 +179,21 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
 
     with pytest.raises(SystemExit, match="no restyle/test.npz"):
         restyle_per_style.main([str(tmp_path / "cache")])
+
+
+def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import restyle_bounds
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    import registry
+
+    test = registry.dataset("synthart", split="test", image_size=64, size=100)
+    restyle_bounds.pop_art(test, 15)
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| the scene")}
+    none, seen, every = (rows[f"the scene{s}"] for s in (", no outlines", " + outlines where its colour changes",
+                                                             " + outlines round every region"))
+    # Pop_Art's ground truth is the scene with its outlines: drawing more of them gets closer to it
+    assert none + 3 < seen < every

@@ -248,14 +248,18 @@ def _facets(s: Scene, rng: np.random.Generator) -> np.ndarray:
     return means[label] * shade[..., None]
 
 
+def outline_mask(down: np.ndarray, right: np.ndarray, unit: float) -> np.ndarray:
+    """H×W: Pop_Art's inked lines where a pixel differs from the one above (``down``, (H-1)×W) or
+    to its left (``right``, H×(W-1)), thickened to synthart's line width at this ``unit``."""
+    edge = np.zeros((down.shape[0] + 1, right.shape[1] + 1), dtype=bool)
+    edge[1:] |= down
+    edge[:, 1:] |= right
+    return np.asarray(Image.fromarray(edge).filter(ImageFilter.MaxFilter(2 * round(0.6 * unit) + 1)))
+
+
 def _outlines(s: Scene, rng: np.random.Generator) -> np.ndarray:
     regions = _warp(s.regions, rng, 0.8 * s.unit, 6)  # a hand-inked line wobbles
-    edge = np.zeros(regions.shape, dtype=bool)
-    edge[1:] |= regions[1:] != regions[:-1]
-    edge[:, 1:] |= regions[:, 1:] != regions[:, :-1]
-    width = 2 * round(0.6 * s.unit) + 1
-    if width > 1:
-        edge = np.asarray(Image.fromarray(edge).filter(ImageFilter.MaxFilter(width)))
+    edge = outline_mask(regions[1:] != regions[:-1], regions[:, 1:] != regions[:, :-1], s.unit)
     flat = s.colours[regions]  # pop art is flat: no lighting
     return np.where(edge[..., None], 0.08, flat)
 
@@ -406,9 +410,13 @@ class Recipe:
     split: str
     image_size: int
 
+    def scene(self, index: int) -> Scene:
+        """Item ``index``'s scene (layout and colours), before any technique paints it."""
+        return scene(_rng(self.seed, self.split, _CONTENT, index), self.image_size)
+
     def paint(self, index: int, style: str, texture: int = 0) -> np.ndarray:
         """Item ``index``'s scene in ``style`` (a class name): H×W×3 uint8."""
-        content = scene(_rng(self.seed, self.split, _CONTENT, index), self.image_size)
+        content = self.scene(index)
         technique = list(TECHNIQUES).index(style)
         stream = _rng(self.seed, self.split, _TEXTURE, index, 1 + technique, texture)
         return np.clip(TECHNIQUES[style](content, stream) * 255 + 0.5, 0, 255).astype(np.uint8)
