@@ -197,3 +197,22 @@ def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
                                                              " + outlines round every region"))
     # Pop_Art's ground truth is the scene with its outlines: drawing more of them gets closer to it
     assert none + 3 < seen < every
+
+
+def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import restyle_bounds
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    import registry
+
+    train = registry.dataset("synthart", split="train", image_size=64, size=400)
+    test = registry.dataset("synthart", split="test", image_size=64, size=400)
+    rows = restyle_bounds.paired_smooth(train, test, 40, scenes=48, steps=150)
+    (_, given), (name, trained) = rows.items()
+    assert "ground-truth pairs" in name and name in capsys.readouterr().out
+    # it starts as the input's own colours (the smooth path's correction starts at zero); the
+    # pairs teach it the target styles' colours, Pop_Art's dark outlines among them
+    assert trained[-1] > given[-1] + 0.3
+    assert trained[test.classes.index("Pop_Art")] > given[test.classes.index("Pop_Art")] + 0.5
