@@ -3,6 +3,7 @@ of bench/throughput.py's whole code path, no mocks), and bench/embedding_speed.p
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,15 @@ GPU_SH = REPO / "bench" / "gpu.sh"
 def gpu_sh(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable}
     return subprocess.run(["bash", str(GPU_SH), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def bench_script(name: str):
+    """bench/<name>.py as a module, imported as the script sees its imports: its folder first on the path."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "bench"))
 
 
 def table(text: str) -> list[dict[str, str]]:
@@ -93,11 +103,7 @@ def test_gpu_sh_without_cuda_says_so_and_how_to_smoke_test():
     (["ae", "data.image_size=64,128", "--batch-size", "1,2,3"], "--batch-size gives 3 values for 2 image sizes"),
 ])
 def test_throughput_refuses_unknown_entries_and_overrides(argv, message, capsys):
-    sys.path.insert(0, str(REPO / "bench"))  # as the script sees it: its folder first on the path
-    try:
-        import throughput
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    throughput = bench_script("throughput")
     with pytest.raises(SystemExit) as exit_:
         throughput.main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
@@ -114,11 +120,7 @@ def test_embedding_speed_runs_small():
 
 def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import restyle_per_style
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    restyle_per_style = bench_script("restyle_per_style")
     import numpy as np
 
     import registry
@@ -182,11 +184,7 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
 
 
 def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import restyle_bounds
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    restyle_bounds = bench_script("restyle_bounds")
     import registry
 
     test = registry.dataset("synthart", split="test", image_size=64, size=100)
@@ -200,11 +198,7 @@ def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
 
 
 def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import restyle_bounds
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    restyle_bounds = bench_script("restyle_bounds")
     import registry
 
     train = registry.dataset("synthart", split="train", image_size=64, size=400)
