@@ -141,13 +141,14 @@ def pop_art(test, n: int) -> None:
 def paired_smooth(train, test, n: int, *, scenes: int = 1000, steps: int = 3000) -> dict[str, list[float]]:
     """restyle_psnr_gt per target style (then all) of the input, and of cond_ae's smooth path
     trained on ground-truth pairs: ``scenes`` training scenes rendered in every style, ``steps``
-    Adam steps of 32 on the quarter-size MSE, as the restyle task trains its identity."""
+    steps of 32 on the quarter-size MSE, the loss the restyle task trains its identity with."""
     classes = train.classes
     torch.manual_seed(SEED)
     net = registry.model("cond_ae", num_classes=len(classes), in_chans=3, image_size=test[0][0].shape[-1])
     x = torch.stack([train[i][0] for i in range(scenes)])
     truth = torch.stack([_quarter(_renders(train, range(scenes), np.full(scenes, s))) for s in range(len(classes))], 1)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))  # the restyle task's settings
+    # cond_ae's optimizer settings in the runner (without its warm-up and decay of the rate)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.5, 0.999), weight_decay=1e-4)
     for _ in range(steps):
         i, s = torch.randint(0, scenes, (32,)), torch.randint(0, len(classes), (32,))
         loss = F.mse_loss(_quarter(net.smooth(net.encode(x[i]), s)), truth[i, s])
