@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=512, help="test images scored")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--paired", action="store_true", help="also train the smooth path on ground-truth pairs")
+    parser.add_argument("--stages", type=int, default=2, help="cond_ae's model.stages for --paired (the code is "
+                                                              "2**stages times smaller than the image)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train, test = registry.dataset("synthart", split="train"), registry.dataset("synthart", split="test")
@@ -114,7 +116,7 @@ def main() -> None:
 
     pop_art(test, n)
     if args.paired:
-        paired_smooth(train, test, n)
+        paired_smooth(train, test, n, stages=args.stages)
 
 
 def pop_art(test, n: int) -> None:
@@ -138,13 +140,15 @@ def pop_art(test, n: int) -> None:
         print(f"| {name} | {np.mean(scores):.2f} |")
 
 
-def paired_smooth(train, test, n: int, *, scenes: int = 1000, steps: int = 3000) -> dict[str, list[float]]:
+def paired_smooth(train, test, n: int, *, scenes: int = 1000, steps: int = 3000,
+                  stages: int = 2) -> dict[str, list[float]]:
     """restyle_psnr_gt per target style (then all) of the input, and of cond_ae's smooth path
     trained on ground-truth pairs: ``scenes`` training scenes rendered in every style, ``steps``
     steps of 32 on the quarter-size MSE, the loss the restyle task trains its identity with."""
     classes = train.classes
     torch.manual_seed(SEED)
-    net = registry.model("cond_ae", num_classes=len(classes), in_chans=3, image_size=test[0][0].shape[-1])
+    net = registry.model("cond_ae", num_classes=len(classes), in_chans=3, image_size=test[0][0].shape[-1],
+                         stages=stages)
     x = torch.stack([train[i][0] for i in range(scenes)])
     truth = torch.stack([_quarter(_renders(train, range(scenes), np.full(scenes, s))) for s in range(len(classes))], 1)
     # cond_ae's optimizer settings in the runner (without its warm-up and decay of the rate)
@@ -165,7 +169,8 @@ def paired_smooth(train, test, n: int, *, scenes: int = 1000, steps: int = 3000)
     rows = {}
     print(f"\n| restyle ({n} test images) | restyle_psnr_gt (dB) | per target style |\n|---|---|---|")
     for name, image in (("input", inputs),
-                        (f"cond_ae's smooth path trained on ground-truth pairs ({scenes} scenes, {steps} steps)", painted)):
+                        (f"cond_ae's smooth path (stages={stages}) trained on ground-truth pairs ({scenes} scenes, "
+                         f"{steps} steps)", painted)):
         psnr = metrics.psnr(_quarter(image), goal)
         rows[name] = [float(psnr[t == c].mean()) for c in range(len(classes))] + [float(psnr.mean())]
         print(f"| {name} | {rows[name][-1]:.2f} | " + " ".join(f"{v:.2f}" for v in rows[name][:-1]) + " |", flush=True)
