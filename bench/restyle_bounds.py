@@ -116,7 +116,7 @@ def main() -> None:
 
     pop_art(test, n)
     if args.paired:
-        paired_smooth(train, test, n, stages=args.stages)
+        paired_smooth(train, x, truth, targets, stages=args.stages)
 
 
 def pop_art(test, n: int) -> None:
@@ -140,37 +140,35 @@ def pop_art(test, n: int) -> None:
         print(f"| {name} | {np.mean(scores):.2f} |")
 
 
-def paired_smooth(train, test, n: int, *, scenes: int = 1000, steps: int = 3000,
-                  stages: int = 2) -> dict[str, list[float]]:
-    """restyle_psnr_gt per target style (then all) of the input, and of cond_ae's smooth path
-    trained on ground-truth pairs: ``scenes`` training scenes rendered in every style, ``steps``
-    steps of 32 on the quarter-size MSE, the loss the restyle task trains its identity with."""
+def paired_smooth(train, inputs: torch.Tensor, truth: torch.Tensor, targets: np.ndarray, *, scenes: int = 1000,
+                  steps: int = 3000, stages: int = 2) -> dict[str, list[float]]:
+    """restyle_psnr_gt per target style (then all) of ``inputs`` restyled into ``targets`` (ground
+    truth ``truth``): left unchanged, and painted by cond_ae's smooth path trained on ground-truth
+    pairs (``scenes`` training scenes rendered in every style, ``steps`` steps of 32 on the
+    quarter-size MSE, the loss the restyle task trains its identity with)."""
     classes = train.classes
     torch.manual_seed(SEED)
-    net = registry.model("cond_ae", num_classes=len(classes), in_chans=3, image_size=test[0][0].shape[-1],
-                         stages=stages)
+    net = registry.model("cond_ae", num_classes=len(classes), in_chans=3, image_size=inputs.shape[-1], stages=stages)
     x = torch.stack([train[i][0] for i in range(scenes)])
-    truth = torch.stack([_quarter(_renders(train, range(scenes), np.full(scenes, s))) for s in range(len(classes))], 1)
+    answers = torch.stack([_quarter(_renders(train, range(scenes), np.full(scenes, s))) for s in range(len(classes))], 1)
     # cond_ae's optimizer settings in the runner (without its warm-up and decay of the rate)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.5, 0.999), weight_decay=1e-4)
     for _ in range(steps):
         i, s = torch.randint(0, scenes, (32,)), torch.randint(0, len(classes), (32,))
-        loss = F.mse_loss(_quarter(net.smooth(net.encode(x[i]), s)), truth[i, s])
+        loss = F.mse_loss(_quarter(net.smooth(net.encode(x[i]), s)), answers[i, s])
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    targets = restyle_targets(_labels(test), len(classes))[:n]
     t = torch.as_tensor(targets)
-    inputs = torch.stack([test[i][0] for i in range(n)])
-    goal = _quarter(_renders(test, range(n), targets))
     with torch.no_grad():
-        painted = net.smooth(net.encode(inputs), t).clamp(0, 1)
+        restyled = net.smooth(net.encode(inputs), t).clamp(0, 1)
+    goal = _quarter(truth)
     rows = {}
-    print(f"\n| restyle ({n} test images) | restyle_psnr_gt (dB) | per target style |\n|---|---|---|")
+    print(f"\n| restyle ({len(inputs)} test images) | restyle_psnr_gt (dB) | per target style |\n|---|---|---|")
     for name, image in (("input", inputs),
                         (f"cond_ae's smooth path (stages={stages}) trained on ground-truth pairs ({scenes} scenes, "
-                         f"{steps} steps)", painted)):
+                         f"{steps} steps)", restyled)):
         psnr = metrics.psnr(_quarter(image), goal)
         rows[name] = [float(psnr[t == c].mean()) for c in range(len(classes))] + [float(psnr.mean())]
         print(f"| {name} | {rows[name][-1]:.2f} | " + " ".join(f"{v:.2f}" for v in rows[name][:-1]) + " |", flush=True)

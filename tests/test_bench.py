@@ -201,9 +201,13 @@ def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
     restyle_bounds = bench_script("restyle_bounds")
     import registry
 
+    from zoo.restyle import _labels, _renders, restyle_targets
+
     train = registry.dataset("synthart", split="train", image_size=64, size=400)
     test = registry.dataset("synthart", split="test", image_size=64, size=400)
-    rows = restyle_bounds.paired_smooth(train, test, 40, scenes=48, steps=150)
+    targets = restyle_targets(_labels(test), len(test.classes))[:40]
+    x = torch.stack([test[i][0] for i in range(40)])
+    rows = restyle_bounds.paired_smooth(train, x, _renders(test, range(40), targets), targets, scenes=48, steps=150)
     (_, given), (name, trained) = rows.items()
     assert "ground-truth pairs" in name and name in capsys.readouterr().out
     # it starts as the input's own colours (the smooth path's correction starts at zero); the
