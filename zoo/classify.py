@@ -63,6 +63,7 @@ def _train_labels(dataset: torch.utils.data.Dataset) -> np.ndarray:
 class Classify(Task):
     main_metric: ClassVar[str] = "macro_f1"
     greater_is_better: ClassVar[bool] = True
+    headline_metrics: ClassVar[tuple[str, ...]] = ("acc", "macro_f1", "balanced_acc")
 
     def __init__(
         self,

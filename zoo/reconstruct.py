@@ -57,6 +57,8 @@ class Reconstruct(Task):
     main_metric: ClassVar[str] = "psnr"
     greater_is_better: ClassVar[bool] = True
     uses_labels: ClassVar[bool] = False
+    headline_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "cluster_nmi_pca", "baseline_cluster_nmi_pca",
+                                                   "cluster_nmi_umap")
 
     def __init__(
         self,

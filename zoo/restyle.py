@@ -92,6 +92,7 @@ class Restyle(Reconstruct):
     """
 
     uses_labels = True
+    headline_metrics = ("restyle_acc", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr")
 
     def __init__(
         self,

@@ -38,6 +38,10 @@ class Task:
     greater_is_better: ClassVar[bool] = False
     # Whether training uses class labels (a weighted sampler is refused for tasks that do not).
     uses_labels: ClassVar[bool] = True
+    # The test metrics (names without ``test/``) that answer what a run of this task is for, in
+    # the order people read them: the runner's closing table, the dashboard's Runs table and
+    # Run page, and bench/quality.py all show these first.
+    headline_metrics: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(self, *, model: nn.Module, classes: list[str]) -> None:
         # During training the runner may swap in a DistributedDataParallel wrapper: call
