@@ -1,4 +1,4 @@
-"""What a run leaves in MLflow (the schema in DESIGN.md), written by rank 0 only.
+"""What a run leaves in MLflow (the schema in docs/design.md), written by rank 0 only.
 
 The store follows MLflow's own rules: ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in
 the working folder, so ``mlflow ui`` and the dashboard started there see the same runs.
