@@ -1,6 +1,6 @@
 """The artzoo dashboard: ``streamlit run dashboard/app.py`` in the folder you train in.
 
-It reads MLflow only (DESIGN.md, "What a run leaves in MLflow"), from the store the runner
+It reads MLflow only (docs/design.md, "What a run leaves in MLflow"), from the store the runner
 writes to: ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working folder.
 This file is only the router; each page is a file under ``pages/``.
 """
