@@ -38,7 +38,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 import registry
 from zoo.data import cache_root
 
-# The scores shown as table columns when a run has them, in this order (DESIGN.md's names).
+# The scores shown as table columns when a run has them, in this order (docs/design.md's names).
 MAIN_METRICS = [
     "test/acc", "test/macro_f1", "test/balanced_acc",
     "test/psnr", "test/ssim", "test/cluster_nmi_pca", "test/cluster_nmi_umap",
