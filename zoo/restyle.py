@@ -19,7 +19,7 @@ Why the plain recipe fails, and what this one does instead:
   (``texture_mean_weight``): marks change the look, not the layout. The content pull is kept
   light (3, not 10), since a style also shifts the tones a little (grout and outlines darken, a
   wash softens), and the input's tones are those of its own style: lighter, the restyles score
-  both higher restyle_acc and restyle_psnr_gt (README, Results).
+  both higher restyle_acc and restyle_psnr_gt (docs/results.md).
 
 Only (image, label) pairs are used for training. Scoring happens in :meth:`Restyle.finalize`
 against a separately trained style classifier (the judge, never part of any training loss) and,
