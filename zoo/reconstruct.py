@@ -23,7 +23,7 @@ it was computed (logged as ``test/embedding_points``, ``test/silhouette_points``
 ``test/umap_fit_points``; the caps are the ``train.*`` params of the same names):
 ``max_points`` caps the items encoded and analysed at all, ``silhouette_points`` the O(N²)
 silhouette, ``umap_points`` the UMAP fit; ``umap=false`` skips UMAP. K-means, NMI and ARI use
-every embedded item. bench/embedding_speed.py times it at WikiArt's scale (README, Performance).
+every embedded item. bench/embedding_speed.py times it at WikiArt's scale (docs/performance.md).
 """
 
 from __future__ import annotations
