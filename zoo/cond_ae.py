@@ -19,7 +19,7 @@ The style reaches both paths in one of two ways (``conditioning``):
 * ``concat`` (the course's design): a learned style embedding is tiled over the input of each
   path and concatenated to it; the texture path normalises with batch norm (instance norm would
   subtract the tiled embedding's constant contribution and erase the label). A blend of styles
-  blends their embeddings. The default: it scores the higher restyle_acc (README, Results).
+  blends their embeddings. The default: it scores the higher restyle_acc (docs/results.md).
 * ``cin``: conditional instance normalisation (Dumoulin et al. 2017) in the texture path, a
   scale and shift per style and channel; the smooth path uses the same per-style scale and shift
   without the normalisation, which would erase the colours. A blend of styles blends those
@@ -231,9 +231,10 @@ def cond_ae(
 
 
 cond_ae.task = "restyle"
-# 7 epochs of 32-image steps: 875 steps, 5-6 minutes on 2 CPU cores (twice as many paint louder
-# marks: restyle_acc up, restyle_psnr_gt down; README); beta1 as in GANs, since the decoder's
-# target (the style critic) moves as it learns; and, as GAN generators are usually evaluated, an
-# average of the weights over the last ~200 steps (train.ema), which smooths the colours the
-# restyles keep (restyle_psnr_gt, identity_psnr up) without averaging the marks away (0.998 does)
+# 7 epochs of 32-image steps (875 steps): longer training paints louder marks, which the judge
+# accepts more often but which cost restyle_psnr_gt. beta1 0.5 as in GANs, since the decoder's
+# target (the style critic) moves as it learns. As GAN generators are usually evaluated, the model
+# reported is a moving average of the weights (train.ema, about the last 200 steps): it smooths
+# the colours that restyles keep; a much longer average would average the marks away too.
+# The measurements behind these choices: docs/results.md, docs/restyle-notes.md.
 cond_ae.defaults = {"train.batch_size": 32, "train.epochs": 7, "train.beta1": 0.5, "train.ema": 0.995}
