@@ -7,14 +7,13 @@ vector for ``encode``. The decoder mirrors the encoder, up-sampling to the encod
 on the way back (416 px passes through 13, an odd side, so plain doubling would not land on 416),
 and ends in a sigmoid: output in [0, 1].
 
-Why a spatial code rather than a linear layer to a flat vector: on 64 px synthart, with the
-same 1,024 numbers and the same training, the flat code had reached 14.6 dB test PSNR after 150
-steps where the 8×8×16 code reached 17.3 dB after 75, with a quarter of the parameters; a 4×4×64
-code sat in between (15.1 dB after 75).
+Why a spatial code rather than a linear layer to a flat vector: with the same number of values,
+a grid keeps each part of the image in its place, so the model learns much faster, with a
+quarter of the parameters; a coarser grid with more channels learns more slowly.
 
-Why ``width`` 16 by default: the full-resolution layers cost the most, and at 16 channels the
-whole model trains 3x faster on 2 CPU cores (289 against 94 images/s at 64 px; 24 channels: 114,
-oneDNN favours multiples of 16) while the default run still reaches 20.2 dB test PSNR (9 min).
+Why ``width`` 16 by default: the full-resolution layers cost the most, and 16 channels train
+about 3x faster than 32 on a CPU (oneDNN favours multiples of 16) for a small loss of PSNR.
+The measurements: docs/results.md.
 """
 
 from __future__ import annotations
