@@ -63,6 +63,8 @@ TRAIN = [
     _opt("deterministic", bool, True, "deterministic algorithms: the same seed gives the same numbers"),
     _opt("max_steps_per_epoch", Annotated[int, Field(ge=0)], 0, "stop each epoch after this many steps (0: the whole set)"),
     _opt("log_every", Annotated[int, Field(gt=0)], 10, "log train/* metrics every N steps"),
+    _opt("system_metrics", bool, True, "log MLflow's system metrics (CPU, memory, disk, network; GPU where "
+         "present) as system/*, every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds (10)"),
     _opt("checkpoint_every", Annotated[int, Field(ge=0)], 0, "also checkpoint every N steps within an epoch (0: per epoch only)"),
 ]
 
@@ -216,11 +218,15 @@ def describe(entry: str, data: str | None = None) -> str:
     defaults = getattr(builder, "defaults", {})
     lines = [f"usage: python -m runners.run {model_entry.name} [key=value ...]",
              f"model {model_entry.name} ({model_entry.value}, from {model_entry.origin}); task {builder.task}", ""]
-    for group, opts in schema(model_entry.name, data).items():
+    groups = schema(model_entry.name, data)
+    # the type column shows the choices of a Literal and the range of a Field(gt=..., le=...)
+    kinds = {(g, o.name): f"{o.type_name} {o.bounds}".strip() for g, opts in groups.items() for o in opts.values()}
+    width = max(map(len, kinds.values()))
+    for group, opts in groups.items():
         lines.append(f"{group or 'top-level'} keys:")
         for o in opts.values():
             key = f"{group}.{o.name}" if group else o.name
             default = defaults.get(key, o.default)
-            lines.append(f"  {key:<28} {o.type_name:<18} default {default!r:<12} {o.help}")
+            lines.append(f"  {key:<28} {kinds[group, o.name]:<{width}}  default {default!r:<12} {o.help}")
         lines.append("")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -85,6 +86,7 @@ class Run:
         self._last_try = 0.0
         self._logged: dict[str, int] = {}  # on resume: the highest step already in the store, per metric
         self._beating: tuple[threading.Event, threading.Thread] | None = None
+        self._system: Any = None  # MLflow's SystemMetricsMonitor, while it samples
 
     @classmethod
     def start(cls, experiment: str, *, name: str | None = None, parent: str | None = None,
@@ -176,7 +178,32 @@ class Run:
 
     def end(self, status: str) -> None:
         self.stop_heartbeat()
+        self.stop_system_metrics()
         self._write("status", status=status)
+
+    # -- MLflow's system metrics (the UI's "System metrics" tab) -----------------------------
+    def start_system_metrics(self) -> None:
+        """Sample CPU, memory, disk and network use (and GPU, where NVIDIA's library finds one)
+        with MLflow's own monitor, logged as ``system/*`` every
+        ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (10 by default), from a thread.
+        A resumed run continues its steps; a store that is away only costs the samples."""
+        if self._system is not None:
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not a line per start and stop
+        try:
+            self._system = SystemMetricsMonitor(self.id, resume_logging=True, tracking_uri=mlflow.get_tracking_uri())
+            self._system.start()
+        except Exception as exc:  # the samples are a help, never a reason to stop training
+            self._system = None
+            print(f"warning: no system metrics for this run: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def stop_system_metrics(self) -> None:
+        if self._system is None:
+            return
+        self._system.finish()  # logs the samples it holds
+        self._system = None
 
     # -- the heartbeat: how `runners.sync --mark-stale` tells a live run from a dead one ------
     @property
@@ -342,18 +369,26 @@ def _read_outbox(path: Path) -> list[dict]:
     return records
 
 
+# MLflow 3's UI opens an experiment in its GenAI view (traces, prompts) unless this tag says it
+# holds model training: then it opens on runs, charts and artifacts.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, made if needed; two processes making it at once both get it."""
+    """The id of experiment ``name``, made if needed and marked as model training; two processes
+    making it at once both get it."""
+    key, kind = EXPERIMENT_KIND
     exp = _retry_locked(lambda: client.get_experiment_by_name(name))
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return _retry_locked(lambda: client.create_experiment(name))
-    except MlflowException:
-        exp = client.get_experiment_by_name(name)  # another process made it first
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        try:
+            return _retry_locked(lambda: client.create_experiment(name, tags={key: kind}))
+        except MlflowException:
+            exp = client.get_experiment_by_name(name)  # another process made it first
+            if exp is None:
+                raise
+    if exp.tags.get(key) is None:  # made by an older artzoo, or by hand: a user's own kind is kept
+        _retry_locked(lambda: client.set_experiment_tag(exp.experiment_id, key, kind))
+    return exp.experiment_id
 
 
 def _retry_locked(call, wait: float = LOCKED_RETRY_S):

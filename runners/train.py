@@ -140,6 +140,8 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
             if ckpt is not None:
                 run.reopen()
             run.start_heartbeat()
+            if t["system_metrics"]:
+                run.start_system_metrics()
             print(f"started run {run_id}; if it stops, continue it with "
                   f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
         if ckpt is not None:
@@ -311,7 +313,8 @@ class _Loop:
             seen += len(images)
             rate = seen * self.world.size / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}")
-            if self.world.main and s.step % t["log_every"] == 0:
+            # every log_every steps, and the last of each epoch: a short run still has its curves
+            if self.world.main and (s.step % t["log_every"] == 0 or s.batch == self.steps_per_epoch):
                 logs = {f"train/{k}": float(v.detach()) for k, v in out.items()}
                 self._log({**logs, "train/lr": self.scheduler.get_last_lr()[0], "train/images_per_s": rate}, s.step)
             if t["checkpoint_every"] and s.step % t["checkpoint_every"] == 0 and self.world.main:

@@ -123,11 +123,40 @@ def test_sigterm_marks_killed_and_resume_matches_an_uninterrupted_run():
     assert mlflow.get_run(run_id).info.status == "KILLED"
     assert "checkpoints/last.pt" in artifacts(run_id)
 
-    resumed = subprocess.run([sys.executable, "-m", "runners.run", "cnn", f"resume={run_id}"],
+    # the command line that started it, typed again with resume= appended
+    resumed = subprocess.run([sys.executable, "-m", "runners.run", *args, f"resume={run_id}"],
                              capture_output=True, text=True, timeout=300)
     assert_resumed_as_uninterrupted(resumed, run_id, whole)
     steps = [m.step for m in MlflowClient().get_metric_history(run_id, "train/loss")]
     assert sorted(set(steps)) == sorted(steps), "steps continue, never repeat"
+
+
+def test_a_run_shorter_than_log_every_logs_each_epochs_last_step_and_system_metrics(monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    result = run("cnn", "train.log_every=1000")
+    client = MlflowClient()
+    per_epoch = -(-len(registry.dataset("synthart", split="train", image_size=32, size=100)) // 16)
+    assert [m.step for m in client.get_metric_history(result["run_id"], "train/loss")] == [per_epoch, 2 * per_epoch]
+    logged = mlflow.get_run(result["run_id"]).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(logged)
+    kind = client.get_experiment_by_name("cnn").tags.get("mlflow.experimentKind")
+    assert kind == "custom_model_development", "MLflow's UI opens the experiment on runs, not its GenAI view"
+
+    quiet = run("cnn", "train.epochs=1", "train.system_metrics=false")
+    assert not [k for k in mlflow.get_run(quiet["run_id"]).data.metrics if k.startswith("system/")]
+
+
+def test_experiments_are_marked_as_model_training_and_a_users_own_kind_is_kept():
+    from runners.tracking import experiment_id
+
+    client = MlflowClient()
+    client.create_experiment("made-by-hand")
+    client.create_experiment("genai", tags={"mlflow.experimentKind": "genai_development"})
+    for name in ("new", "made-by-hand", "genai"):
+        experiment_id(client, name)
+    kinds = {n: client.get_experiment_by_name(n).tags.get("mlflow.experimentKind") for n in ("new", "made-by-hand", "genai")}
+    assert kinds == {"new": "custom_model_development", "made-by-hand": "custom_model_development",
+                     "genai": "genai_development"}
 
 
 def test_an_exception_marks_the_run_failed_with_the_error(plugin_site):
