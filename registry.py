@@ -178,6 +178,25 @@ class Option:
             return "|".join(str(a) for a in typing.get_args(base))
         return getattr(base, "__name__", None) or str(base).replace("typing.", "")
 
+    @property
+    def bounds(self) -> str:
+        """The range that ``Field(gt=, ge=, lt=, le=)`` allows: ``> 0``, ``[0, 1)``; '' if none."""
+        found: dict[str, Any] = {}
+        for meta in self.annotation.__metadata__ if _is_annotated(self.annotation) else ():
+            for item in [meta, *getattr(meta, "metadata", ())]:  # pydantic's FieldInfo holds annotated_types
+                for name in ("gt", "ge", "lt", "le"):
+                    if getattr(item, name, None) is not None:
+                        found[name] = getattr(item, name)
+        low = ("(", found["gt"]) if "gt" in found else ("[", found["ge"]) if "ge" in found else None
+        high = (found["lt"], ")") if "lt" in found else (found["le"], "]") if "le" in found else None
+        if low and high:
+            return f"{low[0]}{low[1]}, {high[0]}{high[1]}"
+        if low:
+            return f"{'>' if low[0] == '(' else '>='} {low[1]}"
+        if high:
+            return f"{'<' if high[1] == ')' else '<='} {high[0]}"
+        return ""
+
 
 def options(obj: Any, kind: str) -> list[Option]:
     """The keyword-only options of a plugin builder (what users set as ``model.x=...`` etc.)."""

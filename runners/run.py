@@ -78,9 +78,6 @@ def _resolve(entry: str, overrides: list[str]) -> dict:
     resume = next((o.partition("=")[2] for o in overrides if o.startswith("resume=")), "")
     if not resume:
         return config_mod.resolve(entry, overrides)
-    others = [o for o in overrides if not o.startswith("resume=")]
-    if others:
-        raise ConfigError(f"resume= continues a run with its own config; drop {' '.join(others)}")
     from runners.tracking import Run
 
     try:
@@ -90,8 +87,36 @@ def _resolve(entry: str, overrides: list[str]) -> dict:
     cfg = json.loads(path.read_text())
     for key in ("num_classes", "in_chans", "classes"):
         cfg.pop(key, None)
+    _check_same(entry, cfg, [o for o in overrides if not o.startswith("resume=")], resume)
     cfg["resume"] = resume
     return cfg
+
+
+def _check_same(entry: str, cfg: dict, overrides: list[str], resume: str) -> None:
+    """A resume continues the run with its own config, so the command line that started it may be
+    typed again with ``resume=`` appended; a value that differs from the run's is refused."""
+    if registry.resolve("model", entry).name != cfg["entry"]:
+        raise ConfigError(f"resume={resume} is a run of {cfg['entry']}, not {entry}: "
+                          f"`python -m runners.run {cfg['entry']} resume={resume}`")
+    if not overrides:
+        return
+    keys = [o.partition("=")[0].strip() for o in overrides]
+    run_data = cfg["data"].get("root") or cfg["data"]["name"]
+    # validated as for a new run of the same data, so that 1e-3 and 0.001 are the same value
+    given = config_mod.resolve(cfg["entry"], overrides if "data" in keys else [f"data={run_data}", *overrides])
+    differ = []
+    for key in keys:
+        if key == "data":
+            theirs, ours = run_data, given["data"].get("root") or given["data"]["name"]
+        else:
+            group, _, name = key.rpartition(".")
+            theirs, ours = (cfg[group] if group else cfg).get(name), (given[group] if group else given)[name]
+        if theirs != ours:
+            differ.append(f"{key} is {theirs!r} in the run, {ours!r} here")
+    if differ:
+        raise ConfigError(f"resume={resume} continues the run with its own config, and {'; '.join(differ)}. "
+                          f"Drop {'these' if len(differ) > 1 else 'it'} to resume, or leave out resume= to start "
+                          f"a new run")
 
 
 def train_seeds(cfg: dict) -> dict:

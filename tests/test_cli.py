@@ -53,6 +53,19 @@ def test_help_lists_every_key_with_type_default_and_meaning(cli):
     assert "float" in lr and "learning rate" in lr
 
 
+def test_help_shows_each_keys_range_and_choices_a_plugins_too(cli, with_plugin):
+    def line(entry: str, key: str) -> str:
+        out = cli(entry, "--help")
+        assert out.returncode == 0, out.stderr
+        return next(line for line in out.stdout.splitlines() if line.split()[:1] == [key])
+
+    assert "float (0, 10]" in line("cnn", "train.lr")
+    assert "float [0, 1)" in line("cnn", "model.dropout")
+    assert "int >= 0" in line("cnn", "seed")
+    assert "none|sampler|weights|logit_adjust" in line("cnn", "train.imbalance")
+    assert "int > 0" in line("tinynet", "model.width")  # the plugin's Field(gt=0)
+
+
 def test_dry_run_prints_the_resolved_config_and_runs_nothing(cli, tmp_path):
     out = cli("zoo.cnn", "--dry-run", "train.epochs=3", "data.image_size=32", "seed=7", "train.imbalance=weights")
     assert out.returncode == 0, out.stderr
@@ -94,3 +107,33 @@ def test_a_file_given_as_the_dataset_folder_is_refused(cli, tmp_path):
 def test_unknown_entry_names_close_matches(cli):
     out = cli("cond_aa")
     assert out.returncode == 2 and "cond_ae" in out.stderr
+
+
+def _stopped_run(*overrides: str) -> str:
+    """A run as the runner leaves it in the store when stopped (its config.json), without training."""
+    from runners import config
+    from runners.tracking import Run
+
+    run = Run.start("cnn")
+    run.log_config(config.resolve("cnn", list(overrides)), {"zoo.entry": "cnn"})
+    run.end("KILLED")
+    return run.id
+
+
+def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(cli):
+    run_id = _stopped_run("seed=5", "train.epochs=3", "train.lr=0.001", "data.size=200")
+    same = cli("cnn", "seed=5", "train.epochs=3", "train.lr=1e-3", "data=synthart", "data.size=200",
+               f"resume={run_id}", "--dry-run")
+    assert same.returncode == 0, same.stderr
+    cfg = json.loads(same.stdout)
+    assert (cfg["resume"], cfg["seed"], cfg["train"]["epochs"], cfg["data"]["size"]) == (run_id, 5, 3, 200)
+
+    changed = cli("cnn", "seed=6", "train.epochs=3", "train.lr=0.01", f"resume={run_id}")
+    assert changed.returncode == 2
+    assert "seed is 5 in the run, 6 here" in changed.stderr
+    assert "train.lr is 0.001 in the run, 0.01 here" in changed.stderr
+    assert "train.epochs" not in changed.stderr, "only the keys that differ are named"
+
+    other = cli("ae", f"resume={run_id}")
+    assert other.returncode == 2 and "is a run of cnn" in other.stderr
+    assert MlflowClient().get_run(run_id).info.status == "KILLED", "a refused resume leaves the run as it was"
