@@ -38,12 +38,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 import registry
 from zoo.data import cache_root
 
-# The scores shown as table columns when a run has them, in this order (docs/design.md's names).
-MAIN_METRICS = [
-    "test/acc", "test/macro_f1", "test/balanced_acc",
-    "test/psnr", "test/ssim", "test/cluster_nmi_pca", "test/cluster_nmi_umap",
-    "test/restyle_acc", "test/restyle_psnr_gt", "test/restyle_psnr_gt_baseline", "test/identity_psnr",
-]
 ENDED = {"FINISHED", "FAILED", "KILLED"}
 # Runs still training rewrite some artifacts (checkpoints/last.pt); their copies expire after this.
 LIVE_SECONDS = 30
@@ -79,7 +73,9 @@ def runs(uri: str) -> pd.DataFrame:
     """One row per run across every experiment, newest first.
 
     Columns: run_id, name, experiment, entry, model, task, dataset, status, start (UTC
-    datetime), duration_s, parent (run id or ""), then every metric's latest value.
+    datetime), duration_s, parent (run id or ""), multi_seed (whether the run is a multi-seed
+    parent, which logs ``<metric>_mean`` and ``_std`` over its seeds), then every metric's
+    latest value.
     """
     if missing_sqlite(uri):
         return _frame([])
@@ -128,17 +124,20 @@ def _row(r: Run, experiment: str) -> dict[str, Any]:
         "start": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
         "parent": tags.get(MLFLOW_PARENT_RUN_ID, ""),
+        "multi_seed": "zoo.seeds" in tags,
         **r.data.metrics,
     }
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     base = ["run_id", "name", "experiment", "entry", "model", "task", "dataset", "status", "start", "duration_s",
-            "parent"]
+            "parent", "multi_seed"]
     frame = pd.DataFrame(rows)
     for col in base:
         if col not in frame:
             frame[col] = pd.Series(dtype="datetime64[ns, UTC]" if col == "start" else object)
+    # Known by its structure, never by a metric's name: any run may log a metric ending in _mean.
+    frame["multi_seed"] = frame["multi_seed"].astype(bool) | frame["run_id"].isin(frame["parent"])
     return frame[base + sorted(c for c in frame.columns if c not in base)]
 
 

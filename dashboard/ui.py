@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+import registry
 from dashboard import store
 
 FIRST_RUN = "python -m runners.run cond_ae"
@@ -43,8 +44,9 @@ def describe(row: pd.Series) -> str:
 def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: str = "") -> str:
     """A run chosen in the sidebar, kept in the URL (``?run=<id>``) and across pages.
 
-    ``fits`` marks the runs this page is meant for. A link's run is shown whatever it is; else
-    the run chosen on another page if it fits here; else the newest finished run that fits.
+    ``fits`` marks the runs this page is meant for. A link's run (``?run=`` or ``?run_id=``) is
+    shown whatever it is; else the run chosen on another page if it fits here; else the newest
+    finished run that fits.
     """
     fits = pd.Series(True, index=frame.index) if fits is None else fits.reindex(frame.index, fill_value=False)
     if not fits.any() and none_fit:
@@ -52,7 +54,10 @@ def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: st
     ids = list(frame["run_id"])
     # Not bound to the URL by Streamlit: a bound selectbox matches the URL against its labels,
     # and a link should carry the run id. The sidebar's navigation drops the URL's query.
-    linked, kept = st.query_params.get("run"), st.session_state.get("run")
+    # ?run_id= is what people type by hand; the URL is rewritten to the ?run= that links carry.
+    typed = st.query_params.pop("run_id", None)
+    linked = st.query_params.get("run") or typed
+    kept = st.session_state.get("run")
     if linked in ids:
         wanted = linked
     elif kept in set(frame.loc[fits, "run_id"]):
@@ -63,6 +68,24 @@ def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: st
     chosen = st.sidebar.selectbox("Run", ids, index=ids.index(wanted), format_func=labels.get)
     st.session_state["run"] = st.query_params["run"] = chosen
     return chosen
+
+
+def headline(tasks) -> list[str]:
+    """The test metrics the tasks name as their headline (``headline_metrics``), in the tasks'
+    order, each once; none for a task whose plugin is not installed or is broken."""
+    found = []
+    for task in tasks:
+        try:
+            found += [f"test/{m}" for m in getattr(registry.load("task", task), "headline_metrics", ())]
+        except registry.PluginError:
+            pass
+    return list(dict.fromkeys(found))
+
+
+def ordered(names, tasks) -> list[str]:
+    """Metric names as people read them: the tasks' headline metrics first, then the rest sorted."""
+    first = [m for m in headline(tasks) if m in names]
+    return first + sorted(set(names) - set(first))
 
 
 def header(uri: str, run_id: str) -> dict:

@@ -209,7 +209,8 @@ def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_tabl
     assert shown["acc"] == f"{scores['test/acc']:.4g}" and "macro_f1" in shown and "balanced_acc" in shown
     classes = [str(d) for d in range(10)]
     per_class = at.tabs[2].dataframe[0].value
-    assert list(per_class.index) == classes and list(per_class.columns) == ["precision", "recall", "f1", "support"]
+    assert list(per_class["class"]) == classes
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
     assert per_class["support"].sum() == scores["test/count"]
     confusion = figure(next(c for c in at.get("plotly_chart") if "confusion" in c.proto.id))
     assert array(confusion["data"][0]["z"]).sum() == scores["test/count"]
@@ -224,6 +225,25 @@ def test_run_page_of_a_multi_seed_group_shows_mean_and_std_and_links_its_seeds(f
     shown = {m.label: m.value for m in at.metric}
     assert shown["acc"] == f"{metrics['test/acc_mean']:.4g} ± {metrics['test/acc_std']:.2g}"
     assert [link.label for link in at.get("page_link")] == ["cnn-seed0", "cnn-seed1"]
+
+
+def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_page):
+    from zoo.restyle import Restyle
+
+    metrics = MlflowClient(filled["uri"]).get_run(filled["cond_ae"]).data.metrics
+    assert "test/psnr" in metrics and "train/g_texture_mean" in metrics  # what misled the old pages
+    headline = [m for m in Restyle.headline_metrics if f"test/{m}" in metrics]
+    assert headline[0] == "restyle_acc"
+
+    at = open_page(filled["uri"], PAGES[0])
+    next(m for m in at.multiselect if m.label == "Model").set_value(["cond_ae"]).run()
+    columns = list(at.dataframe[0].value.columns)
+    assert columns[columns.index("seeds") + 1 : -1] == [f"test/{m}" for m in headline]
+
+    at = open_page(filled["uri"], "pages/run.py", filled["cond_ae"])
+    assert at.subheader[0].value == "Test scores", "one run, not a seed group"
+    labels = [m.label for m in at.metric]
+    assert labels[: len(headline)] == headline and "psnr" in labels[len(headline) :]
 
 
 def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_page):
@@ -316,6 +336,67 @@ def test_artifacts_are_downloaded_once_into_the_cache_and_never_outside_it(fille
             store.artifact(uri, run_id, bad)
     with pytest.raises(ValueError, match="not a run id"):
         store.artifact(uri, "../x", "config.json")
+
+
+# -- runs logged by hand ---------------------------------------------------------------------------
+
+
+def logged_run(name: str, task: str, metrics: dict[str, float], files: dict[str, str] | None = None) -> str:
+    """A finished run in the test's own store, made with MLflow's client alone (no training)."""
+    client = MlflowClient()
+    run_id = client.create_run("0", run_name=name, tags={"zoo.task": task, "zoo.model": "handmade"}).info.run_id
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    for path, text in (files or {}).items():
+        local = Path(run_id) / path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(text)
+        client.log_artifact(run_id, str(local), str(Path(path).parent))
+    client.set_terminated(run_id)
+    return run_id
+
+
+def test_a_metric_named_like_a_seed_mean_is_an_ordinary_metric(open_page):
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    run_id = logged_run("single", "restyle", {"train/g_texture_mean": 0.5, "test/foo_mean": 0.25,
+                                              "test/restyle_acc": 0.75})
+    at = open_page(uri, "pages/run.py", run_id)
+    assert [h.value for h in at.subheader][:1] == ["Test scores"]
+    assert {m.label: m.value for m in at.metric} == {"restyle_acc": "0.75", "foo_mean": "0.25"}
+
+    at = open_page(uri, PAGES[0])
+    more = next(m for m in at.multiselect if m.label == "More metric columns")
+    assert more.options == ["test/foo_mean"]
+    more.set_value(["test/foo_mean"]).run()
+    row = at.dataframe[0].value.set_index("id").loc[run_id]
+    assert row["seeds"] == "" and row["test/foo_mean"] == 0.25 and row["test/restyle_acc"] == 0.75
+    assert "Multi-seed runs" not in [h.value for h in at.header]
+
+
+def test_a_run_whose_task_is_not_installed_shows_its_scores_sorted(open_page):
+    run_id = logged_run("elsewhere", "nosuchtask", {"test/b": 2.0, "test/a": 1.0})
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", run_id)
+    assert [m.label for m in at.metric] == ["a", "b"]
+
+
+def test_a_run_id_link_opens_the_run_and_the_url_is_rewritten_to_run():
+    older = logged_run("older", "classify", {"test/acc": 0.5})
+    logged_run("newer", "classify", {"test/acc": 0.6})
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["run_id"] = older
+    at.switch_page("pages/run.py").run()
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == older and at.title[0].value == "older"
+    assert dict(at.query_params) == {"run": older}
+
+
+def test_the_per_class_table_shows_whole_class_names(open_page):
+    names = ["horizontal", "vertical", "Abstract_Expressionism"]
+    csv = "class,precision,recall,f1,support\n" + "".join(f"{n},0.5,0.5,0.5,10\n" for n in names)
+    run_id = logged_run("styles", "classify", {"test/acc": 0.5}, {"tables/per_class.csv": csv})
+    table = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", run_id).tabs[2].dataframe[0]
+    assert list(table.value["class"]) == names
+    assert json.loads(table.proto.columns)["class"]["width"] == "large", "wide enough for a style's name"
 
 
 # -- failed, killed and empty --------------------------------------------------------------------

@@ -24,29 +24,30 @@ def tiles(values: dict[str, str]) -> None:
             col.metric(name.removeprefix("test/"), values[name], help=name)
 
 
-def ordered(names: set[str]) -> list[str]:
-    return [m for m in store.MAIN_METRICS if m in names] + sorted(names - set(store.MAIN_METRICS))
-
-
 hidden = ("/count", "_seconds", "_points")  # bookkeeping, not scores
-means = {k.removesuffix("_mean") for k in metrics if k.endswith("_mean")}
-means = {k for k in means if not k.endswith(hidden)}
-scores = {k for k in metrics if k.startswith("test/") and not k.endswith(("_mean", "_std", *hidden))}
+row = frame[frame["run_id"] == run_id].iloc[0]
 children = frame[frame["parent"] == run_id]
-if means:
+# A multi-seed parent logs each test metric of its seeds as <metric>_mean and <metric>_std; any
+# other run's metric named ..._mean is a metric like the others.
+multi = row["multi_seed"]
+if multi:
+    names = {k.removesuffix("_mean") for k in metrics if k.endswith("_mean")}
+else:
+    names = {k for k in metrics if k.startswith("test/")}
+names = ui.ordered({k for k in names if not k.endswith(hidden)}, [row["task"]])
+if multi:
     st.subheader(f"Over {len(children)} seeds (mean ± std)")
-    tiles({k: ui.metric_text(metrics[f"{k}_mean"], metrics.get(f"{k}_std")) for k in ordered(means)})
+    tiles({k: ui.metric_text(metrics[f"{k}_mean"], metrics.get(f"{k}_std")) for k in names})
     for col, (_, child) in zip(st.columns(max(len(children), 1)), children.sort_values("name").iterrows()):
         col.page_link(ui.PAGES["run"], label=child["name"], query_params={"run": child["run_id"]})
-if scores:
+elif names:
     st.subheader("Test scores")
-    tiles({k: ui.metric_text(metrics[k]) for k in ordered(scores)})
-elif not means:
+    tiles({k: ui.metric_text(metrics[k]) for k in names})
+if not names:
     st.info("No test scores: the run ended before its test evaluation, or is still training.")
-parent = frame.loc[frame["run_id"] == run_id, "parent"].iloc[0] if (frame["run_id"] == run_id).any() else ""
-if parent:
+if row["parent"]:
     st.page_link(ui.PAGES["run"], label="One seed of a multi-seed run: see the mean ± std over its seeds",
-                 query_params={"run": parent})
+                 query_params={"run": row["parent"]})
 
 tab_curves, tab_images, tab_classes, tab_params = st.tabs(["Curves", "Images", "Classes", "Params"])
 
@@ -112,7 +113,9 @@ with tab_classes:
         st.plotly_chart(fig, key="confusion")
     if per_class is not None:
         st.subheader("Per class")
-        st.dataframe(per_class)
+        # A text column sized for long style names: the index column would cut them short.
+        st.dataframe(per_class.reset_index(), hide_index=True,
+                     column_config={per_class.index.name: st.column_config.TextColumn(width="large")})
 
 # -- params --------------------------------------------------------------------------------------
 with tab_params:

@@ -10,11 +10,11 @@ uri, frame = ui.all_runs()
 st.title("Runs")
 
 # -- filters -------------------------------------------------------------------------------------
-cols = st.columns([2, 1, 1, 1, 1])
+cols = st.columns([2, 1, 1, 1, 1, 1])
 text = cols[0].text_input("Search", placeholder="name, model, dataset or run id")
 chosen = {
     col: cols[i + 1].multiselect(col.capitalize(), sorted(frame[col].replace("", "?").unique()))
-    for i, col in enumerate(["experiment", "model", "dataset", "status"])
+    for i, col in enumerate(["experiment", "model", "task", "dataset", "status"])
 }
 view = frame
 for col, values in chosen.items():
@@ -25,22 +25,25 @@ if text:
     view = view[haystack.str.contains(text, case=False, regex=False)]
 
 # -- the table -----------------------------------------------------------------------------------
-present = [m for m in store.MAIN_METRICS if any(c in frame and frame[c].notna().any() for c in (m, f"{m}_mean"))]
-others = sorted(c for c in frame.columns
-                if c.startswith("test/") and c not in present and not c.endswith(("_mean", "_std")))
-extra = st.multiselect("More metric columns", others, help="any test metric a run logged, plugins' included")
+# One column per test metric; a multi-seed parent's cell is the mean over its seeds (it logs
+# <metric>_mean and <metric>_std, while any other run's metric named ..._mean is its own).
+tests = [c for c in view if c.startswith("test/")]
+means = view.loc[view["multi_seed"], [c for c in tests if c.endswith("_mean")]]
+scores = pd.concat([view.loc[~view["multi_seed"], tests], means.rename(columns=lambda c: c.removesuffix("_mean"))])
+scores = scores.reindex(view.index).dropna(axis=1, how="all")
+# The newest shown run's task's headline metrics first, then the other shown tasks'.
+present = [m for m in ui.headline(view["task"].unique()) if m in scores]
+extra = st.multiselect("More metric columns", sorted(set(scores.columns) - set(present)),
+                       help="any test metric a run logged, plugins' included")
 metrics = present + extra
 
 children = frame[frame["parent"] != ""].groupby("parent")["run_id"].count()
 names = dict(zip(frame["run_id"], frame["name"]))
-shown = view.copy()
+shown = view.drop(columns=tests).join(scores[metrics])
 shown["seeds"] = [
-    f"{children[r]} seeds (mean)" if r in children.index else (f"in {names.get(p, p[:8])}" if p else "")
-    for r, p in zip(shown["run_id"], shown["parent"])
+    f"{children.get(r, 0)} seeds (mean)" if multi else (f"in {names.get(p, p[:8])}" if p else "")
+    for r, p, multi in zip(shown["run_id"], shown["parent"], shown["multi_seed"])
 ]
-for m in metrics:
-    if f"{m}_mean" in shown:  # a multi-seed parent logs each test metric's mean and std over its seeds
-        shown[m] = shown[m].fillna(shown[f"{m}_mean"]) if m in shown else shown[f"{m}_mean"]
 shown["id"] = shown["run_id"]
 columns = ["name", "experiment", "model", "dataset", "status", "start", "duration_s", "seeds", *metrics, "id"]
 st.caption(f"{len(view)} of {len(frame)} runs · select rows to compare them")
@@ -87,15 +90,15 @@ else:
         st.plotly_chart(fig, key="compare_chart")
 
 # -- multi-seed groups ---------------------------------------------------------------------------
-parents = frame[frame["run_id"].isin(children.index)]
+parents = frame[frame["multi_seed"]]
 if not parents.empty:
     st.header("Multi-seed runs")
     for _, parent in parents.iterrows():
         kids = frame[frame["parent"] == parent["run_id"]].sort_values("name")
         title = f"{parent['name']} · {len(kids)} seeds · {parent['status'].lower()}"
         with st.expander(title, expanded=len(parents) == 1):
-            means = sorted(c.removesuffix("_mean") for c in frame.columns
-                           if c.endswith("_mean") and pd.notna(parent.get(c)))
+            means = ui.ordered({c.removesuffix("_mean") for c in frame.columns
+                                if c.endswith("_mean") and pd.notna(parent.get(c))}, [parent["task"]])
             summary = pd.DataFrame({
                 "metric": means,
                 "mean ± std": [ui.metric_text(parent[f"{m}_mean"], parent.get(f"{m}_std")) for m in means],
