@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test bench clean-cache
+.PHONY: install demo test test-fast bench clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,13 +15,13 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m runners.run cond_ae train.epochs=2 data.size=1500 train.judge_steps=500   # a few minutes on a laptop CPU
-	@echo
-	@echo "Next: compare runs in MLflow:    $(VENV)/bin/mlflow ui          (http://127.0.0.1:5000)"
-	@echo "      see pictures in the dashboard: $(VENV)/bin/streamlit run dashboard/app.py"
+	$(PY) -m runners.demo   # cond_ae on synthart; its minutes and numbers: docs/results.md
 
 test: install
-	$(PY) -m pytest -n 2   # two workers: 3.5 min on 2 cores (README, Performance)
+	$(PY) -m pytest -n 2   # two workers: the whole suite (docs/performance.md has its time)
+
+test-fast: install
+	$(PY) -m pytest -n 2 -m "not slow"   # the edit-test loop: under a minute
 
 bench: install
 	$(PY) bench/synthart_difficulty.py

@@ -121,7 +121,7 @@ def _check_same(entry: str, cfg: dict, overrides: list[str], resume: str) -> Non
 
 def train_seeds(cfg: dict) -> dict:
     """One child run per seed under a parent run that logs each test metric's mean and std."""
-    from runners.train import Stopped, train
+    from runners.train import Stopped, headline_table, train
     from runners.tracking import Run, check_store, runs_root
 
     check_store()
@@ -147,8 +147,10 @@ def train_seeds(cfg: dict) -> dict:
         summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     parent.log_metrics(summary, step=0)
     parent.end("FINISHED")
-    print("over seeds: " + ", ".join(f"{k.removesuffix('_mean')}={summary[k]:.4g}±{summary[k[:-5] + '_std']:.2g}"
-                                     for k in summary if k.endswith("_mean")), flush=True)
+    over = {k.removesuffix("_mean"): f"{summary[k]:.4g} ± {summary[k[:-5] + '_std']:.2g}"
+            for k in summary if k.endswith("_mean")}
+    print(f"over seeds {','.join(map(str, cfg['seeds']))}: " + ", ".join(f"{k}={v}" for k, v in over.items()), flush=True)
+    print(headline_table(registry.load("task", cfg["task"]["name"]), over), flush=True)
     return {**summary, "run_id": parent.id}
 
 

@@ -375,6 +375,7 @@ class _Loop:
             self._log(metrics, step=self.state.epoch)
             print("test: " + ", ".join(f"{k.removeprefix('test/')}={v:.4g}" for k, v in sorted(metrics.items())),
                   flush=True)
+            print(headline_table(type(self.task), {k: f"{v:.4g}" for k, v in metrics.items()}), flush=True)
         return metrics
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -423,6 +424,18 @@ class _Loop:
         })
         if log and self.run:
             self.run.log_artifact(path, "checkpoints")
+
+
+def headline_table(task_cls: Any, cells: dict[str, str]) -> str:
+    """The task's headline test metrics that ``cells`` (``{"test/acc": "0.91", ...}``) holds, as a
+    small Markdown table: what a run answers, at a glance, at the end of its output."""
+    names = [m for m in getattr(task_cls, "headline_metrics", ()) if f"test/{m}" in cells]
+    if not names:
+        return ""
+    width = max(map(len, names))
+    rows = [f"| {'test metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
+    rows += [f"| {m:<{width}} | {cells[f'test/{m}']} |" for m in names]
+    return "\n".join(rows)
 
 
 def _datasets(cfg: dict, world: dist.World) -> dict[str, Any]:

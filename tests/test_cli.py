@@ -137,3 +137,20 @@ def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(c
     other = cli("ae", f"resume={run_id}")
     assert other.returncode == 2 and "is a run of cnn" in other.stderr
     assert MlflowClient().get_run(run_id).info.status == "KILLED", "a refused resume leaves the run as it was"
+
+
+@pytest.mark.slow
+def test_the_demo_ends_with_its_headline_numbers_and_where_to_look():
+    out = subprocess.run([sys.executable, "-m", "runners.demo", "data.size=100", "data.image_size=32",
+                          "train.epochs=1", "train.batch_size=16", "train.judge_steps=20", "train.umap=false"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("cond_ae").experiment_id])[0]
+    lines = out.stdout.splitlines()
+    table = [line for line in lines if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in table[1:]] == ["restyle_acc", "restyle_psnr_gt",
+                                                                "restyle_psnr_gt_baseline", "identity_psnr"]
+    assert float(table[1].split("|")[2]) == pytest.approx(run.data.metrics["test/restyle_acc"], abs=1e-4)
+    tail = "\n".join(lines[lines.index(table[-1]):])
+    assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in tail and "mlflow" in tail
+    assert f"http://127.0.0.1:8501/restyle?run={run.info.run_id}" in tail and "streamlit run dashboard/app.py" in tail

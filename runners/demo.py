@@ -1,0 +1,63 @@
+"""``make demo``: train the default ``cond_ae`` on synthart, then say where to look.
+
+    python -m runners.demo [key=value ...]     # the overrides of `python -m runners.run cond_ae`
+
+The run itself is ``python -m runners.run cond_ae``'s, with its closing table of headline
+numbers; this adds the two commands that show it, with the addresses of this very run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from runners import config
+from runners.config import ConfigError
+
+ENTRY = "cond_ae"
+MLFLOW_UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address
+DASHBOARD = "http://127.0.0.1:8501"  # streamlit's default port; dashboard/.streamlit keeps it on this machine
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = config.resolve(ENTRY, list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from mlflow.tracking import MlflowClient
+
+    from runners import train
+
+    started = time.perf_counter()
+    result = train.train(cfg)
+    minutes = (time.perf_counter() - started) / 60
+    run = MlflowClient().get_run(result["run_id"])
+    print(next_steps(run.info.experiment_id, run.info.run_id, minutes))
+    return 0
+
+
+def next_steps(experiment_id: str, run_id: str, minutes: float) -> str:
+    mlflow, streamlit = _command("mlflow"), _command("streamlit")
+    return "\n".join([
+        "",
+        f"Trained in {minutes:.1f} min. Look at it, from this folder:",
+        f"  {mlflow} ui".ljust(46) + f"  {MLFLOW_UI}/#/experiments/{experiment_id}/runs/{run_id}",
+        f"  {streamlit} run dashboard/app.py".ljust(46) + f"  {DASHBOARD}/restyle?run={run_id}",
+    ])
+
+
+def _command(name: str) -> str:
+    """``name`` as typed here: bare where the shell finds this environment's, else its path
+    (``make demo`` runs in .venv without activating it)."""
+    mine = Path(sys.executable).parent / name
+    if shutil.which(name) == str(mine) or not mine.exists():
+        return name
+    return os.path.relpath(mine) if mine.is_relative_to(Path.cwd()) else str(mine)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
