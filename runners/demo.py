@@ -45,9 +45,15 @@ def next_steps(experiment_id: str, run_id: str, minutes: float) -> str:
     return "\n".join([
         "",
         f"Trained in {minutes:.1f} min. Look at it, from this folder:",
-        f"  {mlflow} ui".ljust(46) + f"  {MLFLOW_UI}/#/experiments/{experiment_id}/runs/{run_id}",
+        f"  {mlflow} ui".ljust(46) + f"  {mlflow_link(experiment_id, run_id)}",
         f"  {streamlit} run dashboard/app.py".ljust(46) + f"  {DASHBOARD}/restyle?run={run_id}",
     ])
+
+
+def mlflow_link(experiment_id: str, run_id: str) -> str:
+    """The run's page in ``mlflow ui``, in its model-training view: MLflow 3.17's UI takes the view
+    from the address or from the browser's last choice, not from the experiment's kind tag."""
+    return f"{MLFLOW_UI}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def _command(name: str) -> str:

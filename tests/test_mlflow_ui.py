@@ -1,0 +1,60 @@
+"""End to end: the link that `make demo` prints opens the run in `mlflow ui`, in headless Chromium,
+in MLflow's model-training view (not its GenAI view), with the run's system metrics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import MLFLOW, free_port, skip_unless
+from runners import config, demo, train
+
+CHROMIUM = Path("/usr/bin/chromium")
+TINY = ["data.size=100", "data.image_size=32", "train.epochs=1", "train.batch_size=16"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_demos_link_opens_the_run_in_mlflows_model_training_view(tmp_path, monkeypatch):
+    skip_unless(CHROMIUM.exists(), f"Debian's chromium is not at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    run_id = train.train(config.resolve("cnn", TINY))["run_id"]
+    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    port = free_port()
+    ui = subprocess.Popen([MLFLOW, "ui", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                           "--backend-store-uri", os.environ["MLFLOW_TRACKING_URI"]],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                          env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert ui.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
+                time.sleep(0.5)
+        link = demo.mlflow_link(experiment_id, run_id).replace(demo.MLFLOW_UI, f"http://127.0.0.1:{port}")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(link)
+            page.get_by_text("cnn-seed0").first.wait_for(timeout=60_000)
+            page.screenshot(path=tmp_path / "mlflow-run.png")
+            assert "workflowType=machine_learning" in page.url, page.url
+            assert page.get_by_text("Evaluation runs").count() == 0, "the GenAI view's navigation is not shown"
+            page.get_by_role("tab", name="System metrics").click()
+            page.get_by_text("cpu_utilization_percentage").first.wait_for(timeout=60_000)
+            page.screenshot(path=tmp_path / "mlflow-system-metrics.png")
+            browser.close()
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(timeout=30)
