@@ -2,7 +2,7 @@
 
 Every test here breaks something on purpose (a SIGKILL, a dead tracking server, two writers on
 one sqlite file, a booby-trapped checkpoint, a crash mid-write, a config that cannot work, a
-folder of broken files) and checks what holds. README.md's "Reliability" table lists them.
+folder of broken files) and checks what holds. docs/reliability.md's fault table lists them.
 """
 
 from __future__ import annotations
