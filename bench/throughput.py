@@ -16,10 +16,14 @@ plus the cache's build rate, the one-time cost it adds to the first epoch, and t
 and (c)'s inputs alone (no training: what each could feed an infinitely fast model). Without data=,
 it renders a folder of 416 px synthart JPEGs once (bench/out/jpeg416) and reads that.
 
-The three paths are timed in turns, round after round ((a), (b), (c), (a), (b), (c), ...), each
-rate being its images over its seconds summed over the rounds: a drift in the machine's speed
-(a shared or throttled CPU) then weighs on the three alike instead of on whichever ran last; the
-spread of a/b over the rounds is printed too. Every path trains on full batches only (the
+The three paths are timed in turns, round after round, each round a window of at least --steps
+steps and --seconds seconds per path, in the order (b), (a), (c) and then (c), (a), (b), so that
+(a) always runs right beside both paths it is compared with and a steady drift in the machine's
+speed (a shared or throttled CPU) weighs on both sides of a ratio alike. The first --warmup-rounds
+rounds are timed but not counted (page cache, allocator, first epochs). Each rate is its images
+over its seconds summed over the counted rounds; a/b and a/c are the medians of the per-round
+ratios (so a round in which another process started or stopped on a shared machine moves them
+little), printed with their quartiles over the rounds. Every path trains on full batches only (the
 partial last batch of an epoch is dropped in all three), so that the three rates compare the
 same work and torch.compile sees one shape. The model is built as the runner builds it
 (channels-last where runners.train.channels_last says so); model.KEY=VALUE sets its options. Entries,
@@ -174,29 +178,51 @@ class Row:
     cache_rate: float
     cache_s: float
     n: int
-    ab_rounds: list[float]  # a/b in each round
+    ab_rounds: list[float]  # a/b in each counted round
+    ac_rounds: list[float]  # a/c in each counted round
     a_data: float  # (a)'s input alone, no training: images/s
     c_data: float  # (c)'s input alone
     foreign: float | None  # share of the machine's CPU that other processes used meanwhile
 
+    @property
+    def ab(self) -> float:
+        """a/b: the median of the per-round ratios."""
+        return float(np.median(self.ab_rounds))
+
+    @property
+    def ac(self) -> float:
+        return float(np.median(self.ac_rounds))
+
     def markdown(self) -> str:
         first = self.cache_s + self.n / self.a
-        spread = f"{min(self.ab_rounds):.2f}–{max(self.ab_rounds):.2f}" if len(self.ab_rounds) > 1 else "–"
         return (f"| {self.entry} | {self.image_size} | {self.mode} | {self.batch_size} | {self.a:.0f} | {self.b:.0f} "
-                f"| {self.c:.0f} | {self.a / self.b:.2f} | {spread} | {self.a / self.c:.2f} | {self.cache_rate:.0f} "
+                f"| {self.c:.0f} | {self.ab:.2f} | {_quartiles(self.ab_rounds)} | {self.ac:.2f} "
+                f"| {_quartiles(self.ac_rounds)} | {self.cache_rate:.0f} "
                 f"| {first:.1f} ({self.cache_s / first:.0%}) | {self.n / self.c:.1f} | {self.a_data:.0f} "
                 f"| {self.c_data:.0f} | {'n/a' if self.foreign is None else f'{self.foreign:.0%}'} |")
 
 
+def _quartiles(ratios: list[float]) -> str:
+    """The middle half of the per-round ratios, and how many rounds there were."""
+    if len(ratios) < 2:
+        return "–"
+    q1, q3 = np.percentile(ratios, [25, 75])
+    return f"{q1:.2f}–{q3:.2f} of {len(ratios)}"
+
+
 HEADER = ("| entry | px | mode | batch | (a) artzoo img/s | (b) ceiling img/s | (c) naive img/s | a/b "
-          "| a/b per round | a/c | cache build img/s | first epoch s (cache share) | naive epoch s "
+          "| a/b per round (quartiles) | a/c | a/c per round (quartiles) | cache build img/s "
+          "| first epoch s (cache share) | naive epoch s "
           "| input alone (a) img/s | input alone (c) img/s | other processes' CPU |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+# the order of the paths in even and odd rounds: (a) beside both, and each pair's order reversed
+ORDERS = ("bac", "cab")
 
 
 def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch_size: int, device: torch.device,
             workers: int, steps: int, warmup: int, seconds: float, rounds: int, cache_s: float,
-            options: dict | None = None) -> Row:
+            warmup_rounds: int = 1, options: dict | None = None) -> Row:
     precision, _, compiled = mode.partition("+")
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
@@ -213,28 +239,36 @@ def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch
             step(task, opt, *next(batches), autocast)
     seen = dict.fromkeys(paths, 0)
     spent = dict.fromkeys(paths, 0.0)
-    ab_rounds = []
-    for _ in range(rounds):
+    ab_rounds, ac_rounds = [], []
+    for r in range(warmup_rounds + rounds):
         now = {}
-        for name, batches in paths.items():
-            n, s = window(batches, task, opt, autocast, steps=steps, seconds=seconds, device=device)
+        for name in ORDERS[r % 2]:
+            n, s = window(paths[name], task, opt, autocast, steps=steps, seconds=seconds, device=device)
+            now[name] = n, s
+        if r < warmup_rounds:
+            continue
+        for name, (n, s) in now.items():
             seen[name] += n
             spent[name] += s
-            now[name] = n / s
-        ab_rounds.append(now["a"] / now["b"])
+        rate = {name: n / s for name, (n, s) in now.items()}
+        ab_rounds.append(rate["a"] / rate["b"])
+        ac_rounds.append(rate["a"] / rate["c"])
     a, b, c = (seen[k] / spent[k] for k in "abc")
     # the inputs alone, without training: what each path could feed a model infinitely fast
-    alone = {k: _input_rate(paths[k], steps * rounds, device) for k in "ac"}
+    alone = {k: _input_rate(paths[k], steps * rounds if seconds == 0 else steps, 3 * seconds, device)
+             for k in "ac"}
     return Row(entry, image_size, mode, batch_size, a, b, c, len(data) / cache_s, cache_s, len(data), ab_rounds,
-               alone["a"], alone["c"], cpuload.foreign_share(load))
+               ac_rounds, alone["a"], alone["c"], cpuload.foreign_share(load))
 
 
-def _input_rate(batches, count: int, device: torch.device) -> float:
+def _input_rate(batches, count: int, seconds: float, device: torch.device) -> float:
+    """Images per second that ``batches`` yields, over at least ``count`` batches and ``seconds``."""
     _sync(device)
-    seen, started = 0, time.perf_counter()
-    for _ in range(count):
+    seen, done, started = 0, 0, time.perf_counter()
+    while done < count or time.perf_counter() - started < seconds:
         images, _labels = next(batches)
         seen += len(images)
+        done += 1
     _sync(device)
     return seen / (time.perf_counter() - started)
 
@@ -275,9 +309,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prepare", action="store_true", help="only render the JPEG folder, then exit")
     parser.add_argument("--out", type=Path, default=OUT, help="where the JPEGs and the decode cache go")
     parser.add_argument("--batch-size", default="64", help="images per step; one per image size, or one for all")
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per path and round (at least)")
-    parser.add_argument("--seconds", type=float, default=0.0, help="timed seconds per path and round (at least)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds of the three timed windows, in turns")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per path and round (at least)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per path and round (at least)")
+    parser.add_argument("--rounds", type=int, default=40, help="counted rounds of the three timed windows, in turns")
+    parser.add_argument("--warmup-rounds", type=int, default=1,
+                        help="rounds timed like the others before them but not counted")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each path before the rounds")
     parser.add_argument("--workers", type=int, default=0,
                         help="loader worker processes for (a), as the runner's data.workers (default 0)")
@@ -305,6 +341,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown overrides {', '.join(opts)} (known: data=, data.image_size=, model.KEY=)")
     if args.rounds < 1 or args.steps < 1:
         parser.error("--rounds and --steps must be at least 1")
+    if args.warmup_rounds < 0 or args.warmup < 0:
+        parser.error("--warmup-rounds and --warmup must be at least 0")
     args.entries = [e for e in args.entry.split(",") if e]
     args.modes = (args.modes.split(",") if args.modes
                   else [args.precision + ("+compile" if args.compile else "")])
@@ -318,16 +356,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo, else what platform knows) and the cores this process may use."""
+    model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
     return f"{model}, {len(os.sched_getaffinity(0))} cores"
+
+
+def machine(device: torch.device) -> str:
+    """The device, and the CPU beside it (the data paths run on the CPU even when training does not)."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}; CPU {cpu_model()}"
+    return cpu_model()
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -340,8 +385,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     device = pick_device(args.device)
     print(f"{', '.join(args.entries)} on {folder} (train split), {device.type}: {machine(device)}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, loader workers {args.workers}; windows: "
-          f"{args.warmup} warmup steps, then {args.rounds} round(s) of >= {args.steps} steps and >= "
-          f"{args.seconds:g} s per path{'; model ' + str(args.options) if args.options else ''}",
+          f"{args.warmup} warmup steps, then {args.warmup_rounds} uncounted and {args.rounds} counted round(s) of "
+          f">= {args.steps} steps and >= {args.seconds:g} s per path, in turns"
+          f"{'; model ' + str(args.options) if args.options else ''}",
           flush=True)
     # each size's decode cache is built (and timed) once, then serves every entry and mode
     sets = {size: cached(folder, size, args.out / "throughput_cache" / str(size)) for size in args.sizes}
@@ -363,7 +409,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
                     continue
                 row = measure(entry, data, folder, size, mode, batch_size=args.batch_sizes[size], device=device,
                               workers=args.workers, steps=args.steps, warmup=args.warmup, seconds=args.seconds,
-                              rounds=args.rounds, cache_s=cache_s, options=args.options)
+                              rounds=args.rounds, cache_s=cache_s, warmup_rounds=args.warmup_rounds,
+                              options=args.options)
                 rows[entry, size, mode] = row
                 if progress:
                     print(row.markdown(), file=sys.stderr, flush=True)
@@ -373,7 +420,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
             for mode in args.modes:
                 row = rows[entry, size, mode]
                 print(row if isinstance(row, str) else row.markdown())
-    print(f"\n{n} images per epoch; first epoch = cache build + an epoch at (a); naive epoch = an epoch at (c); "
+    print(f"\n{device.type}: {machine(device)}; {n} images per epoch; a/b and a/c: medians of the per-round "
+          f"ratios; first epoch = cache build + an epoch at (a); naive epoch = an epoch at (c); "
           f"{time.perf_counter() - started:.0f} s in all", flush=True)
     return [r for r in rows.values() if isinstance(r, Row)]
 
