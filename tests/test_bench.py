@@ -91,6 +91,7 @@ def test_gpu_sh_help_lists_its_options():
     assert out.returncode == 0 and all(o in out.stdout for o in ("--device", "--tiny", "--budget", "--dry-run"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_gpu_sh_without_cuda_says_so_and_how_to_smoke_test():
     out = gpu_sh()
@@ -118,6 +119,7 @@ def test_embedding_speed_runs_small():
     assert "embedding_points=300" in out.stdout and "umap_fit_points=300" in out.stdout
 
 
+@pytest.mark.slow
 def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
     restyle_per_style = bench_script("restyle_per_style")
@@ -197,6 +199,7 @@ def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
     assert none + 3 < seen < every
 
 
+@pytest.mark.slow
 def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
     restyle_bounds = bench_script("restyle_bounds")
     import registry

@@ -30,6 +30,7 @@ def cli(capsys):
     return call
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point_works():
     out = subprocess.run([sys.executable, "-m", "runners.run", "--list"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "cond_ae" in out.stdout

@@ -161,6 +161,7 @@ def texts(at: AppTest) -> str:
 # -- the filled store ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_page_renders_for_every_run(filled, open_page):
     for run_id in [v for k, v in filled.items() if k != "uri"]:
         for page in PAGES:
@@ -170,6 +171,7 @@ def test_every_page_renders_for_every_run(filled, open_page):
                 assert at.sidebar.selectbox[0].value == run_id, "the ?run= link picks the run"
 
 
+@pytest.mark.slow
 def test_runs_table_lists_every_run_with_its_scores_and_the_seed_group(filled, open_page):
     at = open_page(filled["uri"], PAGES[0])
     table = at.dataframe[0].value.set_index("id")
@@ -188,6 +190,7 @@ def test_runs_table_lists_every_run_with_its_scores_and_the_seed_group(filled, o
     assert group.loc["test/acc", "mean ± std"] == f"{np.mean(kids):.4g} ± {np.std(kids, ddof=1):.2g}"
 
 
+@pytest.mark.slow
 def test_selected_runs_overlay_their_curves(filled, open_page):
     at = open_page(filled["uri"], PAGES[0])
     ids = list(at.dataframe[0].value["id"])
@@ -202,6 +205,7 @@ def test_selected_runs_overlay_their_curves(filled, open_page):
     assert np.allclose(array(cnn["y"]), [m.value for m in history]) and len(history) == 3
 
 
+@pytest.mark.slow
 def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_table(filled, open_page):
     at = open_page(filled["uri"], "pages/run.py", filled["cnn"])
     scores = MlflowClient(filled["uri"]).get_run(filled["cnn"]).data.metrics
@@ -218,6 +222,7 @@ def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_tabl
     assert dict(zip(params["key"], params["value"]))["data.image_size"] == "16"
 
 
+@pytest.mark.slow
 def test_run_page_of_a_multi_seed_group_shows_mean_and_std_and_links_its_seeds(filled, open_page):
     at = open_page(filled["uri"], "pages/run.py", filled["seeds"])
     metrics = MlflowClient(filled["uri"]).get_run(filled["seeds"]).data.metrics
@@ -227,6 +232,7 @@ def test_run_page_of_a_multi_seed_group_shows_mean_and_std_and_links_its_seeds(f
     assert [link.label for link in at.get("page_link")] == ["cnn-seed0", "cnn-seed1"]
 
 
+@pytest.mark.slow
 def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_page):
     from zoo.restyle import Restyle
 
@@ -246,6 +252,7 @@ def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_
     assert labels[: len(headline)] == headline and "psnr" in labels[len(headline) :]
 
 
+@pytest.mark.slow
 def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_page):
     at = open_page(filled["uri"], "pages/run.py", filled["ae"])
     slider = at.select_slider(key="epoch_reconstruction")
@@ -256,6 +263,7 @@ def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_pa
     assert first.shape == last.shape and not np.array_equal(first, last)
 
 
+@pytest.mark.slow
 def test_clusters_page_shows_the_codes_and_their_scores(filled, media, open_page):
     at = open_page(filled["uri"], "pages/clusters.py", filled["ae"])
     metrics = MlflowClient(filled["uri"]).get_run(filled["ae"]).data.metrics
@@ -274,6 +282,7 @@ def test_clusters_page_shows_the_codes_and_their_scores(filled, media, open_page
     assert picture(at, media, members[0]).shape == (32, 32, 3)
 
 
+@pytest.mark.slow
 def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, media, open_page):
     at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
     source = picture(at, media, "source")
@@ -294,6 +303,7 @@ def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, m
     assert at.download_button[0].label == "Download"
 
 
+@pytest.mark.slow
 def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled, media, open_page):
     at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
     at.radio(key="source").set_value("your own picture").run()
@@ -310,6 +320,7 @@ def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled,
     assert "notes.png cannot be used: not an image" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_restyle_page_caps_uploads_in_bytes_and_refuses_a_decompression_bomb(filled, open_page):
     at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
     at.radio(key="source").set_value("your own picture").run()
@@ -322,6 +333,7 @@ def test_restyle_page_caps_uploads_in_bytes_and_refuses_a_decompression_bomb(fil
         in at.error[0].value
 
 
+@pytest.mark.slow
 def test_artifacts_are_downloaded_once_into_the_cache_and_never_outside_it(filled):
     from dashboard import store
 
@@ -402,6 +414,7 @@ def test_the_per_class_table_shows_whole_class_names(open_page):
 # -- failed, killed and empty --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_failed_run_shows_its_error_and_what_it_has(broken, open_page):
     at = open_page(broken["uri"], "pages/run.py", broken["failed"])
     assert "failnet broke on purpose" in at.error[0].value
@@ -411,6 +424,7 @@ def test_a_failed_run_shows_its_error_and_what_it_has(broken, open_page):
         assert not at.error or "failnet broke on purpose" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_a_killed_run_shows_its_curves_and_can_still_restyle_an_upload(broken, media, open_page):
     uri, run_id = broken["uri"], broken["killed"]
     at = open_page(uri, "pages/run.py", run_id)

@@ -64,6 +64,7 @@ def test_broken_plugins_are_reported_by_name_and_others_still_work(with_plugin):
     assert registry.load("model", "cnn") is not None
 
 
+@pytest.mark.slow
 def test_cli_lists_third_party_and_broken_plugins(plugin_site):
     out = subprocess.run([sys.executable, "-m", "runners.run", "--list"], capture_output=True, text=True,
                          env=plugin_env(plugin_site), check=True).stdout

@@ -118,6 +118,7 @@ def test_a_training_step_trains_the_critic_on_its_own_loss_and_the_decoder_on_th
     assert all(torch.isfinite(v) for v in logs.values())
 
 
+@pytest.mark.slow
 def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resample(tmp_path, monkeypatch):
     monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
     train = registry.dataset("synthart", split="train", image_size=32, size=100)

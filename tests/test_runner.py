@@ -77,6 +77,7 @@ def test_each_builtin_entry_leaves_the_schema_in_mlflow(entry):
     assert ckpt["epoch"] == 2 and ckpt["run_id"] == result["run_id"]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
     a = run("cnn", "seed=3")
     b = run("cnn", "seed=3")
@@ -88,6 +89,7 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
     assert history[0] == history[1]
 
 
+@pytest.mark.slow
 def test_with_ema_the_checkpoint_holds_the_averaged_model_that_the_test_metrics_describe():
     result = run("cnn", "train.ema=0.9", "seed=2")
     ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="checkpoints/last.pt"),
@@ -131,6 +133,7 @@ def test_sigterm_marks_killed_and_resume_matches_an_uninterrupted_run():
     assert sorted(set(steps)) == sorted(steps), "steps continue, never repeat"
 
 
+@pytest.mark.slow
 def test_a_run_shorter_than_log_every_logs_each_epochs_last_step_and_system_metrics(monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     result = run("cnn", "train.log_every=1000")
@@ -159,6 +162,7 @@ def test_experiments_are_marked_as_model_training_and_a_users_own_kind_is_kept()
                      "genai": "genai_development"}
 
 
+@pytest.mark.slow
 def test_an_exception_marks_the_run_failed_with_the_error(plugin_site):
     proc = subprocess.run([sys.executable, "-m", "runners.run", "failnet", *TINY], capture_output=True, text=True,
                           env=plugin_env(plugin_site), timeout=300)
@@ -169,6 +173,7 @@ def test_an_exception_marks_the_run_failed_with_the_error(plugin_site):
     assert "failnet broke on purpose" in run.data.tags["zoo.error"]
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_run_naming_the_step(plugin_site):
     proc = subprocess.run([sys.executable, "-m", "runners.run", "failnet", "model.nan=true", "model.fail_at=2", *TINY],
                           capture_output=True, text=True, env=plugin_env(plugin_site), timeout=300)
@@ -178,6 +183,7 @@ def test_a_nan_loss_stops_the_run_naming_the_step(plugin_site):
     assert run.info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_a_third_party_model_trains_through_the_runner(plugin_site):
     proc = subprocess.run([sys.executable, "-m", "runners.run", "tinynet", "data=stripes", "train.epochs=6",
                            "train.batch_size=16", "train.lr=0.03"],

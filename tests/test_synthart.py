@@ -54,6 +54,7 @@ def test_classes_are_sorted_and_fixed():
     assert tiny(num_styles=3).classes == ["Cubism", "Impressionism", "Pointillism"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_pixels_in_another_process_and_cache(tmp_path):
     here = tiny("valid", seed=3)
     script = ("import hashlib, numpy as np, registry; "

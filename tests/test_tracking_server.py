@@ -45,6 +45,7 @@ def test_runner_against_an_mlflow_server_on_loopback(tmp_path):
     assert (tmp_path / "artifacts").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_server_is_a_clear_error_before_training(tmp_path):
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
     start = time.time()
