@@ -4,15 +4,12 @@ in MLflow's model-training view (not its GenAI view), with the run's system metr
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from conftest import MLFLOW, free_port, skip_unless
+from conftest import mlflow_server, skip_unless
 from runners import config, demo, train
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,21 +25,9 @@ def test_the_demos_link_opens_the_run_in_mlflows_model_training_view(tmp_path, m
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     run_id = train.train(config.resolve("cnn", TINY))["run_id"]
     experiment_id = mlflow.get_run(run_id).info.experiment_id
-    port = free_port()
-    ui = subprocess.Popen([MLFLOW, "ui", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                           "--backend-store-uri", os.environ["MLFLOW_TRACKING_URI"]],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-                          env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                break
-            except OSError:
-                assert ui.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
-                time.sleep(0.5)
-        link = demo.mlflow_link(experiment_id, run_id).replace(demo.MLFLOW_UI, f"http://127.0.0.1:{port}")
+    # the UI that `mlflow ui` serves, from the same store (`mlflow server` is `mlflow ui` plus artifact serving)
+    with mlflow_server(os.environ["MLFLOW_TRACKING_URI"], tmp_path / "served") as served:
+        link = demo.mlflow_link(experiment_id, run_id).replace(demo.MLFLOW_UI, served)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -55,6 +40,3 @@ def test_the_demos_link_opens_the_run_in_mlflows_model_training_view(tmp_path, m
             page.get_by_text("cpu_utilization_percentage").first.wait_for(timeout=60_000)
             page.screenshot(path=tmp_path / "mlflow-system-metrics.png")
             browser.close()
-    finally:
-        os.killpg(ui.pid, 15)
-        ui.wait(timeout=30)
