@@ -206,6 +206,11 @@ def test_seeds_make_child_runs_under_a_parent_with_mean_and_std():
     accs = [c.data.metrics["test/acc"] for c in children]
     assert parent.data.metrics["test/acc_mean"] == pytest.approx(np.mean(accs))
     assert parent.data.metrics["test/acc_std"] == pytest.approx(np.std(accs, ddof=1))
+    # the output closes with the headline over the seeds, then the parent's id
+    lines = proc.stdout.strip().splitlines()
+    table = lines[max(i for i, line in enumerate(lines) if line.startswith("| test metric")):-1]
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["acc", "macro_f1", "balanced_acc"]
+    assert table[2].split("|")[2].strip() == f"{np.mean(accs):.4g} ± {np.std(accs, ddof=1):.2g}"
 
 
 @pytest.mark.slow
