@@ -14,7 +14,8 @@ Contracts (what ``load`` checks):
 * task: a class built as ``Task(model=..., classes=..., **options)`` with the methods the runner
   drives (:data:`TASK_METHODS`).
 * dataset: a callable ``builder(split=..., image_size=..., **options)`` returning a torch
-  Dataset of ``(float C×H×W tensor in [0, 1], int label)`` items with ``.classes``.
+  Dataset of ``(float C×H×W tensor in [0, 1], int label)`` items with ``.classes``; it may carry
+  ``.defaults``, a dict of ``data.*`` overrides applied when it is chosen (``{"data.image_size": 32}``).
 
 Options are the builder's keyword-only parameters with defaults, typed by their annotations;
 ``Annotated[float, pydantic.Field(gt=0, description="...")]`` adds a constraint and a help text.
@@ -140,6 +141,10 @@ def _contract_problem(kind: str, obj: Any) -> str | None:
             return "it must name its default task as a string attribute `.task` (e.g. 'classify')"
         if not isinstance(getattr(obj, "defaults", {}), dict):
             return "`.defaults` must be a dict of dotted config overrides"
+    if kind == "dataset":
+        defaults = getattr(obj, "defaults", {})
+        if not isinstance(defaults, dict) or not all(isinstance(k, str) and k.startswith("data.") for k in defaults):
+            return "`.defaults` must be a dict of data.* config overrides (e.g. {'data.image_size': 32})"
     if kind == "task":
         absent = [m for m in TASK_METHODS if not callable(getattr(obj, m, None))]
         if absent:

@@ -10,8 +10,8 @@ A config is a plain nested dict, the same one that is logged as ``config.json``:
 
 Its keys come from three places: the runner's own defaults below (``DATA``, ``TRAIN``,
 ``TOP``), and the keyword-only options of the model, task and dataset plugins (read from their
-signatures by :func:`registry.options`). Precedence: defaults < the model's ``.defaults`` <
-the user's ``key=value`` overrides. Every value is validated before any work starts.
+signatures by :func:`registry.options`). Precedence: defaults < the dataset's ``.defaults``
+(``data.*`` keys only) < the model's ``.defaults`` < the user's ``key=value`` overrides. Every value is validated before any work starts.
 """
 
 from __future__ import annotations
@@ -100,9 +100,10 @@ def resolve(entry: str, overrides: list[str] | dict[str, str]) -> dict:
     builder = registry.load("model", model_entry.name)
     if builder.task not in registry.entries("task"):
         raise registry.PluginError(f"model {model_entry.name!r} names task {builder.task!r}, which is not registered")
-    plugin_defaults = {k: str(v) for k, v in getattr(builder, "defaults", {}).items()}
-    merged = {**plugin_defaults, **pairs}
-    data = _validate(next(o for o in TOP if o.name == "data"), "data", merged.get("data", _default(TOP, "data")))
+    model_defaults = {k: str(v) for k, v in getattr(builder, "defaults", {}).items()}
+    data = _validate(next(o for o in TOP if o.name == "data"), "data",
+                     {**model_defaults, **pairs}.get("data", _default(TOP, "data")))
+    merged = {**{k: str(v) for k, v in dataset_defaults(data).items()}, **model_defaults, **pairs}
     groups = schema(model_entry.name, data)
 
     cfg: dict[str, Any] = {"entry": model_entry.name}
@@ -137,6 +138,12 @@ def resolve(entry: str, overrides: list[str] | dict[str, str]) -> dict:
     return cfg
 
 
+def dataset_defaults(data: str) -> dict[str, Any]:
+    """The ``data.*`` defaults a dataset plugin carries as ``.defaults`` (synthart_lt: 32 px)."""
+    name, _ = registry.dataset_entry(data)
+    return dict(getattr(registry.load("dataset", name), "defaults", {}))
+
+
 def _refuse_other_task_option(key: str, raw: str, model: str, task: str) -> None:
     """A train.* key of another task (train.imbalance=sampler for an autoencoder) is a conflict
     between the option and the model's task, and is named as one."""
@@ -166,6 +173,10 @@ def _check_consistency(cfg: dict, builder: Any) -> None:
     if cfg["train"].get("imbalance") == "sampler" and not getattr(task_cls, "uses_labels", True):
         raise ConfigError(f"train.imbalance=sampler draws batches by class label, but task {cfg['task']['name']} "
                           f"trains without labels; use train.imbalance=none")
+    t = cfg["train"]
+    if t.get("imbalance") == "drw" and t.get("drw_epoch", 0) >= t["epochs"]:
+        raise ConfigError(f"train.drw_epoch={t['drw_epoch']} but train.epochs={t['epochs']}: imbalance=drw would "
+                          f"never use its weights; give train.drw_epoch below {t['epochs']} (0: four fifths in)")
     if cfg["resume"] and cfg["seeds"]:
         raise ConfigError("resume= continues one run; it cannot be combined with seeds=")
 
@@ -215,7 +226,7 @@ def describe(entry: str, data: str | None = None) -> str:
     """The ``--help`` text: every key with its type, default and meaning."""
     model_entry = registry.resolve("model", entry)
     builder = registry.load("model", model_entry.name)
-    defaults = getattr(builder, "defaults", {})
+    defaults = {**dataset_defaults(data or _default(TOP, "data")), **getattr(builder, "defaults", {})}
     lines = [f"usage: python -m runners.run {model_entry.name} [key=value ...]",
              f"model {model_entry.name} ({model_entry.value}, from {model_entry.origin}); task {builder.task}", ""]
     groups = schema(model_entry.name, data)

@@ -279,6 +279,8 @@ class _Loop:
 
     def _train_epoch(self, epoch: int, stop: _StopFlag) -> None:
         s, t = self.state, self.t
+        if hasattr(self.task, "on_epoch_start"):  # optional: a plugin task need not subclass Task
+            self.task.on_epoch_start(epoch, t["epochs"])
         order = dist.epoch_order(len(self.sets["train"]), seed=self.cfg["seed"], epoch=epoch, world=self.world,
                                  weights=self.weights)
         order = order[: self.steps_per_epoch * t["batch_size"]]

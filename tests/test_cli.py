@@ -55,15 +55,20 @@ def test_help_lists_every_key_with_type_default_and_meaning(cli):
 
 
 def test_help_shows_each_keys_range_and_choices_a_plugins_too(cli, with_plugin):
-    def line(entry: str, key: str) -> str:
-        out = cli(entry, "--help")
+    def line(entry: str, key: str, *args: str) -> str:
+        out = cli(entry, "--help", *args)
         assert out.returncode == 0, out.stderr
         return next(line for line in out.stdout.splitlines() if line.split()[:1] == [key])
 
     assert "float (0, 10]" in line("cnn", "train.lr")
     assert "float [0, 1)" in line("cnn", "model.dropout")
     assert "int >= 0" in line("cnn", "seed")
-    assert "none|sampler|weights|logit_adjust" in line("cnn", "train.imbalance")
+    remedies = line("cnn", "train.imbalance")
+    assert "none|sampler|weights|cb|drw|logit_adjust" in remedies
+    for paper in ("Cui et al. 2019", "Cao et al. 2019", "Menon et al. 2021", "Ren et al. 2020"):
+        assert paper in remedies, paper
+    assert "float [0, 1)" in line("cnn", "train.cb_beta") and "int >= 0" in line("cnn", "train.drw_epoch")
+    assert "default 32" in line("cnn", "data.image_size", "data=synthart_lt")  # the preset's own default
     assert "int > 0" in line("tinynet", "model.width")  # the plugin's Field(gt=0)
 
 
@@ -89,10 +94,11 @@ def test_dry_run_prints_the_resolved_config_and_runs_nothing(cli, tmp_path):
         ("data=/no/such/folder", "does not exist"),
         ("data=nosuchset", "unknown dataset"),
         ("train.epochs", "key=value"),
+        ("train.imbalance=drw train.drw_epoch=15", "never use its weights"),
     ],
 )
 def test_bad_overrides_are_refused_before_any_work(cli, override, message, tmp_path):
-    out = cli("ae", override)
+    out = cli("ae" if "imbalance" not in override else "cnn", *override.split())
     assert out.returncode == 2
     assert message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr

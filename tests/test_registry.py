@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,11 +14,9 @@ import torch
 import registry
 from conftest import plugin_env
 
-BUILTINS = {
-    "model": {"cnn", "timm_net", "ae", "cond_ae"},
-    "task": {"classify", "reconstruct", "restyle"},
-    "dataset": {"synthart", "folder", "digits"},
-}
+# what pyproject.toml registers, read from it: a new built-in is checked without a second list
+_ENTRY_POINTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["entry-points"]
+BUILTINS = {kind: set(_ENTRY_POINTS[group]) for kind, group in registry.GROUPS.items()}
 
 
 @pytest.mark.parametrize("kind", sorted(BUILTINS))
@@ -81,3 +81,13 @@ def test_a_path_is_routed_to_the_folder_dataset(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(registry.PluginError, match="is a file"):
         registry.dataset_entry(tmp_path / "file.txt")
+
+
+def test_a_datasets_defaults_may_only_set_data_keys():
+    def builder(*, split: str = "train", image_size: int = 32):
+        raise AssertionError("not built by the check")
+
+    builder.defaults = {"data.image_size": 32}
+    assert registry._contract_problem("dataset", builder) is None
+    builder.defaults = {"data.image_size": 32, "train.epochs": 1}
+    assert "data.* config overrides" in registry._contract_problem("dataset", builder)

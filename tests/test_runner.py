@@ -90,6 +90,22 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("remedy", ["cb", "drw"])
+def test_the_long_tail_remedies_reproduce_bit_for_bit_and_log_the_shot_recalls(remedy):
+    lt = ["data=synthart_lt", "data.size=200", "data.held_out_per_class=3", "data.image_size=16", "seed=1",
+          f"train.imbalance={remedy}", "train.epochs=2", "train.drw_epoch=1"]
+    a, b = run("cnn", *lt), run("cnn", *lt)
+    strip = lambda m: {k: v for k, v in m.items() if k != "run_id"}
+    assert strip(a) == strip(b)
+    history = [[m.value for m in MlflowClient().get_metric_history(r["run_id"], "train/loss")] for r in (a, b)]
+    assert history[0] == history[1]
+    # 200 training images, 86 of the largest style down to 1: all three groups are scored
+    assert {"test/recall_many", "test/recall_medium", "test/recall_few", "test/shots_few_below"} <= set(a)
+    assert {"plots/recall_vs_count.png", "tables/per_class.csv"} <= artifacts(a["run_id"])
+    assert mlflow.get_run(a["run_id"]).data.tags["zoo.dataset"] == "synthart_lt"
+
+
+@pytest.mark.slow
 def test_with_ema_the_checkpoint_holds_the_averaged_model_that_the_test_metrics_describe():
     result = run("cnn", "train.ema=0.9", "seed=2")
     ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="checkpoints/last.pt"),

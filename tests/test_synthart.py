@@ -17,7 +17,8 @@ from sklearn.model_selection import cross_val_score
 
 import registry
 from zoo import metrics
-from zoo.synthart import split_labels
+from runners import config
+from zoo.synthart import WIKIART_RANK, split_labels
 
 SIZE = 32
 TINY = {"size": 64, "image_size": SIZE}  # 64 train, 10 valid, 10 test images
@@ -92,6 +93,26 @@ def test_default_train_split_has_a_wikiart_like_long_tail():
     impressionism, pointillism = DEFAULT_CLASSES.index("Impressionism"), DEFAULT_CLASSES.index("Pointillism")
     assert counts["train"].argmax() == impressionism and counts["train"].argmin() == pointillism  # as in WikiArt
     assert np.array_equal(np.bincount(tiny(imbalance=1.0).labels), [8] * 8)
+
+
+def test_the_long_tail_preset_has_wikiarts_shape_and_balanced_held_out_splits():
+    lt = config.resolve("cnn", ["data=synthart_lt"])["data"]
+    assert lt["image_size"] == 32, "the preset's own image size, a data.* default of the dataset"
+    assert config.resolve("cnn", ["data=synthart_lt", "data.image_size=48"])["data"]["image_size"] == 48
+    assert config.resolve("cnn", [])["data"]["image_size"] == 64, "the default synthart is unchanged"
+    options = {k: lt[k] for k in ("seed", "size", "imbalance", "held_out_per_class")}
+    counts = {s: np.bincount(split_labels(split=s, num_styles=10, **options), minlength=10)
+              for s in ("train", "valid", "test")}
+    train = dict(zip(sorted(WIKIART_RANK), counts["train"]))
+    assert len(train) >= 10 and min(train.values()) > 0
+    assert max(train.values()) / min(train.values()) >= 100
+    ranked = [train[c] for c in WIKIART_RANK]
+    assert ranked == sorted(ranked, reverse=True), "largest to smallest in WikiArt's order of movements"
+    for split in ("valid", "test"):  # every style scored on the same number of images, at least 30
+        assert len(set(counts[split])) == 1 and counts[split][0] >= 30, split
+    ds = registry.dataset("synthart_lt", split="test", image_size=16, size=200, held_out_per_class=3)
+    assert ds.name == "synthart_lt" and len(ds.classes) == 10 and ds.class_counts().tolist() == [3] * 10
+    assert ds[0][0].shape == (3, 16, 16)
 
 
 def test_labels_match_the_built_dataset():

@@ -15,7 +15,7 @@ from torch import nn
 
 import registry
 from runners.dist import World, epoch_order
-from zoo.classify import Classify, classification_metrics
+from zoo.classify import Classify, class_weights, classification_metrics, group_recalls, shot_groups, shot_thresholds
 from zoo.data import ImageDataset
 from zoo.metrics import PSNR_MAX, psnr, ssim
 from zoo.reconstruct import Reconstruct
@@ -125,10 +125,98 @@ def test_logit_adjustment_adds_tau_log_prior_in_training_only():
     assert torch.isfinite(smoothed.training_step(torch.zeros(10, 3, 4, 4), labels)["loss"])
 
 
+def test_balanced_softmax_is_cross_entropy_when_the_classes_are_balanced():
+    data = _labelled([3, 3, 3])
+    logits = torch.tensor([[2.0, -1.0, 0.5]])
+    model = _Constant(3)
+    model.logits.data = logits[0].clone()
+    labels = torch.as_tensor(data.labels)
+    plain = Classify(model=model, classes=data.classes)
+    balanced = Classify(model=model, classes=data.classes, imbalance="logit_adjust")  # tau=1: Ren et al.'s loss
+    balanced.setup(data, CPU)
+    x = torch.zeros(9, 3, 4, 4)
+    assert balanced.training_step(x, labels)["loss"].item() == pytest.approx(plain.training_step(x, labels)["loss"].item())
+    # and on a long tail it is cross-entropy of logits + log n_c
+    tail = _labelled([8, 2, 1])
+    balanced.setup(tail, CPU)
+    y = torch.as_tensor(tail.labels)
+    shifted = logits[0] + torch.log(torch.tensor([8.0, 2.0, 1.0]))
+    expected = -torch.log_softmax(shifted, 0)[y].mean().item()
+    assert balanced.training_step(torch.zeros(11, 3, 4, 4), y)["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_effective_number_weights_match_cui_et_al():
+    counts = np.array([100, 10, 1, 0])
+    beta = 0.9
+    effective = (1 - beta ** counts[:3]) / (1 - beta)  # (1 - beta^n) / (1 - beta)
+    inverse = 1 / effective
+    assert class_weights(counts, beta).tolist() == pytest.approx([*(inverse * 3 / inverse.sum()), 0.0])
+    # beta = 0 weighs every class alike; beta -> 1 tends to the "balanced" N / (K n_c), up to scale
+    assert class_weights(counts, 0.0)[:3] == pytest.approx([1, 1, 1])
+    near_one, balanced = class_weights(counts, 1 - 1e-9), class_weights(counts)
+    assert near_one[:3] / near_one[0] == pytest.approx(balanced[:3] / balanced[0], rel=1e-5)
+    # the loss of imbalance=cb is the weighted mean of the items' cross-entropies
+    data = _labelled([6, 2, 1])
+    task = Classify(model=_Constant(3, vote=0), classes=data.classes, imbalance="cb", cb_beta=0.5)
+    task.setup(data, CPU)
+    w = class_weights(np.array([6, 2, 1]), 0.5)
+    per_item = -torch.log_softmax(torch.tensor([5.0, 0.0, 0.0]), 0).numpy()[data.labels]
+    expected = (w[data.labels] * per_item).sum() / w[data.labels].sum()
+    assert task.training_step(torch.zeros(9, 3, 4, 4), torch.as_tensor(data.labels))["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_deferred_reweighting_is_plain_until_its_epoch_then_uses_the_cb_weights():
+    data = _labelled([6, 2, 1])
+    x, y = torch.zeros(9, 3, 4, 4), torch.as_tensor(data.labels)
+    plain = Classify(model=_Constant(3, vote=0), classes=data.classes).training_step(x, y)["loss"].item()
+    cb = Classify(model=_Constant(3, vote=0), classes=data.classes, imbalance="cb")
+    cb.setup(data, CPU)
+    weighted = cb.training_step(x, y)["loss"].item()
+    assert weighted != pytest.approx(plain)
+    drw = Classify(model=_Constant(3, vote=0), classes=data.classes, imbalance="drw", drw_epoch=2)
+    drw.setup(data, CPU)
+    losses = []
+    for epoch in range(4):
+        drw.on_epoch_start(epoch, 4)
+        losses.append(drw.training_step(x, y)["loss"].item())
+    assert losses == pytest.approx([plain, plain, weighted, weighted])
+    # drw_epoch=0: four fifths in, the 160th of 200 epochs in Cao et al.
+    default = Classify(model=_Constant(3, vote=0), classes=data.classes, imbalance="drw")
+    default.setup(data, CPU)
+    switched = []
+    for epoch in range(10):
+        default.on_epoch_start(epoch, 10)
+        switched.append(default.class_weights is not None)
+    assert switched == [False] * 8 + [True] * 2
+    # after a resume the epoch in progress decides, whatever came before
+    default.on_epoch_start(3, 10)
+    assert default.class_weights is None
+
+
+def test_shot_groups_scale_with_the_largest_class_and_absent_groups_are_left_out():
+    counts = np.array([1280, 500, 100, 60, 20, 19, 5])
+    assert shot_thresholds(counts) == (100, 20)  # Liu et al.'s, at ImageNet-LT's largest class
+    assert shot_groups(counts).tolist() == ["many", "many", "medium", "medium", "medium", "few", "few"]
+    assert shot_thresholds(counts * 2) == (200, 40)
+    assert shot_groups(counts * 2).tolist() == shot_groups(counts).tolist()
+    # test labels of classes 0, 1 (many) and 6 (few) only: no medium group, rather than a 0
+    labels = np.array([0, 0, 0, 0, 1, 1, 6, 6, 6])
+    preds = np.array([0, 0, 0, 1, 1, 1, 6, 0, 2])
+    recalls = group_recalls(labels, preds, counts)
+    assert recalls == pytest.approx({"recall_many": (3 / 4 + 1) / 2, "recall_few": 1 / 3})
+    task = Classify(model=_Constant(7), classes=[f"c{i}" for i in range(7)])
+    task.setup(_labelled(counts.tolist()), CPU)
+    metrics = task.eval_metrics({"label": labels, "pred": preds, "loss": np.zeros(9)})
+    assert "recall_medium" not in metrics and metrics["recall_few"] == pytest.approx(1 / 3)
+
+
 def test_classify_finalize_writes_the_confusion_matrix_and_per_class_table():
     test_set = registry.dataset("digits", split="test", image_size=8)
     task = Classify(model=_Constant(10, vote=3), classes=test_set.classes)
-    assert task.finalize(train_set=test_set, test_set=test_set, out=Path("out"), device=CPU) == {}
+    train_set = _labelled([1280, 640, 320, 160, 80, 40, 20, 10, 5, 0])
+    task.setup(train_set, CPU)
+    assert task.finalize(train_set=train_set, test_set=test_set, out=Path("out"), device=CPU) == {
+        "shots_many_above": 100, "shots_few_below": 20}
     counts = test_set.class_counts()
     with open("out/tables/confusion.csv") as f:
         rows = list(csv.reader(f))
@@ -141,8 +229,11 @@ def test_classify_finalize_writes_the_confusion_matrix_and_per_class_table():
     assert int(table["3"]["support"]) == counts[3] and float(table["3"]["recall"]) == 1.0
     assert float(table["3"]["precision"]) == pytest.approx(counts[3] / counts.sum(), abs=1e-4)
     assert float(table["5"]["f1"]) == 0.0
-    with Image.open("out/plots/confusion_matrix.png") as image:
-        assert image.size[0] > 300 and image.size[1] > 300
+    assert [int(table[c]["train_count"]) for c in test_set.classes] == [1280, 640, 320, 160, 80, 40, 20, 10, 5, 0]
+    assert [table[c]["shots"] for c in test_set.classes] == ["many"] * 4 + ["medium"] * 3 + ["few"] * 3
+    for plot in ("confusion_matrix", "recall_vs_count"):
+        with Image.open(f"out/plots/{plot}.png") as image:
+            assert image.size[0] > 300 and image.size[1] > 300
 
 
 # -- reconstruct: image quality ---------------------------------------------------------------

@@ -5,14 +5,25 @@
 * ``sampler``: draw training items with probability inverse to their class's frequency
   (the runner's weighted draw is O(N) memory, unlike a sampler over an N×N table);
 * ``weights``: weigh each class's loss by N / (K · n_c) (scikit-learn's "balanced");
+* ``cb``: weigh each class's loss by the inverse of its effective number of samples,
+  (1 - beta) / (1 - beta^n_c), normalised to sum to K (Cui et al. 2019, "Class-balanced loss
+  based on effective number of samples"); beta → 1 is ``weights``, beta = 0 no weighting;
+* ``drw``: deferred re-weighting: plain cross-entropy until epoch ``drw_epoch``, then the
+  ``cb`` weights (Cao et al. 2019, the DRW schedule of LDAM-DRW);
 * ``logit_adjust``: add tau · log(prior) to the logits in the training loss only (Menon et al.
   2021, "Long-tail learning via logit adjustment"); the raw logits then estimate the balanced
-  posterior, so evaluation and prediction use them unchanged.
+  posterior, so evaluation and prediction use them unchanged. At tau = 1 this is the balanced
+  softmax of Ren et al. (2020) exactly (log n_c and log prior differ by a constant), so there is
+  no second value for it.
 
 Metrics, and the convention for classes absent from a split: ``acc``; ``macro_f1`` averages F1
 over the classes that occur in the split's true labels or its predictions (a class predicted
 but absent counts as 0, a class neither present nor predicted is left out rather than counted
 as a 0 or a 1); ``balanced_acc`` is the mean recall over the classes present in the split.
+``recall_many``, ``recall_medium`` and ``recall_few`` are the mean recalls of the classes with
+many, a medium number and few training images (Liu et al. 2019: over 100, 20 to 100 and under
+20 of ImageNet-LT's largest class of 1,280; the thresholds scale with this training split's
+largest class, :func:`shot_thresholds`); a group with no class present in the split is left out.
 The per-class table and confusion matrix list every class, absent ones with support 0.
 """
 
@@ -32,7 +43,12 @@ from torchvision.utils import make_grid
 
 from zoo.task import Task, to_uint8
 
-__all__ = ["Classify", "classification_metrics"]
+__all__ = ["Classify", "classification_metrics", "class_weights", "shot_groups", "shot_thresholds"]
+
+# Liu et al. (2019) split ImageNet-LT, whose largest class has 1,280 training images, into
+# many-shot (over 100), medium-shot (20 to 100) and few-shot (under 20) classes.
+_LIU_LARGEST, _LIU_MANY, _LIU_FEW = 1280, 100, 20
+SHOT_GROUPS = ("many", "medium", "few")
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict[str, float]:
@@ -51,6 +67,47 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: i
     }
 
 
+def shot_thresholds(train_counts: np.ndarray) -> tuple[float, float]:
+    """(many above, few below): Liu et al.'s 100 and 20, scaled by the largest class's count
+    over ImageNet-LT's 1,280, so a preset of another size is cut at the same shares."""
+    scale = float(np.max(train_counts)) / _LIU_LARGEST
+    return _LIU_MANY * scale, _LIU_FEW * scale
+
+
+def shot_groups(train_counts: np.ndarray) -> np.ndarray:
+    """Each class's group, "many", "medium" or "few", by its number of training images."""
+    counts = np.asarray(train_counts, dtype=np.float64)
+    many, few = shot_thresholds(counts)
+    return np.where(counts > many, "many", np.where(counts < few, "few", "medium"))
+
+
+def group_recalls(labels: np.ndarray, preds: np.ndarray, train_counts: np.ndarray) -> dict[str, float]:
+    """``recall_<group>``: the mean recall of the group's classes present in ``labels``; a group
+    without any is left out (not scored as 0)."""
+    k = len(train_counts)
+    cm = confusion_matrix(labels, preds, labels=np.arange(k))
+    support = cm.sum(1)
+    recall = np.divide(np.diag(cm), support, out=np.zeros(k), where=support > 0)
+    groups = shot_groups(train_counts)
+    return {f"recall_{g}": float(recall[(groups == g) & (support > 0)].mean())
+            for g in SHOT_GROUPS if ((groups == g) & (support > 0)).any()}
+
+
+def class_weights(counts: np.ndarray, beta: float | None = None) -> np.ndarray:
+    """Per-class loss weights: N / (K · n_c) ("balanced") without ``beta``; with it, the inverse
+    effective number (1 - beta) / (1 - beta^n_c) of Cui et al. (2019), normalised to sum to K.
+    K counts the classes with training images; an empty class, never a target, gets 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    k = max(1, int(present.sum()))
+    if beta is None:
+        return np.divide(counts.sum(), k * counts, out=np.zeros_like(counts), where=present)
+    # 1 - beta^n as -expm1(n log beta): exact for beta near 1, where 1 - beta**n cancels
+    effective = -np.expm1(counts * np.log(beta)) / (1 - beta) if beta > 0 else np.ones_like(counts)
+    weights = np.divide(1.0, effective, out=np.zeros_like(counts), where=present)
+    return weights * k / weights.sum()
+
+
 def _train_labels(dataset: torch.utils.data.Dataset) -> np.ndarray:
     for name in ("targets", "labels"):
         labels = getattr(dataset, name, None)
@@ -63,7 +120,7 @@ def _train_labels(dataset: torch.utils.data.Dataset) -> np.ndarray:
 class Classify(Task):
     main_metric: ClassVar[str] = "macro_f1"
     greater_is_better: ClassVar[bool] = True
-    headline_metrics: ClassVar[tuple[str, ...]] = ("acc", "macro_f1", "balanced_acc")
+    headline_metrics: ClassVar[tuple[str, ...]] = ("acc", "macro_f1", "balanced_acc", "recall_few")
 
     def __init__(
         self,
@@ -71,32 +128,50 @@ class Classify(Task):
         model: nn.Module,
         classes: list[str],
         imbalance: Annotated[
-            Literal["none", "sampler", "weights", "logit_adjust"],
-            Field(description="class-imbalance remedy: none, sampler, weights (in the loss), logit_adjust"),
+            Literal["none", "sampler", "weights", "cb", "drw", "logit_adjust"],
+            Field(description="class-imbalance remedy: none; sampler (class-balanced draws); weights (N/(K n_c) in "
+                  "the loss); cb (effective-number weights, Cui et al. 2019); drw (plain, then cb weights from "
+                  "train.drw_epoch: deferred re-weighting, Cao et al. 2019); logit_adjust (Menon et al. 2021; at "
+                  "tau=1 the balanced softmax of Ren et al. 2020)"),
         ] = "none",
         logit_tau: Annotated[float, Field(ge=0, description="tau of imbalance=logit_adjust")] = 1.0,
+        cb_beta: Annotated[float, Field(ge=0, lt=1, description="beta of the effective number (1-beta^n)/(1-beta) "
+                                        "of imbalance=cb and drw")] = 0.999,
+        drw_epoch: Annotated[int, Field(ge=0, description="imbalance=drw: the epoch (from 0) whose training first "
+                                        "uses the weights; 0: four fifths of train.epochs, as Cao et al.'s 160 "
+                                        "of 200")] = 0,
         label_smoothing: Annotated[float, Field(ge=0, lt=1, description="label smoothing of the loss")] = 0.0,
     ) -> None:
         super().__init__(model=model, classes=classes)
         self.imbalance = imbalance
         self.logit_tau = logit_tau
+        self.cb_beta = cb_beta
+        self.drw_epoch = drw_epoch
         self.label_smoothing = label_smoothing
-        self.class_weights: torch.Tensor | None = None
+        self.train_counts = np.zeros(len(self.classes), dtype=np.int64)
+        self.class_weights: torch.Tensor | None = None  # the weights of the loss now (drw: from its epoch on)
+        self._weights: torch.Tensor | None = None
         self.log_prior: torch.Tensor | None = None
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
-        if self.imbalance not in ("weights", "logit_adjust"):
-            return
-        counts = np.bincount(_train_labels(train_set), minlength=len(self.classes)).astype(np.float64)
-        if self.imbalance == "weights":
-            # an empty class is never a target, so its weight never counts; 0 avoids 1/0
-            present = max(1, int((counts > 0).sum()))
-            weights = np.divide(counts.sum(), present * counts, out=np.zeros_like(counts), where=counts > 0)
-            self.class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
-        else:
+        self.train_counts = np.bincount(_train_labels(train_set), minlength=len(self.classes))
+        counts = self.train_counts.astype(np.float64)
+        if self.imbalance in ("weights", "cb", "drw"):
+            beta = None if self.imbalance == "weights" else self.cb_beta
+            self._weights = torch.tensor(class_weights(counts, beta), dtype=torch.float32, device=device)
+            self.class_weights = None if self.imbalance == "drw" else self._weights
+        elif self.imbalance == "logit_adjust":
             # an empty class counts as one item: log(0) would make the smoothed loss infinite
             prior = np.maximum(counts, 1) / np.maximum(counts, 1).sum()
             self.log_prior = torch.tensor(np.log(prior), dtype=torch.float32, device=device)
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        if self.imbalance == "drw":
+            start = self.drw_epoch or (4 * epochs) // 5
+            if start >= epochs:
+                raise ValueError(f"train.drw_epoch={self.drw_epoch} but training has {epochs} epochs (0 to "
+                                 f"{epochs - 1}): the weights would never be used; give a smaller train.drw_epoch")
+            self.class_weights = self._weights if epoch >= start else None
 
     def sample_weights(self, labels: np.ndarray) -> np.ndarray | None:
         if self.imbalance != "sampler":
@@ -131,13 +206,16 @@ class Classify(Task):
         if not len(outputs.get("label", ())):
             return {}
         metrics = classification_metrics(outputs["label"], outputs["pred"], len(self.classes))
+        metrics.update(group_recalls(outputs["label"], outputs["pred"], self.train_counts))
         return {"loss": float(np.mean(outputs["loss"])), **metrics}
 
     def finalize(self, *, train_set, test_set, out: Path, device: torch.device) -> dict[str, float]:
-        """The test set's confusion matrix (plot and table) and per-class scores."""
+        """The test set's confusion matrix (plot and table), per-class scores, and each class's
+        recall against its training count; returns the shot groups' thresholds."""
         labels, preds = self._predict(test_set, device)
-        write_report(labels, preds, self.classes, Path(out))
-        return {}
+        write_report(labels, preds, self.classes, Path(out), train_counts=self.train_counts)
+        many, few = shot_thresholds(self.train_counts)
+        return {"shots_many_above": many, "shots_few_below": few}
 
     @torch.no_grad()
     def _predict(self, dataset: torch.utils.data.Dataset, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -149,8 +227,11 @@ class Classify(Task):
         return np.concatenate(labels), np.concatenate(preds)
 
 
-def write_report(labels: np.ndarray, preds: np.ndarray, classes: list[str], out: Path) -> None:
-    """``plots/confusion_matrix.png``, ``tables/confusion.csv`` and ``tables/per_class.csv``."""
+def write_report(labels: np.ndarray, preds: np.ndarray, classes: list[str], out: Path,
+                 train_counts: np.ndarray | None = None) -> None:
+    """``plots/confusion_matrix.png``, ``tables/confusion.csv`` and ``tables/per_class.csv``;
+    with ``train_counts``, the table's training counts and shot groups and
+    ``plots/recall_vs_count.png``."""
     everything = np.arange(len(classes))
     cm = confusion_matrix(labels, preds, labels=everything)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -160,12 +241,48 @@ def write_report(labels: np.ndarray, preds: np.ndarray, classes: list[str], out:
         writer.writerow(["true \\ predicted", *classes])
         writer.writerows([name, *row] for name, row in zip(classes, cm.tolist()))
     precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=everything, zero_division=0)
+    rows = [[c, f"{p:.4f}", f"{r:.4f}", f"{s:.4f}", int(n)] for c, p, r, s, n in zip(classes, precision, recall, f1, support)]
+    header = ["class", "precision", "recall", "f1", "support"]
+    if train_counts is not None:
+        header += ["train_count", "shots"]
+        rows = [[*row, int(n), g] for row, n, g in zip(rows, train_counts, shot_groups(train_counts))]
     with open(out / "tables" / "per_class.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["class", "precision", "recall", "f1", "support"])
-        writer.writerows([c, f"{p:.4f}", f"{r:.4f}", f"{s:.4f}", int(n)]
-                         for c, p, r, s, n in zip(classes, precision, recall, f1, support))
+        writer.writerow(header)
+        writer.writerows(rows)
     _plot_confusion(cm, classes, out / "plots" / "confusion_matrix.png")
+    if train_counts is not None:
+        _plot_recall_vs_count(recall, support, np.asarray(train_counts), classes, out / "plots" / "recall_vs_count.png")
+
+
+def _plot_recall_vs_count(recall: np.ndarray, support: np.ndarray, train_counts: np.ndarray, classes: list[str],
+                          path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    scored = support > 0  # a class without test images has no recall to show
+    groups = shot_groups(train_counts)
+    many, few = shot_thresholds(train_counts)
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    colours = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
+    for g in SHOT_GROUPS:
+        pick = scored & (groups == g)
+        if pick.any():
+            ax.scatter(np.maximum(train_counts[pick], 1), recall[pick], s=40, color=colours[g],
+                       label=f"{g}-shot ({int(pick.sum())})", zorder=3)
+    for c, n, r, ok in zip(classes, train_counts, recall, scored):
+        if ok:
+            ax.annotate(c, (max(int(n), 1), r), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    for x in (few, many):
+        ax.axvline(x, color="0.6", lw=0.8, ls="--", zorder=1)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("test recall")
+    ax.set_title(f"recall by class against its training count (few < {few:.0f} ≤ medium ≤ {many:.0f} < many)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.savefig(path, dpi=120)
 
 
 def _plot_confusion(cm: np.ndarray, classes: list[str], path: Path) -> None:

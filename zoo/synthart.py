@@ -360,6 +360,15 @@ def split_size(split: str, size: int, num_styles: int) -> int:
     return size if split == "train" else max(num_styles, round(HELD_OUT * size))
 
 
+def split_counts(split: str, classes: list[str], size: int, imbalance: float, held_out_per_class: int = 0) -> np.ndarray:
+    """Images per class of ``split``: the training split's long tail, which valid and test follow
+    at :data:`HELD_OUT` of its size, or, with ``held_out_per_class``, that many of every class in
+    valid and test (balanced held-out splits, as in ImageNet-LT and CIFAR-LT)."""
+    if split != "train" and held_out_per_class:
+        return np.full(len(classes), held_out_per_class, dtype=np.int64)
+    return class_counts(classes, split_size(split, size, len(classes)), imbalance)
+
+
 def class_counts(classes: list[str], count: int, imbalance: float) -> np.ndarray:
     """Images per class (in ``classes`` order) of a split of ``count``: WikiArt's order, a
     geometric fall from the largest to the smallest of ``imbalance`` to 1, and at least one each."""
@@ -378,11 +387,10 @@ def class_counts(classes: list[str], count: int, imbalance: float) -> np.ndarray
 
 
 def split_labels(*, split: str, num_styles: int = 8, seed: int = 0, size: int = 4000,
-                 imbalance: float = 20.0) -> np.ndarray:
+                 imbalance: float = 20.0, held_out_per_class: int = 0) -> np.ndarray:
     """The labels of a split, without rendering anything (same options as :func:`synthart`)."""
-    classes = style_names(num_styles)
-    counts = class_counts(classes, split_size(split, size, num_styles), imbalance)
-    labels = np.repeat(np.arange(len(classes)), counts)
+    counts = split_counts(split, style_names(num_styles), size, imbalance, held_out_per_class)
+    labels = np.repeat(np.arange(num_styles), counts)
     return _rng(seed, split, _LABELS).permutation(labels)
 
 
@@ -461,6 +469,9 @@ def synthart(
     seed: Annotated[int, Field(ge=0, description="seed of the scenes, textures and labels; fixes every pixel")] = 0,
     size: Annotated[int, Field(gt=0, description=f"training images; valid and test hold {HELD_OUT:.0%} as many each")] = 4000,
     imbalance: Annotated[float, Field(ge=1, description="largest to smallest class count, WikiArt-like (1: balanced)")] = 20.0,
+    held_out_per_class: Annotated[int, Field(ge=0, description="images of every style in valid and test (balanced "
+                                             f"held-out splits); 0: they follow the training tail at {HELD_OUT:.0%} "
+                                             "of its size")] = 0,
 ) -> SynthArt:
     """Procedurally rendered paintings, one class per rendering technique, rendered once and cached."""
     if split not in SPLITS:
@@ -471,7 +482,8 @@ def synthart(
     if size < num_styles:
         raise ValueError(f"synthart size={size} is too small for {num_styles} styles: every style needs at least "
                          f"one training image; give size >= {num_styles} (or fewer num_styles)")
-    labels = split_labels(split=split, num_styles=num_styles, seed=seed, size=size, imbalance=imbalance)
+    labels = split_labels(split=split, num_styles=num_styles, seed=seed, size=size, imbalance=imbalance,
+                          held_out_per_class=held_out_per_class)
     recipe = Recipe(seed, split, image_size)
     styles = tuple(classes[y] for y in labels)
     # the labels decide which style each item is painted in, so they are part of what is cached
@@ -480,3 +492,24 @@ def synthart(
     cache = cached_images(key, len(labels), image_size, functools.partial(_paint_item, recipe, styles),
                           desc=f"synthart-{split}")
     return SynthArt(cache.images, labels, classes, name="synthart", split=split, recipe=recipe, built=cache.built)
+
+
+def synthart_lt(
+    *,
+    split: str = "train",
+    image_size: int = 32,
+    seed: Annotated[int, Field(ge=0, description="seed of the scenes, textures and labels; fixes every pixel")] = 0,
+    size: Annotated[int, Field(gt=0, description="training images")] = 3000,
+    imbalance: Annotated[float, Field(ge=1, description="largest to smallest training class count")] = 150.0,
+    held_out_per_class: Annotated[int, Field(gt=0, description="images of every style in valid and test")] = 50,
+) -> SynthArt:
+    """The long-tail benchmark: all ten styles, WikiArt's order and about its 150:1 tail in
+    training, balanced valid and test splits (ImageNet-LT's protocol), at 32 px."""
+    data = synthart(split=split, image_size=image_size, num_styles=len(TECHNIQUES), seed=seed, size=size,
+                    imbalance=imbalance, held_out_per_class=held_out_per_class)
+    data.name = "synthart_lt"
+    return data
+
+
+# defaults for the run's data.* keys, applied when this dataset is chosen (docs/design.md)
+synthart_lt.defaults = {"data.image_size": 32}

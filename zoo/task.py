@@ -10,6 +10,7 @@ Call order, per run::
     task = Task(model=model, classes=classes, **options)
     task.setup(train_set, device)               # once, before training (every rank)
     task.sample_weights(labels)                 # per-item weights for a weighted sampler, or None
+    each epoch:  task.on_epoch_start(epoch, epochs)   # epoch from 0, also the one a resume continues
     for each batch: task.training_step(x, y)    # -> {"loss": tensor, ...}; runner backprops
     each epoch:  task.eval_step(x, y) per val batch -> per-item tensors, gathered over ranks,
                  task.eval_metrics(outputs)     # -> {"loss": ..., "acc": ...} logged as val/*
@@ -60,6 +61,10 @@ class Task:
     def sample_weights(self, labels: np.ndarray) -> np.ndarray | None:
         """Per-item sampling weights for the training set, or None for uniform shuffling."""
         return None
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Before epoch ``epoch`` (from 0) of ``epochs`` trains, also where a resume continues it:
+        for schedules a task keeps itself (deferred re-weighting). Optional for a plugin."""
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss of one batch as ``{"loss": scalar, **other scalars to log}``."""

@@ -1,5 +1,5 @@
-"""One run: scores, metric curves, params, the classifier's confusion matrix and per-class
-table, and the logged image grids with a slider over epochs."""
+"""One run: scores, metric curves, params, the classifier's confusion matrix, recall against
+training count and per-class table, and the logged image grids with a slider over epochs."""
 
 import re
 from collections import defaultdict
@@ -88,7 +88,8 @@ with tab_images:
     for path in loose:
         st.subheader(path.removeprefix("images/").removesuffix(".png").replace("_", " "))
         ui.artifact_image(uri, run_id, path, caption=path)
-    plots = [p for p in files if p.startswith("plots/") and p.endswith(".png") and "confusion" not in p]
+    plots = [p for p in files if p.startswith("plots/") and p.endswith(".png")
+             and not p.startswith(("plots/confusion", "plots/recall_vs_count"))]
     if plots:
         with st.expander("Logged plots"):
             for path in plots:
@@ -104,13 +105,27 @@ with tab_classes:
         else:
             st.info("A confusion matrix is made for classifiers; this run's task is "
                     f"{info['tags'].get('zoo.task', 'unknown')}.")
+    by_count = per_class is not None and {"train_count", "recall"} <= set(per_class.columns)
+    left, right = st.columns(2) if confusion is not None and by_count else (st.container(), st.container())
     if confusion is not None:
-        st.subheader("Confusion matrix (test set)")
+        left.subheader("Confusion matrix (test set)")
         fig = px.imshow(confusion.values, x=list(confusion.columns), y=list(confusion.index), text_auto=True,
                         color_continuous_scale="Blues", labels=dict(x="predicted", y="true", color="images"),
                         aspect="auto")
         fig.update_layout(height=120 + 28 * len(confusion), margin=dict(t=30, b=40))
-        st.plotly_chart(fig, key="confusion")
+        left.plotly_chart(fig, key="confusion")
+    if by_count:
+        # the long tail at a glance: does a style's recall fall with its share of the training set?
+        right.subheader("Recall against training images")
+        scored = per_class[per_class["support"] > 0].reset_index()
+        fig = px.scatter(scored, x="train_count", y="recall", text=per_class.index.name, log_x=True,
+                         color="shots" if "shots" in scored else None,
+                         color_discrete_map={"many": "#1f77b4", "medium": "#ff7f0e", "few": "#d62728"},
+                         labels=dict(train_count="training images (log scale)", recall="test recall"),
+                         range_y=[-0.05, 1.08])
+        fig.update_traces(textposition="top center", marker_size=10)
+        fig.update_layout(height=120 + 28 * max(len(per_class), 8), margin=dict(t=30, b=40))
+        right.plotly_chart(fig, key="recall_vs_count")
     if per_class is not None:
         st.subheader("Per class")
         # A text column sized for long style names: the index column would cut them short.
