@@ -100,11 +100,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--remedies", nargs="+", default=None, help="train.imbalance values (default: every one)")
     parser.add_argument("--no-timm", action="store_true", help="leave out the two timm_net rows")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of imbalance.md and the default MLflow store")
     parser.add_argument("overrides", nargs="*", help="key=value added to every run (e.g. data.seed=1)")
     args = parser.parse_args()
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'imbalance.db'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{args.out / 'imbalance.db'}")
     known = remedies()
     chosen = args.remedies or known
     unknown = sorted(set(chosen) - set(known))
@@ -133,7 +134,7 @@ def main() -> None:
         f"cnn rows: {cnn_minutes:.1f} min in all",
         *targets(rows),
     ])
-    (OUT / "imbalance.md").write_text(text + "\n")
+    (args.out / "imbalance.md").write_text(text + "\n")
     print(text)
 
 

@@ -217,3 +217,42 @@ def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
     # pairs teach it the target styles' colours, Pop_Art's dark outlines among them
     assert trained[-1] > given[-1] + 0.3
     assert trained[test.classes.index("Pop_Art")] > given[test.classes.index("Pop_Art")] + 0.5
+
+
+def _row(entry: str, remedy: str, balanced: list[float], few: list[float]) -> dict:
+    values = {m: [0.5] * len(balanced) for m in ("acc", "macro_f1", "recall_many", "recall_medium")}
+    return {"entry": entry, "remedy": remedy, "minutes": 1.0,
+            "values": {**values, "balanced_acc": balanced, "recall_few": few}}
+
+
+def test_imbalance_targets_compare_the_best_remedy_with_none_by_their_spread():
+    imbalance = bench_script("imbalance")
+    assert imbalance.remedies() == ["none", "sampler", "weights", "cb", "drw", "logit_adjust"]
+    rows = [_row("cnn", "none", [0.70, 0.72, 0.74], [0.2, 0.3, 0.4]),  # std 0.02
+            _row("cnn", "weights", [0.78, 0.80, 0.82], [0.5, 0.5, 0.5]),  # 0.08 above: 4× the std
+            _row("cnn", "cb", [0.74, 0.75, 0.76], [0.9, 0.9, 0.9])]
+    lines = imbalance.targets(rows)
+    assert lines[0] == "best remedy by mean balanced accuracy: weights"
+    assert "a gap of 0.080, 4.0× the larger std (0.020); target > 3×: met" in lines[1]
+    assert "+0.200; target > 0.1: met" in lines[2]
+    assert "none's balanced accuracy 0.720; target < 0.9 (not saturated): met" in lines[3]
+    rows[1] = _row("cnn", "weights", [0.75, 0.76, 0.77], [0.35, 0.35, 0.35])  # 0.04 above: 2×
+    assert "target > 3×: NOT met" in imbalance.targets(rows)[1]
+    table = imbalance.markdown(rows).splitlines()
+    assert table[0].startswith("| model | train.imbalance | acc |") and len(table) == 2 + len(rows)
+    assert "| cnn | none | 0.500 ± 0.000 |" in table[2] and "0.720 ± 0.020" in table[2]
+
+
+@pytest.mark.slow
+def test_imbalance_bench_runs_small_and_writes_its_table(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "imbalance.py"), "--seeds", "0", "1", "--remedies", "none", "drw",
+         "--no-timm", "--out", str(tmp_path), "data.size=200", "data.held_out_per_class=3", "data.image_size=16",
+         "train.epochs=2"],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = (tmp_path / "imbalance.md").read_text()
+    assert "| cnn | none |" in written and "| cnn | drw |" in written and "timm_net" not in written
+    assert "best remedy by mean balanced accuracy: drw" in written and "cores" in written.splitlines()[0]
+    rows = [line for line in written.splitlines() if line.startswith("| cnn |")]
+    assert all(line.count("±") == 6 for line in rows)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import mlflow
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
@@ -214,10 +215,17 @@ def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_tabl
     classes = [str(d) for d in range(10)]
     per_class = at.tabs[2].dataframe[0].value
     assert list(per_class["class"]) == classes
-    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support", "train_count", "shots"]
     assert per_class["support"].sum() == scores["test/count"]
+    train_counts = registry.dataset("digits", split="train", image_size=16).class_counts()
+    assert per_class["train_count"].tolist() == train_counts.tolist()
     confusion = figure(next(c for c in at.get("plotly_chart") if "confusion" in c.proto.id))
     assert array(confusion["data"][0]["z"]).sum() == scores["test/count"]
+    # beside it, each class's test recall against its training count, on a log axis
+    by_count = figure(next(c for c in at.get("plotly_chart") if "recall_vs_count" in c.proto.id))
+    assert by_count["layout"]["xaxis"]["type"] == "log"
+    points = {name: (x, y) for trace in by_count["data"] for name, x, y in zip(trace["text"], array(trace["x"]), array(trace["y"]))}
+    assert points == {c: (n, pytest.approx(r)) for c, n, r in zip(classes, train_counts, per_class["recall"])}
     params = at.tabs[3].dataframe[0].value
     assert dict(zip(params["key"], params["value"]))["data.image_size"] == "16"
 
@@ -264,21 +272,41 @@ def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_pa
 
 
 @pytest.mark.slow
-def test_clusters_page_shows_the_codes_and_their_scores(filled, media, open_page):
+def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(filled, media, open_page):
     at = open_page(filled["uri"], "pages/clusters.py", filled["ae"])
     metrics = MlflowClient(filled["uri"]).get_run(filled["ae"]).data.metrics
-    assert at.metric[0].label == "NMI (PCA)" and at.metric[0].value == f"{metrics['test/cluster_nmi_pca']:.4g}"
+    scores = at.dataframe[0].value
+    assert list(scores.index) == ["style statistics", "content code", "untrained network's style statistics",
+                                  "raw pixels"]
+    for row, prefix, name in [("style statistics", "style_", "style"), ("content code", "", "code"),
+                              ("raw pixels", "baseline_", "baseline")]:
+        assert scores.loc[row, "NMI (PCA)"] == pytest.approx(metrics[f"test/{prefix}cluster_nmi_pca"])
+        assert scores.loc[row, "precision@10"] == pytest.approx(metrics[f"test/{name}_p_at_10"])
+    # the style statistics first
+    assert at.metric[0].label == "NMI (PCA)" and at.metric[0].value == f"{metrics['test/style_cluster_nmi_pca']:.4g}"
     scatter = figure(at.get("plotly_chart")[0])
     assert sum(len(array(t["x"])) for t in scatter["data"]) == 120  # train.max_points
     assert {t["name"] for t in scatter["data"]} == {str(d) for d in range(10)}
 
-    at.radio[0].set_value("umap").run()
-    at.radio[1].set_value("k-means cluster").run()
+    # similar paintings: the ten nearest of the one asked about, in the chosen embedding
+    emb = np.load(mlflow.artifacts.download_artifacts(run_id=filled["ae"], artifact_path="embeddings/test.npz",
+                                                      tracking_uri=filled["uri"]), allow_pickle=False)
+    at.selectbox(key="query_style").set_value(5).run()
+    near = emb["neighbours_style"][5]
+    captions = [c for e in at.image for c in e.captions if c[0].isdigit()]
+    assert captions[:10] == [f"{r + 1}. {emb['labels'][i]}" + (" ✓" if emb["labels"][i] == emb["labels"][5] else "")
+                             for r, i in enumerate(near)]
+    share = int((emb["labels"][near] == emb["labels"][5]).sum())
+    assert f"{share} of 10 share its style" in texts(at)
+
+    at.radio[0].set_value("code").run()
+    at.radio[1].set_value("umap").run()
+    at.radio[2].set_value("k-means cluster").run()
     assert not at.exception and at.metric[0].value == f"{metrics['test/cluster_nmi_umap']:.4g}"
     scatter = figure(at.get("plotly_chart")[0])
     assert all(t["name"].startswith("cluster ") for t in scatter["data"])
-    members = [c for e in at.image for c in e.captions]
-    assert members and all(" · c" in c for c in members)
+    members = [c for e in at.image for c in e.captions if " · c" in c]
+    assert members
     assert picture(at, media, members[0]).shape == (32, 32, 3)
 
 

@@ -290,6 +290,7 @@ def test_reconstruct_finalize_saves_embeddings_without_pickles_and_scores_in_ran
     torch.manual_seed(0)
     model = registry.model("ae", num_classes=10, image_size=16, width=8, latent_dim=64)
     task = Reconstruct(model=model, classes=test_set.classes, max_points=200, silhouette_points=150)
+    task.setup(train_set, CPU)  # keeps the untrained network, the style statistics' baseline
     metrics = task.finalize(train_set=train_set, test_set=test_set, out=Path("out"), device=CPU)
 
     for space in ("pca", "umap"):
@@ -314,6 +315,21 @@ def test_reconstruct_finalize_saves_embeddings_without_pickles_and_scores_in_ran
     for key in ("kmeans_pca", "kmeans_umap", "kmeans_baseline"):
         assert arrays[key].shape == (n,) and set(arrays[key]) <= set(range(10))
     assert arrays["thumbs"].shape == (n, 32, 32, 3) and arrays["thumbs"].dtype == np.uint8
+    # the style statistics (and the untrained network's), analysed like the code, and search by style
+    for prefix in ("style_", "untrained_style_"):
+        assert 0 <= metrics[f"{prefix}cluster_nmi_pca"] <= 1 and -1 <= metrics[f"{prefix}silhouette_pca"] <= 1
+        assert arrays[prefix.rstrip("_")].shape == (n, 32) and arrays[f"{prefix}pca"].shape == (n, 2)
+        assert arrays[f"kmeans_{prefix}pca"].shape == (n,)
+    assert arrays["style_umap"].shape == (n, 2) and "style_cluster_nmi_umap" in metrics
+    assert "untrained_style_umap" not in arrays and arrays["baseline_pca"].shape == (n, 2)
+    for name in ("code", "style", "untrained_style", "baseline"):
+        assert 0 <= metrics[f"{name}_p_at_10"] <= 1
+        near = arrays[f"neighbours_{name}"]
+        assert near.shape == (n, 10) and (near != np.arange(n)[:, None]).all()
+        share = (arrays["labels"][near] == arrays["labels"][:, None]).mean()
+        assert share == pytest.approx(metrics[f"{name}_p_at_10"])
+    assert metrics["baseline_p_at_10"] > 0.6  # digits are their pixels: neighbours in pixel space mostly agree
+    assert Path("out/plots/embedding_style_pca.png").exists()
     # a thumbnail is its test image, shrunk
     first = torch.nn.functional.interpolate(test_set[int(index[0])][0][None], size=(32, 32), mode="bilinear")
     assert np.abs(arrays["thumbs"][0, ..., 0] / 255 - first[0, 0].numpy()).mean() < 0.05

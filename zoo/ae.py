@@ -86,6 +86,17 @@ class AE(nn.Module):
         """B×C×H×W images -> B×latent_dim codes."""
         return self.encoder(x)
 
+    def style_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps the style statistics are taken of (zoo/style.py): the encoder's full-resolution
+        layer and its first two stages, where the marks are still resolved."""
+        maps = []
+        for layer in self.encoder[:3]:
+            if not isinstance(layer, (Conv2dNormActivation, DownStage)):
+                break  # fewer stages than two at a small image size: the pooled code is not a texture
+            x = layer(x)
+            maps.append(x)
+        return maps
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """B×latent_dim codes -> B×C×H×W images in [0, 1]."""
         return self.decoder(z)

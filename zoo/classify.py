@@ -270,9 +270,10 @@ def _plot_recall_vs_count(recall: np.ndarray, support: np.ndarray, train_counts:
         if pick.any():
             ax.scatter(np.maximum(train_counts[pick], 1), recall[pick], s=40, color=colours[g],
                        label=f"{g}-shot ({int(pick.sum())})", zorder=3)
-    for c, n, r, ok in zip(classes, train_counts, recall, scored):
-        if ok:
-            ax.annotate(c, (max(int(n), 1), r), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    # labels above and below in turn, by count: neighbours at the same recall do not overprint
+    for rank, i in enumerate(i for i in np.argsort(train_counts, kind="stable") if scored[i]):
+        ax.annotate(classes[i], (max(int(train_counts[i]), 1), recall[i]), xytext=(4, 4 if rank % 2 else -10),
+                    textcoords="offset points", fontsize=7)
     for x in (few, many):
         ax.axvline(x, color="0.6", lw=0.8, ls="--", zorder=1)
     ax.set_xscale("log")

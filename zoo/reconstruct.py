@@ -16,6 +16,14 @@ of raw pixels as a baseline:
 * baseline: the same PCA analysis of the pixels of the 32×32 thumbnails (PCA's leading
   components are low-frequency, so the thumbnail loses little of them, at a fraction of the
   cost of full-size pixels).
+* style: where the model has ``style_features(x)`` (or the task names another network, as
+  restyle does its critic), the style statistics of zoo/style.py (Gram matrices of its feature
+  maps, of the image minus its blur): a representation of how a painting is painted rather than
+  of what it shows, computed without labels. The same analysis, PCA and UMAP, beside the same
+  statistics of the *untrained* network (its weights at the run's start, same architecture and
+  seed), so the gain from training shows.
+* search by style: for every embedding, precision@10 — the share of each test image's 10
+  nearest test neighbours (in its PCA space) that share its style (``*_p_at_10``).
 
 Everything is saved in ``embeddings/test.npz`` without pickles (see :meth:`Reconstruct.finalize`).
 Cost is bounded by subsampling where a score allows it, and every score says on how many items
@@ -28,6 +36,7 @@ every embedded item. bench/embedding_speed.py times it at WikiArt's scale (docs/
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -44,6 +53,7 @@ from torchvision.utils import make_grid
 
 from zoo.data import cache_root
 from zoo.metrics import cluster_scores, psnr, ssim
+from zoo.style import gram_vector, high_pass, precision_at_k
 from zoo.task import Task, to_uint8
 
 __all__ = ["Reconstruct"]
@@ -51,14 +61,16 @@ __all__ = ["Reconstruct"]
 PCA_DIMS = 32  # k-means and silhouette space of the PCA analysis
 THUMB = 32  # side of the thumbnails saved for the dashboard (and of the pixel baseline)
 SEED = 0  # subsampling, PCA, UMAP and k-means are seeded: the same codes give the same scores
+NEIGHBOURS = 10  # the k of precision@k, and the neighbours saved for the dashboard
 
 
 class Reconstruct(Task):
     main_metric: ClassVar[str] = "psnr"
     greater_is_better: ClassVar[bool] = True
     uses_labels: ClassVar[bool] = False
-    headline_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "cluster_nmi_pca", "baseline_cluster_nmi_pca",
-                                                   "cluster_nmi_umap")
+    headline_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "style_cluster_nmi_pca",
+                                                   "untrained_style_cluster_nmi_pca", "style_p_at_10",
+                                                   "cluster_nmi_pca", "baseline_cluster_nmi_pca")
 
     def __init__(
         self,
@@ -78,6 +90,18 @@ class Reconstruct(Task):
         self.max_points = max_points
         self.silhouette_points = silhouette_points
         self.umap_points = umap_points
+        self._untrained: nn.Module | None = None
+
+    def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
+        # the style network as the run starts (seeded, not yet trained): the baseline of the style
+        # statistics. A resume rebuilds the same start from the same seed before its checkpoint loads.
+        net = self.style_network()
+        self._untrained = copy.deepcopy(net).eval() if net is not None else None
+
+    def style_network(self) -> nn.Module | None:
+        """The network whose ``style_features(x)`` (a list of B×C×H×W maps) the style statistics
+        are taken of: the model's own, where it has them; None for no style embedding."""
+        return self.net if callable(getattr(self.net, "style_features", None)) else None
 
     # -- training and evaluation ------------------------------------------------------------
     def loss(self, recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -118,64 +142,100 @@ class Reconstruct(Task):
     def finalize(self, *, train_set, test_set, out: Path, device: torch.device) -> dict[str, float]:
         """Write ``embeddings/test.npz`` and ``plots/embedding_{pca,umap}.png``; return the scores.
 
-        The npz holds (N = embedded test items): ``codes`` (N×D float32), ``labels`` (N),
-        ``index`` (their positions in the test set), ``classes`` (unicode), ``pca`` and ``umap``
-        (N×2 float32), ``kmeans_pca``, ``kmeans_umap`` and ``kmeans_baseline`` (N), ``thumbs``
-        (N×32×32×3 uint8). Without UMAP (``umap=false``) its two arrays are absent.
+        The npz holds (N = embedded test items, k = :data:`NEIGHBOURS`): ``codes`` (N×D float32),
+        ``labels`` (N), ``index`` (their positions in the test set), ``classes`` (unicode),
+        ``thumbs`` (N×32×32×3 uint8), and per embedding E — ``code`` (named without a prefix
+        for the code's arrays), ``style``, ``untrained_style``, ``baseline`` (the pixels) —
+        ``[E_]pca`` and ``[E_]umap`` (N×2 float32), ``kmeans_[E_]pca`` and ``kmeans_[E_]umap``
+        (N), ``neighbours_E`` (N×k, nearest first); and ``style`` and ``untrained_style``
+        (N×32: the style statistics in their PCA space). UMAP runs for the code and the style
+        (not the two baselines) and is absent with ``umap=false``; the style arrays are absent
+        for a model without style features. ``kmeans_baseline`` is the pixels' PCA k-means.
         """
         if len(test_set) < 3:
             return {}  # nothing meaningful to cluster
         out = Path(out)
         started = time.perf_counter()
-        index, codes, labels, thumbs = self._encode(test_set, device)
-        k = len(self.classes)
+        index, codes, labels, thumbs, styles = self._encode(test_set, device)
         arrays: dict[str, np.ndarray] = {"codes": codes, "labels": labels, "index": index,
                                          "classes": np.array(self.classes, dtype=str), "thumbs": thumbs}
         # how many items each score used: the embedded items, the silhouette's subsample, the UMAP fit
         metrics: dict[str, float] = {"embedding_points": len(codes),
                                      "silhouette_points": min(len(codes), self.silhouette_points)}
-
-        reduced = _pca(codes, PCA_DIMS)
-        scores, arrays["kmeans_pca"] = cluster_scores(reduced, labels, k=k, seed=SEED,
-                                                      silhouette_points=self.silhouette_points)
-        arrays["pca"] = reduced[:, :2].astype(np.float32)
-        metrics.update(_named(scores, "pca"))
-
         if self.umap:
-            layout = _umap(reduced, fit_points=self.umap_points)
             metrics["umap_fit_points"] = min(len(codes), self.umap_points)
-            scores, arrays["kmeans_umap"] = cluster_scores(layout, labels, k=k, seed=SEED,
-                                                           silhouette_points=self.silhouette_points)
-            arrays["umap"] = layout.astype(np.float32)
-            metrics.update(_named(scores, "umap"))
-
-        pixels = _pca(thumbs.reshape(len(thumbs), -1).astype(np.float32) / 255, PCA_DIMS)
-        scores, arrays["kmeans_baseline"] = cluster_scores(pixels, labels, k=k, seed=SEED,
-                                                           silhouette_points=self.silhouette_points)
-        metrics.update({f"baseline_{name}": v for name, v in _named(scores, "pca").items()})
+        pixels = thumbs.reshape(len(thumbs), -1).astype(np.float32) / 255
+        # (metric and array prefix, name, points, with UMAP): the code's names keep no prefix
+        spaces = [("", "code", codes, self.umap), ("baseline_", "baseline", pixels, False)]
+        spaces += [(f"{name}_", name, points, self.umap and name == "style") for name, points in styles.items()]
+        for prefix, name, points, with_umap in spaces:
+            scores, found = self._analyse(points, labels, with_umap)
+            metrics.update({f"{prefix}{k}": v for k, v in scores.items()})
+            metrics[f"{name}_p_at_10"] = metrics.pop(f"{prefix}p_at_10")
+            arrays[f"neighbours_{name}"] = found.pop("neighbours")
+            reduced = found.pop("reduced")
+            if name in styles:
+                arrays[name] = reduced
+            for key, value in found.items():  # pca, umap, kmeans_pca, kmeans_umap
+                arrays[key.replace("kmeans_", f"kmeans_{prefix}") if key.startswith("kmeans_") else prefix + key] = value
+        arrays["kmeans_baseline"] = arrays.pop("kmeans_baseline_pca")  # its name from before the style spaces
 
         (out / "embeddings").mkdir(parents=True, exist_ok=True)
         np.savez(out / "embeddings" / "test.npz", **arrays)
         (out / "plots").mkdir(parents=True, exist_ok=True)
-        for name in ("pca", "umap"):
-            if name in arrays:
-                _scatter(arrays[name], labels, self.classes, out / "plots" / f"embedding_{name}.png",
-                         title=f"test codes, {name.upper()} (NMI {metrics[f'cluster_nmi_{name}']:.2f})")
+        for prefix, what in (("", "codes"), ("style_", "style statistics")):
+            for name in ("pca", "umap"):
+                if f"{prefix}{name}" in arrays:
+                    nmi = metrics[f"{prefix}cluster_nmi_{name}"]
+                    _scatter(arrays[f"{prefix}{name}"], labels, self.classes,
+                             out / "plots" / f"embedding_{prefix}{name}.png",
+                             title=f"test {what}, {name.upper()} (NMI {nmi:.2f})")
         metrics["embedding_seconds"] = time.perf_counter() - started
         return metrics
 
+    def _analyse(self, points: np.ndarray, labels: np.ndarray, with_umap: bool) -> tuple[dict, dict]:
+        """One embedding: k-means scores in its PCA space (and in UMAP's 2-D layout), its
+        precision@10 there, and the arrays to save (names without the embedding's prefix)."""
+        k = len(self.classes)
+        reduced = _pca(points, PCA_DIMS)
+        scores, assigned = cluster_scores(reduced, labels, k=k, seed=SEED, silhouette_points=self.silhouette_points)
+        metrics = _named(scores, "pca")
+        metrics["p_at_10"], neighbours = precision_at_k(reduced, labels, NEIGHBOURS)
+        arrays = {"reduced": reduced.astype(np.float32), "pca": reduced[:, :2].astype(np.float32),
+                  "kmeans_pca": assigned, "neighbours": neighbours}
+        if with_umap:
+            layout = _umap(reduced, fit_points=self.umap_points)
+            scores, arrays["kmeans_umap"] = cluster_scores(layout, labels, k=k, seed=SEED,
+                                                           silhouette_points=self.silhouette_points)
+            arrays["umap"] = layout.astype(np.float32)
+            metrics.update(_named(scores, "umap"))
+        return metrics, arrays
+
     @torch.no_grad()
-    def _encode(self, dataset, device: torch.device) -> tuple[np.ndarray, ...]:
+    def _encode(self, dataset, device: torch.device) -> tuple:
+        """The codes, labels and thumbnails of the embedded items, and their style statistics
+        (``{"style": ..., "untrained_style": ...}``, empty without a style network)."""
         index = subsample(len(dataset), self.max_points)
         self.net.eval()
+        trained = self.style_network()
+        nets = {"style": trained, "untrained_style": self._untrained} if trained is not None else {}
+        if trained is not None and self._untrained is None:  # finalize without setup: no baseline
+            del nets["untrained_style"]
+        for net in nets.values():
+            net.eval().to(device)
         codes, labels, thumbs = [], [], []
+        styles: dict[str, list[np.ndarray]] = {name: [] for name in nets}
         subset = torch.utils.data.Subset(dataset, index.tolist())
         for x, y in torch.utils.data.DataLoader(subset, batch_size=256):
             x, y = x.to(device), torch.as_tensor(y).to(device)
             codes.append(self.embed(x, y).flatten(1).float().cpu().numpy())
             labels.append(y.cpu().numpy())
             thumbs.append(_thumbnails(x))
-        return index, np.concatenate(codes), np.concatenate(labels).astype(np.int64), np.concatenate(thumbs)
+            marks = high_pass(x.float())
+            for name, net in nets.items():
+                styles[name].append(gram_vector(net.style_features(marks)).cpu().numpy())
+        return (index, np.concatenate(codes), np.concatenate(labels).astype(np.int64), np.concatenate(thumbs),
+                {name: np.concatenate(v) for name, v in styles.items()})
 
 
 def _named(scores: dict[str, float], space: str) -> dict[str, float]:

@@ -69,6 +69,11 @@ class StyleCritic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def style_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Its first two layers' maps: the style statistics of a restyle run (zoo/style.py)."""
+        first = self.net[1](self.net[0](x))
+        return [first, self.net[3](self.net[2](first))]
+
 
 def restyle_targets(labels: np.ndarray, num_styles: int) -> np.ndarray:
     """The seeded target style of each test item, never its own: what finalize scores."""
@@ -124,7 +129,14 @@ class Restyle(Reconstruct):
         self._critic_train: nn.Module = self.critic
         self.critic_opt: torch.optim.Optimizer | None = None
 
+    def style_network(self) -> nn.Module:
+        """The critic: the part of a restyle run that looks at whole images at full resolution
+        (cond_ae's encoder sees only coarse colours, by design). It is trained with the styles'
+        labels, as a patch classifier; the statistics are then taken without them."""
+        return self.critic
+
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
+        super().setup(train_set, device)  # keeps the untrained critic, the style baseline
         self.critic.to(device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             ids = [device.index] if device.type == "cuda" else None
