@@ -116,6 +116,7 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
     torch.manual_seed(0)
     model = registry.model("ae", num_classes=args.styles, image_size=64)
     task = MixtureCodes(model=model, classes=data.classes)
+    task.setup(data, torch.device("cpu"))  # keeps the untrained encoder: the style baseline is computed too
     task.seen = 0
     spent: dict[str, float] = defaultdict(float)
 
@@ -128,10 +129,12 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
                 spent[name] += time.perf_counter() - started
         return wrapper
 
-    patches = {"_encode": ("encode the test set (64 px ae encoder)", reconstruct.Reconstruct._encode),
-               "_pca": ("PCA (codes, and thumbnails for the baseline)", reconstruct._pca),
+    patches = {"_encode": ("encode the test set and take its style statistics (64 px ae, trained and untrained)",
+                           reconstruct.Reconstruct._encode),
+               "precision_at_k": ("precision@10 (exact 10 nearest, 4 embeddings)", reconstruct.precision_at_k),
+               "_pca": ("PCA (codes, style statistics, thumbnails for the baseline)", reconstruct._pca),
                "_umap": ("UMAP", reconstruct._umap),
-               "cluster_scores": ("k-means + silhouette (PCA, UMAP, baseline)", reconstruct.cluster_scores),
+               "cluster_scores": ("k-means + silhouette (every embedding and layout)", reconstruct.cluster_scores),
                "_scatter": ("plots", reconstruct._scatter)}
     saved = np.savez
     try:
