@@ -24,7 +24,8 @@ BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dis
 TASK_METRICS = {
     "classify": ["test/acc", "test/macro_f1", "test/balanced_acc"],
     "reconstruct": ["test/mse", "test/psnr", "test/ssim", "test/cluster_nmi_pca", "test/cluster_ari_pca",
-                    "test/silhouette_pca"],
+                    "test/silhouette_pca", "test/style_cluster_nmi_pca", "test/untrained_style_cluster_nmi_pca",
+                    "test/style_p_at_10", "test/code_p_at_10", "train/style_nce"],
     "restyle": ["test/restyle_acc", "test/restyle_psnr_gt", "test/restyle_psnr_gt_baseline", "test/identity_psnr",
                 "test/restyle_psnr_gt_resample"],
 }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 import registry
-from zoo.style import gram_vector, high_pass, precision_at_k
+from zoo.style import gram_vector, high_pass, info_nce, precision_at_k, views
 
 
 def _texture(block: int, seed: int, side: int = 128) -> torch.Tensor:
@@ -56,3 +58,31 @@ def test_precision_at_k_by_hand():
     same = np.zeros((4, 2))
     _, found = precision_at_k(same, np.array([0, 0, 1, 1]), k=3)
     assert all(i not in row for i, row in enumerate(found))
+
+
+def test_views_crop_half_the_side_and_keep_each_images_colours_up_to_order_and_brightness():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    v = views(x)
+    assert v.shape == (4, 3, 16, 16)
+    # every view is a 16×16 window of its own image with the channels reordered and one gain
+    for i in range(4):
+        found = False
+        for top in range(17):
+            for left in range(17):
+                for flip in (False, True):
+                    window = x[i, :, top : top + 16, left : left + 16]
+                    window = window.flip(-1) if flip else window
+                    for order in ([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]):
+                        gain = v[i].sum() / window[order].sum()
+                        found |= torch.allclose(v[i], window[order] * gain, atol=1e-5)
+        assert found, i
+
+
+def test_info_nce_by_hand():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # each row's positive is its twin (cosine 1), its two others are orthogonal (cosine 0)
+    expected = -math.log(math.e / (math.e + 2))
+    assert info_nce(a, a.clone(), tau=1.0).item() == pytest.approx(expected)
+    assert info_nce(a, a.clone(), tau=0.1).item() < 0.01  # a low temperature: the twin wins outright
+    assert info_nce(a, a.flip(0), tau=1.0).item() > expected  # twins swapped: the positives are the far ones

@@ -375,3 +375,40 @@ def test_reconstruct_finalize_without_umap_leaves_its_arrays_out():
     with np.load("out/embeddings/test.npz", allow_pickle=False) as z:
         assert "umap" not in z.files and "kmeans_umap" not in z.files and len(z["codes"]) == len(test_set)
     assert not Path("out/plots/embedding_umap.png").exists()
+
+
+def test_the_style_network_is_a_copy_trained_on_its_own_for_its_steps_and_checkpointed():
+    data = registry.dataset("digits", split="train", image_size=16)
+    x, y = torch.stack([data[i][0] for i in range(32)]), torch.as_tensor(data.labels[:32])
+
+    def task_of(seed: int) -> Reconstruct:
+        torch.manual_seed(seed)
+        model = registry.model("ae", num_classes=10, image_size=16, width=8, latent_dim=64)
+        task = Reconstruct(model=model, classes=data.classes, style_steps=3)
+        task.setup(data, CPU)
+        return task
+
+    task = task_of(0)
+    start = {k: v.clone() for k, v in task.net.named_parameters()}
+    losses = [task.training_step(x, y).get("style_nce") for _ in range(4)]
+    assert task.style_step == 3 and all(v is not None for v in losses[:3]) and losses[3] is None
+    # the style steps leave the autoencoder alone (its own optimizer is the runner's)
+    assert all(torch.equal(v, start[k]) for k, v in task.net.named_parameters())
+    # the copy moved from the start; the untrained baseline kept it
+    moved = dict(task.style_net.named_parameters())
+    kept = dict(task._untrained.named_parameters())
+    assert any(not torch.equal(moved[k], start[k]) for k in start)
+    assert all(torch.equal(kept[k], start[k]) for k in start)
+    assert task.style_network() is task.style_net
+    # a resume restores the trained copy, its optimizer and its step count
+    again = task_of(0)
+    again.load_state_dict(task.state_dict())
+    assert again.style_step == 3
+    assert all(torch.equal(v, moved[k]) for k, v in again.style_net.named_parameters())
+    assert "style_nce" not in again.training_step(x, y)
+    # style_steps=0: the statistics are the trained model's own
+    torch.manual_seed(0)
+    plain = Reconstruct(model=registry.model("ae", num_classes=10, image_size=16, width=8, latent_dim=64),
+                        classes=data.classes, style_steps=0)
+    plain.setup(data, CPU)
+    assert plain.style_network() is plain.net and "style_nce" not in plain.training_step(x, y)

@@ -19,9 +19,14 @@ of raw pixels as a baseline:
 * style: where the model has ``style_features(x)`` (or the task names another network, as
   restyle does its critic), the style statistics of zoo/style.py (Gram matrices of its feature
   maps, of the image minus its blur): a representation of how a painting is painted rather than
-  of what it shows, computed without labels. The same analysis, PCA and UMAP, beside the same
-  statistics of the *untrained* network (its weights at the run's start, same architecture and
-  seed), so the gain from training shows.
+  of what it shows. The pixel loss teaches the encoder's first layers to pass colours and
+  layout, which makes their statistics *worse* at style than those of the same layers untrained
+  (docs/results.md). So for ``style_steps`` steps a copy of the model, started from the same
+  weights, is trained beside it on the style statistics alone, without labels (InfoNCE between
+  two crops of a painting, zoo/style.py), and its statistics are the style embedding
+  (``style_steps=0``: the trained model's own). The same analysis, PCA and UMAP, beside the
+  same statistics of the *untrained* network (the weights at the run's start, same
+  architecture and seed), so the gain from training shows.
 * search by style: for every embedding, precision@10 — the share of each test image's 10
   nearest test neighbours (in its PCA space) that share its style (``*_p_at_10``).
 
@@ -53,7 +58,7 @@ from torchvision.utils import make_grid
 
 from zoo.data import cache_root
 from zoo.metrics import cluster_scores, psnr, ssim
-from zoo.style import gram_vector, high_pass, precision_at_k
+from zoo.style import gram_vector, high_pass, info_nce, precision_at_k, views
 from zoo.task import Task, to_uint8
 
 __all__ = ["Reconstruct"]
@@ -83,6 +88,12 @@ class Reconstruct(Task):
         silhouette_points: Annotated[int, Field(gt=1, description="items the O(N²) silhouette is computed on")] = 2000,
         umap_points: Annotated[int, Field(gt=15, description="items the UMAP layout is fit on (a seeded subsample); "
                                                              "UMAP's transform places the rest")] = 4000,
+        style_steps: Annotated[int, Field(ge=0, description="training steps of the style network (a copy of the "
+                                                            "model's style layers trained contrastively on their Gram "
+                                                            "statistics, no labels), one per step from the first; 0: "
+                                                            "the style statistics are the trained model's own")] = 800,
+        style_tau: Annotated[float, Field(gt=0, description="temperature of the style network's InfoNCE loss")] = 0.3,
+        style_lr: Annotated[float, Field(gt=0, description="learning rate of the style network")] = 2e-3,
     ) -> None:
         super().__init__(model=model, classes=classes)
         self.ssim_weight = ssim_weight
@@ -90,18 +101,61 @@ class Reconstruct(Task):
         self.max_points = max_points
         self.silhouette_points = silhouette_points
         self.umap_points = umap_points
+        self.style_steps = style_steps
+        self.style_tau = style_tau
+        self.style_lr = style_lr
         self._untrained: nn.Module | None = None
+        self.style_net: nn.Module | None = None  # the contrastively trained copy
+        self._style_train: nn.Module | None = None  # the same, wrapped for torchrun
+        self.style_opt: torch.optim.Optimizer | None = None
+        self.style_step = 0
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
         # the style network as the run starts (seeded, not yet trained): the baseline of the style
         # statistics. A resume rebuilds the same start from the same seed before its checkpoint loads.
         net = self.style_network()
         self._untrained = copy.deepcopy(net).eval() if net is not None else None
+        if net is not None and net is self.net and self.style_steps:
+            self.style_net = copy.deepcopy(net).to(device).train()
+            self._style_train = self.style_net
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                ids = [device.index] if device.type == "cuda" else None
+                # only its style layers get gradients: the rest of the copy is never used
+                self._style_train = nn.parallel.DistributedDataParallel(
+                    _StyleFeatures(self.style_net), device_ids=ids, find_unused_parameters=True)
+            self.style_opt = torch.optim.AdamW(self.style_net.parameters(), lr=self.style_lr)
 
     def style_network(self) -> nn.Module | None:
         """The network whose ``style_features(x)`` (a list of B×C×H×W maps) the style statistics
-        are taken of: the model's own, where it has them; None for no style embedding."""
+        are taken of: the contrastively trained copy where there is one, else the model's own
+        where it has them; None for no style embedding."""
+        if self.style_net is not None:
+            return self.style_net
         return self.net if callable(getattr(self.net, "style_features", None)) else None
+
+    def _train_style(self, images: torch.Tensor) -> torch.Tensor:
+        """One step of the style network: two views of each image, InfoNCE on their statistics."""
+        run = self._style_train
+        features = run if isinstance(run, nn.parallel.DistributedDataParallel) else _StyleFeatures(run)
+        images = images.float()
+        loss = info_nce(features(high_pass(views(images))), features(high_pass(views(images))), self.style_tau)
+        self.style_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.style_opt.step()
+        self.style_step += 1
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        if self.style_net is None:
+            return {}
+        return {"style_net": self.style_net.state_dict(), "style_opt": self.style_opt.state_dict(),
+                "style_step": self.style_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.style_net is not None and "style_net" in state:
+            self.style_net.load_state_dict(state["style_net"])
+            self.style_opt.load_state_dict(state["style_opt"])
+            self.style_step = state["style_step"]
 
     # -- training and evaluation ------------------------------------------------------------
     def loss(self, recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -112,7 +166,10 @@ class Reconstruct(Task):
         return {"loss": mse + self.ssim_weight * dissim, "mse": mse, "ssim": 1 - dissim}
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.loss(self.model(images), images)
+        out = self.loss(self.model(images), images)
+        if self.style_net is not None and self.style_step < self.style_steps:
+            out["style_nce"] = self._train_style(images)
+        return out
 
     @torch.no_grad()
     def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -148,7 +205,7 @@ class Reconstruct(Task):
         for the code's arrays), ``style``, ``untrained_style``, ``baseline`` (the pixels) —
         ``[E_]pca`` and ``[E_]umap`` (N×2 float32), ``kmeans_[E_]pca`` and ``kmeans_[E_]umap``
         (N), ``neighbours_E`` (N×k, nearest first); and ``style`` and ``untrained_style``
-        (N×32: the style statistics in their PCA space). UMAP runs for the code and the style
+        (N×32: the style statistics in their PCA space, scaled to unit length). UMAP runs for the code and the style
         (not the two baselines) and is absent with ``umap=false``; the style arrays are absent
         for a model without style features. ``kmeans_baseline`` is the pixels' PCA k-means.
         """
@@ -169,7 +226,7 @@ class Reconstruct(Task):
         spaces = [("", "code", codes, self.umap), ("baseline_", "baseline", pixels, False)]
         spaces += [(f"{name}_", name, points, self.umap and name == "style") for name, points in styles.items()]
         for prefix, name, points, with_umap in spaces:
-            scores, found = self._analyse(points, labels, with_umap)
+            scores, found = self._analyse(points, labels, with_umap, sphere=name in styles)
             metrics.update({f"{prefix}{k}": v for k, v in scores.items()})
             metrics[f"{name}_p_at_10"] = metrics.pop(f"{prefix}p_at_10")
             arrays[f"neighbours_{name}"] = found.pop("neighbours")
@@ -193,11 +250,19 @@ class Reconstruct(Task):
         metrics["embedding_seconds"] = time.perf_counter() - started
         return metrics
 
-    def _analyse(self, points: np.ndarray, labels: np.ndarray, with_umap: bool) -> tuple[dict, dict]:
+    def _analyse(self, points: np.ndarray, labels: np.ndarray, with_umap: bool,
+                 sphere: bool = False) -> tuple[dict, dict]:
         """One embedding: k-means scores in its PCA space (and in UMAP's 2-D layout), its
-        precision@10 there, and the arrays to save (names without the embedding's prefix)."""
+        precision@10 there, and the arrays to save (names without the embedding's prefix).
+
+        ``sphere``: the PCA projection is scaled back to unit length, so distances there rank
+        as cosine similarities do. The style statistics (trained and untrained alike) are
+        compared by cosine, in training and in the Gram-matrix literature, so they are
+        clustered and searched on the sphere; the code and the pixels are MSE spaces."""
         k = len(self.classes)
         reduced = _pca(points, PCA_DIMS)
+        if sphere:
+            reduced = reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
         scores, assigned = cluster_scores(reduced, labels, k=k, seed=SEED, silhouette_points=self.silhouette_points)
         metrics = _named(scores, "pca")
         metrics["p_at_10"], neighbours = precision_at_k(reduced, labels, NEIGHBOURS)
@@ -236,6 +301,17 @@ class Reconstruct(Task):
                 styles[name].append(gram_vector(net.style_features(marks)).cpu().numpy())
         return (index, np.concatenate(codes), np.concatenate(labels).astype(np.int64), np.concatenate(thumbs),
                 {name: np.concatenate(v) for name, v in styles.items()})
+
+
+class _StyleFeatures(nn.Module):
+    """A network's style statistics as its forward (what DistributedDataParallel wraps)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gram_vector(self.net.style_features(x))
 
 
 def _named(scores: dict[str, float], space: str) -> dict[str, float]:

@@ -12,6 +12,13 @@ encoder's first layers) into one vector per image: each layer's Gram matrix, its
 triangle, signed square roots (the power normalisation of bilinear pooling, which keeps a few
 large correlations from drowning the rest), each layer scaled to unit norm so every layer
 counts alike.
+
+Trained for style without labels (:func:`views`, :func:`info_nce`): two views of one painting,
+each a random crop of half its side, its colour channels shuffled and its brightness scaled,
+must have closer statistics than the views of the other paintings of the batch (InfoNCE, the
+loss of SimCLR, Chen et al. 2020, applied to the Gram statistics themselves). A crop keeps the
+marks and loses the layout; the shuffled colours make the palette useless; what two views still
+share is the way the painting is painted.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
-__all__ = ["high_pass", "gram_vector", "precision_at_k"]
+__all__ = ["high_pass", "gram_vector", "precision_at_k", "views", "info_nce"]
 
 # the blur removed by high_pass, as a share of the image side: 2 px at 64 px, 13 px at 416 px,
 # about the size of a synthart stroke or dot, so the marks pass and the regions do not
@@ -44,7 +51,7 @@ def gram_vector(maps: list[torch.Tensor]) -> torch.Tensor:
         gram = f @ f.transpose(1, 2) / f.shape[-1]
         rows, cols = torch.triu_indices(gram.shape[1], gram.shape[1], device=gram.device)
         g = gram[:, rows, cols]
-        g = g.sign() * g.abs().sqrt()
+        g = g.sign() * (g.abs() + 1e-8).sqrt()  # + 1e-8: a finite gradient where a correlation is 0
         parts.append(F.normalize(g, dim=1))
     return torch.cat(parts, 1)
 
@@ -63,3 +70,29 @@ def precision_at_k(points: np.ndarray, labels: np.ndarray, k: int = 10) -> tuple
     _, found = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
     neighbours = np.array([[j for j in row if j != i][:k] for i, row in enumerate(found)], dtype=np.int64)
     return float((labels[neighbours] == labels[:, None]).mean()), neighbours
+
+
+def views(x: torch.Tensor, share: float = 0.5) -> torch.Tensor:
+    """A random view of each image of ``x`` (B×C×H×W): one crop of ``share`` of the side (the
+    same place for the batch), channels permuted and brightness scaled per image, flipped
+    half the time. Draws from torch's global generator, which the runner seeds."""
+    b, c, h, w = x.shape
+    ch, cw = max(1, round(share * h)), max(1, round(share * w))
+    top = int(torch.randint(0, h - ch + 1, ()))
+    left = int(torch.randint(0, w - cw + 1, ()))
+    v = x[:, :, top : top + ch, left : left + cw]
+    order = torch.rand(b, c).argsort(1).to(x.device)
+    v = torch.gather(v, 1, order[:, :, None, None].expand(-1, -1, ch, cw))
+    v = v * (0.7 + 0.6 * torch.rand(b, 1, 1, 1)).to(x.device)
+    return v.flip(-1) if bool(torch.rand(()) < 0.5) else v
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
+    """The NT-Xent loss of SimCLR: row i of ``a`` and of ``b`` (two views of one image) are each
+    other's positive among the 2B - 1 others, by cosine similarity over ``tau``."""
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    sim = z @ z.T / tau
+    sim = sim.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+    n = len(a)
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, target)
