@@ -1,7 +1,7 @@
 """End to end: `streamlit run dashboard/app.py` on 127.0.0.1, opened in headless Chromium.
 
 The store holds one real cond_ae run made with the command line; the test visits every page,
-restyles an uploaded picture, checks that no page shows an exception, and leaves a screenshot of
+asks the Clusters page for a painting's nearest neighbours, restyles an uploaded picture, checks that no page shows an exception, and leaves a screenshot of
 each page in its tmp folder.
 """
 
@@ -89,7 +89,20 @@ def test_every_page_renders_in_chromium_without_an_error(server, tmp_path):
             assert page.locator('[data-testid="stException"]').count() == 0, path
             assert run_id[:6] in page.content() or path == "", f"page {path!r} shows the run from ?run="
 
+        # the clusters page: the embeddings side by side, and a painting's ten nearest by style
+        page.goto(f"{url}/clusters?run={run_id}")
+        page.get_by_text("Similar paintings").wait_for(timeout=90_000)
+        page.get_by_text("share its style").wait_for(timeout=90_000)
+        assert page.get_by_text("disentanglement score").count() == 1, "a restyle run's code NMI: lower is better"
+        assert page.get_by_text("style statistics", exact=True).count() >= 1
+        assert page.locator('[data-testid="stImage"]').count() >= 11  # the painting and its 10 neighbours
+        page.screenshot(path=tmp_path / "clusters-similar.png", full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+
         # the restyle page repaints an uploaded picture, through the server's upload handling
+        page.goto(f"{url}/restyle?run={run_id}")
+        page.wait_for_selector(PAGES["restyle"], timeout=90_000)
+        page.wait_for_load_state("networkidle")
         alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
         assert page.get_by_text("your own picture").count() == 1, f"no live restyle: {alerts}"
         page.get_by_text("your own picture").click()

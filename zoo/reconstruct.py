@@ -138,7 +138,9 @@ class Reconstruct(Task):
         run = self._style_train
         features = run if isinstance(run, nn.parallel.DistributedDataParallel) else _StyleFeatures(run)
         images = images.float()
-        loss = info_nce(features(high_pass(views(images))), features(high_pass(views(images))), self.style_tau)
+        # both views in one forward: DistributedDataParallel expects one forward per backward
+        pair = features(high_pass(torch.cat([views(images), views(images)])))
+        loss = info_nce(*pair.chunk(2), self.style_tau)
         self.style_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.style_opt.step()
