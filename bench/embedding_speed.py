@@ -114,7 +114,7 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
     data = ImageDataset(images(labels), labels, [f"style{i:02d}" for i in range(args.styles)], name="mixture",
                         split="test")
     torch.manual_seed(0)
-    model = registry.model("ae", num_classes=args.styles, image_size=64)
+    model = registry.model("ae", num_classes=args.styles, image_size=64).to(memory_format=torch.channels_last)  # as trained
     task = MixtureCodes(model=model, classes=data.classes)
     task.setup(data, torch.device("cpu"))  # keeps the untrained encoder: the style baseline is computed too
     task.seen = 0
