@@ -105,8 +105,8 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
     from zoo.data import ImageDataset
 
     class MixtureCodes(reconstruct.Reconstruct):
-        def embed(self, x, y):
-            self.net.encode(x)  # the real encoder's cost ...
+        def embed(self, net, x, y):
+            net.encode(x)  # the real encoder's cost ...
             out = torch.from_numpy(codes[self.seen : self.seen + len(x)])  # ... the mixture's codes
             self.seen += len(x)
             return out

@@ -412,3 +412,38 @@ def test_the_style_network_is_a_copy_trained_on_its_own_for_its_steps_and_checkp
                         classes=data.classes, style_steps=0)
     plain.setup(data, CPU)
     assert plain.style_network() is plain.net and "style_nce" not in plain.training_step(x, y)
+
+
+def test_new_points_start_where_umaps_own_initialisation_puts_them():
+    import scipy.sparse
+    import umap.umap_
+
+    from zoo.reconstruct import _init_graph_transform
+
+    rng = np.random.default_rng(0)
+    graph = scipy.sparse.random(300, 80, density=0.05, random_state=0, format="lil", dtype=np.float32)
+    graph[3, :] = 0  # no neighbour among the fitted points: NaN
+    graph[4, 10], graph[4, 20], graph[4, 30] = 0.5, 1.0, 1.0  # strength 1: the first such neighbour's place
+    graph = graph.tocsr()
+    graph.eliminate_zeros()
+    embedding = rng.normal(size=(80, 2)).astype(np.float32)
+    ours, theirs = _init_graph_transform(graph, embedding), umap.umap_.init_graph_transform(graph, embedding)
+    assert np.isnan(ours[3]).all() and np.array_equal(ours[4], embedding[20])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_analysis_copy_folds_batch_norm_into_the_convolutions_and_leaves_the_model_alone():
+    from zoo.reconstruct import _inference_copy
+
+    torch.manual_seed(0)
+    model = registry.model("ae", num_classes=10, image_size=16, width=8, latent_dim=64)
+    model(torch.rand(8, 3, 16, 16))  # training mode: the batch norms gather statistics to fold
+    model.eval()
+    x = torch.rand(4, 3, 16, 16)
+    copy = _inference_copy(model, CPU, torch.contiguous_format)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(copy.encode(x), model.encode(x), rtol=1e-4, atol=1e-5)
+        for a, b in zip(copy.style_features(x), model.style_features(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

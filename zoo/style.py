@@ -13,12 +13,13 @@ triangle, signed square roots (the power normalisation of bilinear pooling, whic
 large correlations from drowning the rest), each layer scaled to unit norm so every layer
 counts alike.
 
-Trained for style without labels (:func:`views`, :func:`info_nce`): two views of one painting,
-each a random crop of half its side, its colour channels shuffled and its brightness scaled,
-must have closer statistics than the views of the other paintings of the batch (InfoNCE, the
-loss of SimCLR, Chen et al. 2020, applied to the Gram statistics themselves). A crop keeps the
-marks and loses the layout; the shuffled colours make the palette useless; what two views still
-share is the way the painting is painted.
+Trained for style without labels (:func:`views`, :func:`info_nce`): two views of one painting's
+marks (its high pass, taken of the whole image so the blur has the image's scale, as in the
+analysis), each a random crop of half its side, its colour channels shuffled and its brightness
+scaled, must have closer statistics than the views of the other paintings of the batch
+(InfoNCE, the loss of SimCLR, Chen et al. 2020, applied to the Gram statistics themselves). A
+crop keeps the marks and loses the layout; the shuffled colours make the palette useless; what
+two views still share is the way the painting is painted.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def high_pass(x: torch.Tensor) -> torch.Tensor:
     """``x`` (B×C×H×W) minus its Gaussian blur of sigma :data:`BLUR_SHARE` of the side."""
     sigma = max(0.5, BLUR_SHARE * x.shape[-1])
     size = 2 * round(3 * sigma) + 1
-    return x - gaussian_blur(x, [size, size], [sigma, sigma])
+    # one axis at a time: the same Gaussian (it is separable), 2·size taps a pixel instead of size²
+    rows = gaussian_blur(x, [size, 1], [sigma, 1.0])
+    return x - gaussian_blur(rows, [1, size], [1.0, sigma])
 
 
 def gram_vector(maps: list[torch.Tensor]) -> torch.Tensor:
