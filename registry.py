@@ -248,6 +248,35 @@ def task(name: str, *, model: Any, classes: list[str], **options: Any):
     return load("task", name)(model=model, classes=classes, **options)
 
 
+def trained(cfg: dict, state: dict[str, Any], device: Any = "cpu"):
+    """A trained run's task around its network, rebuilt from the run's ``config.json`` (``cfg``)
+    and a checkpoint's ``state`` (``model`` weights, ``task`` state), in eval mode on ``device``:
+    what ``Task.predict`` is called on. ``setup`` is not called. Raises :class:`PluginError`
+    for a plugin that is gone or broken, ValueError for a checkpoint that does not fit."""
+    import torch
+    from torch import nn
+
+    model_options = {k: v for k, v in cfg["model"].items() if k != "name"}
+    try:
+        net = model(cfg["model"]["name"], num_classes=cfg["num_classes"], in_chans=cfg["in_chans"],
+                    image_size=cfg["data"]["image_size"], **model_options)
+        net.load_state_dict(state["model"])
+        task_cls = load("task", cfg["task"]["name"])
+        task_options = {o.name: cfg["train"][o.name] for o in options(task_cls, "task")
+                        if o.name in cfg["train"]}
+        built = task_cls(model=net.eval().to(device), classes=cfg["classes"], **task_options)
+        built.load_state_dict(state.get("task", {}))
+    except PluginError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"the checkpoint does not fit the model in config.json ({type(exc).__name__}: {exc})") from None
+    # the networks a task keeps beside the model (a style copy, a critic) follow it to the device
+    for value in vars(built).values():
+        if isinstance(value, nn.Module):
+            value.eval().to(torch.device(device))
+    return built
+
+
 def dataset_entry(name_or_path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """The dataset plugin for a name or a folder path, and the options that the path implies."""
     text = os.fspath(name_or_path)

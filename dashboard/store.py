@@ -254,37 +254,38 @@ class ModelError(RuntimeError):
     """A run's model cannot be rebuilt; the message says why."""
 
 
+CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/last.pt")  # the first a run has is used
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def model(uri: str, run_id: str) -> tuple[Any, dict[str, Any]]:
-    """The run's network on the CPU in eval mode, from ``config.json`` and its best checkpoint
-    (else the last), with the config. Raises :class:`ModelError` naming what is missing."""
+def task(uri: str, run_id: str) -> tuple[Any, dict[str, Any]]:
+    """The run's task around its trained network, on the CPU in eval mode
+    (:func:`registry.trained`), from ``config.json`` and its best checkpoint (else the last),
+    with the config: what its ``predict`` answers. Raises :class:`ModelError` naming what is
+    missing."""
     import torch
 
     cfg = config(uri, run_id)
     if cfg is None:
         raise ModelError("the run has no readable config.json")
     files = artifact_paths(uri, run_id)
-    name = next((p for p in ("checkpoints/best.pt", "checkpoints/last.pt") if p in files), None)
+    name = next((p for p in CHECKPOINTS if p in files), None)
     ckpt = artifact(uri, run_id, name) if name else None
     if ckpt is None:
-        raise ModelError("the run has no checkpoint (checkpoints/best.pt or last.pt)")
+        raise ModelError(f"the run has no checkpoint ({' or '.join(CHECKPOINTS)})")
     try:
-        options = {k: v for k, v in cfg["model"].items() if k != "name"}
-        net = registry.model(cfg["model"]["name"], num_classes=cfg["num_classes"], in_chans=cfg["in_chans"],
-                             image_size=cfg["data"]["image_size"], **options)
         # A checkpoint is data, never code: no pickled objects are accepted.
-        net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
-    except registry.PluginError as exc:
+        return registry.trained(cfg, torch.load(ckpt, map_location="cpu", weights_only=True)), cfg
+    except (registry.PluginError, ValueError) as exc:
         raise ModelError(str(exc)) from None
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
-        raise ModelError(f"{name} does not fit the model in config.json ({type(exc).__name__}: {exc})") from None
-    return net.eval(), cfg
+    except (OSError, RuntimeError) as exc:
+        raise ModelError(f"{name} cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def clear() -> None:
     """Forget listings, metrics and models, which change while a run trains (downloaded files of
     ended runs never change and stay)."""
-    for loader in (runs, run_info, history, artifact_paths, model):
+    for loader in (runs, run_info, history, artifact_paths, task):
         loader.clear()
 
 

@@ -66,6 +66,8 @@ TRAIN = [
     _opt("system_metrics", bool, True, "log MLflow's system metrics (CPU, memory, disk, network; GPU where "
          "present) as system/*, every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds (10)"),
     _opt("checkpoint_every", Annotated[int, Field(ge=0)], 0, "also checkpoint every N steps within an epoch (0: per epoch only)"),
+    _opt("log_model", bool, True, "log the finished run's MLflow model, runs:/<id>/model (runners/pyfunc.py)"),
+    _opt("register", str, "", "register that model in the Model Registry under this name, alias @newest"),
 ]
 
 

@@ -121,6 +121,7 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
                                   weight_decay=t["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, steps_per_epoch * t["epochs"]))
     state = _State()
+    logged = {**cfg, "num_classes": len(classes), "in_chans": in_chans, "classes": classes}  # config.json
 
     run = None
     if world.main:
@@ -154,8 +155,7 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
             state = _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
             checkpoint.set_rng_state(ckpt["rng"])
         elif run:
-            run.log_config({**cfg, "num_classes": len(classes), "in_chans": in_chans, "classes": classes},
-                           _tags(cfg, classes, device, world))
+            run.log_config(logged, _tags(cfg, classes, device, world))
             for split, ds in sets.items():
                 run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
             unreadable = {split: [{"path": p, "reason": r} for p, r in ds.skipped]
@@ -180,6 +180,8 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
             ctx.fit(stop)
             metrics = ctx.test()
         if run:
+            if t["log_model"] or t["register"]:
+                _log_model(run, logged, run_dir, t["register"])
             run.end("FINISHED")
             _report_outbox(run)
         return {**metrics, "run_id": run_id}
@@ -544,6 +546,24 @@ def _resume_checkpoint(run_dir: Path, run: Run | None) -> Path:
     except Exception as exc:
         raise FileNotFoundError(
             f"run {run.id} has no checkpoint to resume from (looked in {local} and in its MLflow artifacts)") from exc
+
+
+def _log_model(run: Run, cfg: dict, run_dir: Path, register: str) -> None:
+    """The run's MLflow model (runners/pyfunc.py), and its registration; a store that refuses
+    them costs the run nothing, and the command to do it later is printed."""
+    from runners import pyfunc
+
+    path = next((p for p in (run_dir / "checkpoints" / n for n in ("best.pt", "last.pt")) if p.is_file()), None)
+    if path is None:
+        return
+    later = f"`python -m runners.pyfunc {run.id}" + (f" --register {register}`" if register else "`")
+    try:
+        info = pyfunc.log_model(run.id, cfg, path)
+        if register:
+            print(f"registered {pyfunc.register(info.model_uri, register)} (alias @{pyfunc.ALIAS})", flush=True)
+    except Exception as exc:  # the run's results are logged already; the model can follow
+        print(f"warning: the run's MLflow model was not logged ({type(exc).__name__}: {exc}); log it with {later}",
+              file=sys.stderr, flush=True)
 
 
 def _report_outbox(run: Run) -> None:

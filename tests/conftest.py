@@ -57,6 +57,20 @@ def _isolated_env(session_cache: Path, empty_store: Path, tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
 
 
+def use_store(mp: pytest.MonkeyPatch, folder: Path, template: Path, cache: Path) -> str:
+    """A module's own store and caches in ``folder`` (a copy of the ``empty_store`` template), set
+    through ``mp`` for fixtures that outlive one test; returns the tracking URI."""
+    shutil.copy(template, folder / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.setenv("ARTZOO_CACHE", str(cache))
+    mp.setenv("ARTZOO_RUNS", str(folder / "artzoo_runs"))
+    mp.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", "/tmp/artzoo_numba_cache"))
+    mp.setenv("MPLBACKEND", "Agg")
+    mp.chdir(folder)
+    return uri
+
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_PKG = REPO / "tests" / "plugins" / "artzoo-tinynet"
 

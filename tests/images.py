@@ -77,3 +77,27 @@ UNREADABLE = {
 
 def _is_jpeg(path: Path, fmt: str | None) -> bool:
     return (fmt or path.suffix.lstrip(".")).upper() in ("JPG", "JPEG")
+
+
+def odd_images(colour: tuple) -> dict[str, bytes]:
+    """One colour in every odd shape a real export holds."""
+    rgb = Image.new("RGB", (40, 30), colour)
+    rgba = Image.new("RGBA", (30, 30), (*colour, 255))
+    rgba.paste((0, 0, 0, 0), (0, 0, 5, 5))
+    frames = [Image.new("RGB", (20, 20), colour), Image.new("RGB", (20, 20), BLUE)]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return {
+        "plain photo.jpg": encoded(rgb, "JPEG", quality=95),
+        "transparent corner.png": encoded(rgba, "PNG"),
+        "cmyk print.jpg": encoded(rgb.convert("CMYK"), "JPEG", quality=95),
+        "grey 16-bit.png": encoded(Image.fromarray(np.full((20, 20), 40000, np.uint16)), "PNG"),
+        "animated.gif": gif.getvalue(),
+        "scan.tiff": encoded(rgb, "TIFF"),
+        "old.bmp": encoded(rgb, "BMP"),
+        "web.webp": encoded(rgb, "WEBP"),
+        "one pixel.png": encoded(Image.new("RGB", (1, 1), colour), "PNG"),
+        "panorama.png": encoded(Image.new("RGB", (400, 8), colour), "PNG"),
+        "turned.jpg": exif_jpeg(6),
+        "really a png.jpg": encoded(rgb, "PNG"),
+    }

@@ -29,7 +29,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import registry
-from conftest import REPO, plugin_env
+from conftest import REPO, plugin_env, use_store
 from images import png_header
 
 APP = REPO / "dashboard" / "app.py"
@@ -45,18 +45,6 @@ BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dis
 # -- stores ------------------------------------------------------------------------------------
 
 
-def _store_env(mp: pytest.MonkeyPatch, folder: Path, template: Path, cache: Path) -> str:
-    shutil.copy(template, folder / "mlflow.db")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
-    mp.setenv("ARTZOO_CACHE", str(cache))
-    mp.setenv("ARTZOO_RUNS", str(folder / "artzoo_runs"))
-    mp.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", "/tmp/artzoo_numba_cache"))
-    mp.setenv("MPLBACKEND", "Agg")
-    mp.chdir(folder)
-    return uri
-
-
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory, session_cache, empty_store) -> dict[str, str]:
     """A store with one finished run per built-in entry (by name) and a two-seed group ("seeds")."""
@@ -64,7 +52,7 @@ def filled(tmp_path_factory, session_cache, empty_store) -> dict[str, str]:
 
     folder = tmp_path_factory.mktemp("filled_store")
     with pytest.MonkeyPatch.context() as mp:
-        uri = _store_env(mp, folder, empty_store, session_cache)
+        uri = use_store(mp, folder, empty_store, session_cache)
         ids = {entry: train.train(config.resolve(entry, TINY + EXTRA.get(entry, [])))["run_id"]
                for entry in BUILTIN_MODELS}
         ids["seeds"] = run.train_seeds(config.resolve("cnn", [*TINY, "seeds=0,1"]))["run_id"]
@@ -76,7 +64,7 @@ def broken(tmp_path_factory, session_cache, empty_store, plugin_site) -> dict[st
     """A store with a FAILED run (failnet raises at its 2nd step) and a KILLED cond_ae run."""
     folder = tmp_path_factory.mktemp("broken_store")
     with pytest.MonkeyPatch.context() as mp:
-        uri = _store_env(mp, folder, empty_store, session_cache)
+        uri = use_store(mp, folder, empty_store, session_cache)
         env = plugin_env(plugin_site)
         failed = subprocess.run([sys.executable, "-m", "runners.run", "failnet", "model.fail_at=2", *TINY],
                                 capture_output=True, text=True, env=env, timeout=300)

@@ -30,7 +30,7 @@ from PIL import Image
 
 import registry
 from conftest import REPO, MlflowServer, assert_resumed_as_uninterrupted, cli, run_id_of, wait_for
-from images import BLUE, PALETTE, RED, UNREADABLE, encoded, exif_jpeg, solid
+from images import PALETTE, RED, UNREADABLE, encoded, odd_images, solid
 from runners import checkpoint, config, sync, train
 from runners.run import main
 from runners.tracking import Run
@@ -446,30 +446,6 @@ def test_a_config_that_cannot_work_is_refused_before_a_run_is_made(tmp_path, cap
 # -- a folder of odd and broken files ---------------------------------------------------------------
 
 
-def _odd_images(colour: tuple) -> dict[str, bytes]:
-    """One colour in every odd shape a real export holds."""
-    rgb = Image.new("RGB", (40, 30), colour)
-    rgba = Image.new("RGBA", (30, 30), (*colour, 255))
-    rgba.paste((0, 0, 0, 0), (0, 0, 5, 5))
-    frames = [Image.new("RGB", (20, 20), colour), Image.new("RGB", (20, 20), BLUE)]
-    gif = io.BytesIO()
-    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    return {
-        "plain photo.jpg": encoded(rgb, "JPEG", quality=95),
-        "transparent corner.png": encoded(rgba, "PNG"),
-        "cmyk print.jpg": encoded(rgb.convert("CMYK"), "JPEG", quality=95),
-        "grey 16-bit.png": encoded(Image.fromarray(np.full((20, 20), 40000, np.uint16)), "PNG"),
-        "animated.gif": gif.getvalue(),
-        "scan.tiff": encoded(rgb, "TIFF"),
-        "old.bmp": encoded(rgb, "BMP"),
-        "web.webp": encoded(rgb, "WEBP"),
-        "one pixel.png": encoded(Image.new("RGB", (1, 1), colour), "PNG"),
-        "panorama.png": encoded(Image.new("RGB", (400, 8), colour), "PNG"),
-        "turned.jpg": exif_jpeg(6),
-        "really a png.jpg": encoded(rgb, "PNG"),
-    }
-
-
 @pytest.mark.slow
 def test_training_on_a_folder_of_odd_and_broken_files_completes_and_names_the_broken_ones(tmp_path, capsys):
     root = tmp_path / "my art (export)"
@@ -478,7 +454,7 @@ def test_training_on_a_folder_of_odd_and_broken_files_completes_and_names_the_br
     expected_skips = {}
     for c, name in enumerate(classes):
         for split in ("train", "test"):
-            for file, data in _odd_images(PALETTE[c]).items():
+            for file, data in odd_images(PALETTE[c]).items():
                 (root / split / name).mkdir(parents=True, exist_ok=True)
                 (root / split / name / f"{c} {file}").write_bytes(data)
         (root / "train" / name / f"tête à tête {c}.png").write_bytes(encoded(Image.new("RGB", (9, 9), RED), "PNG"))
@@ -498,7 +474,7 @@ def test_training_on_a_folder_of_odd_and_broken_files_completes_and_names_the_br
     # (the course layout carves valid/ from train/, so a broken file may fall in either)
     skipped = sum(int(n) for n in re.findall(r"(\d+) unreadable file\(s\) skipped", out.stdout))
     assert skipped == len(broken), out.stdout
-    readable = len(classes) * (len(_odd_images(RED)) + 1)  # train and the valid split carved from it
+    readable = len(classes) * (len(odd_images(RED)) + 1)  # train and the valid split carved from it
     used = [registry.dataset(str(root), split=split, image_size=16) for split in ("train", "valid")]
     assert sum(len(ds) for ds in used) == readable, "every readable image is used"
     reported = json.loads(Path(mlflow.artifacts.download_artifacts(

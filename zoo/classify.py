@@ -192,6 +192,12 @@ class Classify(Task):
                 "loss": F.cross_entropy(logits, labels, reduction="none")}
 
     @torch.no_grad()
+    def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
+        """``probabilities``: B×classes, the softmax of the plain logits (logit adjustment and
+        class weights shape training only)."""
+        return {"probabilities": self.net(images).float().softmax(1).cpu().numpy()}
+
+    @torch.no_grad()
     def images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
         """The validation images framed green where the prediction is right, red where wrong."""
         right = (self.net(images).argmax(1) == labels).cpu()

@@ -162,10 +162,14 @@ class Reconstruct(Task):
                 "style_step": self.style_step}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.style_net is not None and "style_net" in state:
-            self.style_net.load_state_dict(state["style_net"])
+        if "style_net" not in state:
+            return
+        if self.style_net is None:  # inference: no setup, only the trained copy's weights
+            self.style_net = copy.deepcopy(self.net).eval()
+        self.style_net.load_state_dict(state["style_net"])
+        if self.style_opt is not None:
             self.style_opt.load_state_dict(state["style_opt"])
-            self.style_step = state["style_step"]
+        self.style_step = state["style_step"]
 
     # -- training and evaluation ------------------------------------------------------------
     def loss(self, recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -200,6 +204,21 @@ class Reconstruct(Task):
         recon = self.net(images).float().clamp(0, 1)
         grid = make_grid(torch.cat([images.float(), recon]), nrow=len(images), padding=2, pad_value=1.0)
         return {"reconstruction": to_uint8(grid)}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
+        """``code`` (B×D, what the analysis clusters), ``style`` (B×S, the style statistics, where
+        the model has a style network) and ``reconstruction`` (B×C×H×W in [0, 1])."""
+        out = self._embeddings(self.net, self.style_network(), images)
+        out["reconstruction"] = self.net(images).float().clamp(0, 1).cpu().numpy()
+        return out
+
+    def _embeddings(self, net: nn.Module, style: nn.Module | None, images: torch.Tensor) -> dict[str, np.ndarray]:
+        labels = torch.zeros(len(images), dtype=torch.long, device=images.device)  # unused by the code
+        out = {"code": self.embed(net, images, labels).flatten(1).float().cpu().numpy()}
+        if style is not None:
+            out["style"] = gram_vector(style.eval().style_features(high_pass(images.float()))).cpu().numpy()
+        return out
 
     # -- the embedding analysis -------------------------------------------------------------
     def embed(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

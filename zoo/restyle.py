@@ -191,6 +191,24 @@ class Restyle(Reconstruct):
         rec = net.decode(code, labels)
         return {"restyle": _grid(torch.stack(columns, 1)), "reconstruction": _grid(torch.stack([images, rec], 1))}
 
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, *, style: torch.Tensor | None = None, seed: int = 0,
+                **options) -> dict[str, np.ndarray]:
+        """``code`` and ``style`` (the critic's style statistics), and with ``style`` (B target
+        labels, or B×classes blend weights) ``restyled``: the images painted in it (B×C×H×W in
+        [0, 1]). The decoder paints its marks from noise, drawn per image from ``seed``: the
+        same image and style give the same picture, whatever else is in the batch."""
+        out = self._embeddings(self.net, self.critic, images)
+        if style is not None:
+            code, style = self.net.encode(images), style.to(images.device)
+            painted = []
+            with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+                for i in range(len(images)):
+                    torch.manual_seed(seed)
+                    painted.append(self.net.decode(code[i : i + 1], style[i : i + 1]))
+            out["restyled"] = torch.cat(painted).float().clamp(0, 1).cpu().numpy()
+        return out
+
     # -- the final analysis -----------------------------------------------------------------
     def finalize(self, *, train_set, test_set, out: Path, device: torch.device) -> dict[str, float]:
         """Restyle every test image into another style (seeded) and score it.

@@ -19,6 +19,13 @@ Call order, per run::
                  task.finalize(train_set=..., test_set=..., out=dir, device=...)
                                                 # writes embeddings/, restyle/, plots/ under
                                                 # out and returns more test metrics
+
+Inference on a trained run (runners/inference.py builds the task from the run's config and
+checkpoint, calls ``load_state_dict`` with the checkpoint's task state, and never ``setup``)::
+
+    task.predict(images, **options)             # -> {"name": array with one row per image}
+
+used by ``python -m runners.predict``, the run's MLflow model and the dashboard.
 """
 
 from __future__ import annotations
@@ -96,6 +103,15 @@ class Task:
         named without the ``test/`` prefix (the runner adds it)."""
         return {}
 
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
+        """What the trained model says of a user's own images (B×C×H×W in [0, 1], the run's
+        image size, on the model's device): arrays whose first dimension is B. The names
+        decide how ``runners.predict`` writes them: ``probabilities`` (B×classes) become
+        predictions.csv, B×C×H×W float images PNGs (one folder per name), anything else
+        predictions.npz. A task without predictions leaves this out."""
+        raise NotImplementedError(f"the {type(self).__name__} task makes no predictions")
+
     def state_dict(self) -> dict:
         """Extra state to checkpoint (auxiliary networks, their optimizers)."""
         return {}
@@ -107,3 +123,10 @@ class Task:
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """A C×H×W (or B×C×H×W) float image in [0, 1] as H×W×C (B×H×W×C) uint8."""
     return x.clamp(0, 1).mul(255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
+def to_rgb8(x) -> np.ndarray:
+    """B×C×H×W images in [0, 1] (a tensor or an array) as B×H×W×3 uint8: one channel is
+    repeated into grey, a fourth is dropped."""
+    pixels = to_uint8(torch.as_tensor(x))
+    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]

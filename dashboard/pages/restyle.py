@@ -8,29 +8,24 @@ import torch
 from dashboard import store, ui
 from zoo.data import UnreadableImage
 from zoo.imageio import IMAGE_SUFFIXES, read_image
+from zoo.task import to_rgb8
 
 # Uploads: the server caps the bytes (dashboard/.streamlit/config.toml); this caps the pixels before any
 # is decoded. 64 megapixels admits a phone's 48-50 MP photo and bounds the memory a file costs.
 UPLOAD_MB = 20
 UPLOAD_PIXELS = 64_000_000
-NOISE_SEED = 0  # the decoder samples texture noise: a fixed seed keeps a picture steady across reruns
+NOISE_SEED = 0  # the decoder paints its marks from noise: a fixed seed keeps a picture steady across reruns
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def restyle(_net: torch.nn.Module, run_id: str, image: np.ndarray, weights: tuple[float, ...],
-            in_chans: int) -> np.ndarray:
-    """``image`` (H×W×3 uint8) painted in a blend of styles (weights per style, summing to 1).
-
-    ``run_id`` stands for ``_net`` (not hashed) in the cache key.
-    """
+def restyle(_task, run_id: str, image: np.ndarray, weights: tuple[float, ...], in_chans: int) -> np.ndarray:
+    """``image`` (H×W×3 uint8) painted in a blend of styles (weights per style, summing to 1),
+    by the task's own ``predict``. ``run_id`` stands for ``_task`` (not hashed) in the cache key."""
     x = torch.tensor(image).permute(2, 0, 1).float().div(255)[None]
     if in_chans == 1:
         x = x.mean(1, keepdim=True)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(NOISE_SEED)
-        out = _net.decode(_net.encode(x), torch.tensor([weights], dtype=torch.float32))
-    out = out[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-    return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out
+    out = _task.predict(x, style=torch.tensor([weights], dtype=torch.float32), seed=NOISE_SEED)["restyled"]
+    return to_rgb8(out)[0]
 
 
 uri, frame = ui.all_runs()
@@ -43,9 +38,9 @@ if info["tags"].get("zoo.task") != "restyle":
     st.stop()
 
 try:
-    net, cfg = store.model(uri, run_id)
+    task, cfg = store.task(uri, run_id)
 except store.ModelError as exc:
-    net, cfg = None, store.config(uri, run_id) or {}
+    task, cfg = None, store.config(uri, run_id) or {}
     st.warning(f"This run's model cannot be loaded, so nothing can be restyled live: {exc}.")
 logged = store.arrays(uri, run_id, "restyle/test.npz")
 classes = [str(c) for c in (cfg.get("classes") or (logged["classes"] if logged is not None else []))]
@@ -53,7 +48,7 @@ size = int(cfg.get("data", {}).get("image_size") or (logged["images"].shape[1] i
 
 live, grids = st.tabs(["Restyle", "Logged grids"])
 with live:
-    if net is not None and len(classes) >= 2:
+    if task is not None and len(classes) >= 2:
         choices = (["a test image"] if logged is not None else []) + ["your own picture"]
         source = st.radio("Restyle", choices, horizontal=True, key="source")
         image, label, item = None, None, None
@@ -86,7 +81,7 @@ with live:
                 share = cols[2].slider(f"Share of {classes[second]}", 0.0, 1.0, 0.5, 0.05, key="share")
                 weights = (1 - share) * weights + share * np.eye(len(classes))[second]
                 blended = f" + {share:.0%} {classes[second]}"
-            out = restyle(net, run_id, image, tuple(float(w) for w in weights), int(cfg.get("in_chans", 3)))
+            out = restyle(task, run_id, image, tuple(float(w) for w in weights), int(cfg.get("in_chans", 3)))
             caption = f"{classes[target]}{blended} · live · {out.shape[1]}×{out.shape[0]}"
 
             pics = st.columns(4)
@@ -101,7 +96,7 @@ with live:
                 pics[2].image(logged["restyled"][item], caption=f"logged · {classes[t]}", width="stretch")
                 if "ground_truth" in logged:
                     pics[3].image(logged["ground_truth"][item], caption=f"ground truth · {classes[t]}", width="stretch")
-    elif net is not None:
+    elif task is not None:
         st.info("This run has fewer than two styles: there is nothing to restyle into.")
 
 with grids:

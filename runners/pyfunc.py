@@ -1,0 +1,201 @@
+"""A run's model in MLflow's format: load it with ``mlflow.pyfunc.load_model``, register it,
+serve it with ``mlflow models serve``.
+
+Every finished run logs one (``train.log_model``, on by default) under the name ``model``:
+``runs:/<id>/model``, listed under the run's "Logged models" in the MLflow UI. It holds the
+run's ``config.json`` and the inference part of its best checkpoint (the weights and the task's
+state, read back with ``torch.load(weights_only=True)``), and :class:`ArtzooModel`, which
+rebuilds the network through the registry: artzoo (and the plugin package a run's model or task
+came from) must be installed where the model is loaded, as a timm model needs timm. Serve it
+from that environment::
+
+    mlflow models serve -m runs:/<id>/model --env-manager local -h 127.0.0.1 -p 5001
+    curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\
+         -d '{"dataframe_split": {"columns": ["path"], "data": [["/abs/painting.jpg"]]}}'
+
+Input: a DataFrame with a column ``image`` (the file's bytes; base64 in JSON) or ``path``, and
+for a restyle run a column ``style`` (a style's name). Output, one row per input row: for
+classify the columns of ``runners.predict``'s predictions.csv; for restyle ``image``, the
+restyled picture as PNG bytes (base64 in JSON); for reconstruct ``code``, ``style`` (where
+present) and ``image``, the reconstruction.
+
+``train.register=NAME`` registers the model in the Model Registry, as a new version of NAME
+with the alias ``newest``; for a run that has ended::
+
+    python -m runners.pyfunc RUN [--register NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["ALIAS", "ArtzooModel", "log_model", "register"]
+
+ALIAS = "newest"  # the alias a registration moves to its new version
+NAME = "model"  # the logged model's name under the run: runs:/<id>/model
+
+
+class ArtzooModel(mlflow.pyfunc.PythonModel):
+    """A trained artzoo run as an MLflow pyfunc model (see the module's docstring)."""
+
+    def load_context(self, context) -> None:
+        from runners import checkpoint, inference
+
+        self.cfg = json.loads(Path(context.artifacts["config"]).read_text())
+        self.task = inference.build(self.cfg, checkpoint.load(context.artifacts["weights"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from runners.predict import top_styles
+        from zoo.imageio import read_image
+
+        frame = pd.DataFrame(model_input)
+        if "image" not in frame and "path" not in frame:
+            raise ValueError(f"the input needs a column 'image' (image file bytes) or 'path'; it has {list(frame)}")
+        size, classes = int(self.cfg["data"]["image_size"]), list(self.cfg["classes"])
+        sources = frame["image"] if "image" in frame else frame["path"]
+        pixels = np.stack([read_image(bytes(s) if isinstance(s, (bytes, bytearray)) else s, size) for s in sources])
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255)
+        if int(self.cfg["in_chans"]) == 1:
+            x = x.mean(1, keepdim=True)
+        options = {}
+        if "style" in frame and "style" in inspect.signature(self.task.predict).parameters:
+            unknown = sorted(set(frame["style"]) - set(classes))
+            if unknown:
+                raise ValueError(f"unknown style {', '.join(map(repr, unknown))}: this run knows {', '.join(classes)}")
+            options["style"] = torch.tensor([classes.index(s) for s in frame["style"]])
+        out = self.task.predict(x, **options)
+        result = pd.DataFrame(top_styles(out.pop("probabilities"), classes)) if "probabilities" in out else pd.DataFrame(index=range(len(x)))
+        if "path" in frame:
+            result.insert(0, "path", list(frame["path"]))
+        for key in ("restyled", "reconstruction"):
+            if key in out:
+                result["image"] = [_png(image) for image in out.pop(key)]
+        for key, value in out.items():
+            result[key] = list(np.asarray(value, dtype=np.float64))
+        if "style" in options:
+            result["style"] = list(frame["style"])
+        return result
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    from zoo.task import to_rgb8
+
+    buffer = io.BytesIO()
+    Image.fromarray(to_rgb8(image[None])[0]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _signature(task_name: str):
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "path", required=False),
+                     ColSpec("string", "style", required=False)])
+    outputs = None
+    if task_name == "classify":
+        outputs = Schema([ColSpec("string", "style"), ColSpec("double", "probability")])
+    elif task_name == "restyle":
+        outputs = Schema([ColSpec("binary", "image"), ColSpec("string", "style")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _requirements() -> list[str]:
+    """The packages the model needs, at this environment's versions (artzoo itself, which is
+    not on PyPI, is installed from its clone: see the module's docstring)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    needed = []
+    for name in ("torch", "torchvision", "timm", "numpy", "pandas", "pillow", "pydantic", "mlflow", "scikit-learn"):
+        try:
+            needed.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pass
+    return needed
+
+
+def log_model(run_id: str, cfg: dict, checkpoint_path: Path):
+    """Log ``runs:/<run_id>/model`` from the run's config and checkpoint; returns MLflow's ModelInfo."""
+    from mlflow.tracking import MlflowClient
+
+    from runners import checkpoint, inference
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    # made here, in the run's experiment: Model.log alone would file it under the active one
+    model = client.create_logged_model(run.info.experiment_id, name=NAME, source_run_id=run_id,
+                                       params=dict(run.data.params), model_type=cfg["task"]["name"],
+                                       tags={"artzoo.entry": str(cfg.get("entry", ""))})
+    with tempfile.TemporaryDirectory(prefix="artzoo-model-") as tmp:
+        weights, config = Path(tmp) / "weights.pt", Path(tmp) / "config.json"
+        torch.save(inference.inference_state(checkpoint.load(checkpoint_path)), weights)
+        config.write_text(json.dumps(cfg, indent=2, default=str))
+        return mlflow.models.Model.log(
+            artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id,
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            model_id=model.model_id, artifacts={"weights": str(weights), "config": str(config)},
+            signature=_signature(cfg["task"]["name"]), pip_requirements=_requirements())
+
+
+def register(model_uri: str, name: str) -> str:
+    """Register ``model_uri`` as a new version of ``name`` and point the alias ``newest`` at it;
+    returns ``models:/<name>/<version>``."""
+    from mlflow.tracking import MlflowClient
+
+    version = mlflow.register_model(model_uri, name).version
+    MlflowClient().set_registered_model_alias(name, ALIAS, version)
+    return f"models:/{name}/{version}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runners.pyfunc",
+                                     description="Log a run's MLflow model (if it has none) and register it.")
+    parser.add_argument("run", metavar="RUN", help="run id or runs:/<id>")
+    parser.add_argument("--register", metavar="NAME", help="also register it in the Model Registry as NAME")
+    args = parser.parse_args(argv)
+    from mlflow.tracking import MlflowClient
+
+    from runners.inference import CHECKPOINTS, ModelError, run_id_of
+
+    client = MlflowClient()
+    try:
+        run_id = run_id_of(args.run, client)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    models = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}' AND name = '{NAME}'",
+                                         output_format="list", experiment_ids=[client.get_run(run_id).info.experiment_id])
+    if models:
+        uri = models[0].model_uri
+        print(f"run {run_id} has its model already: {uri}")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                cfg = json.loads(Path(client.download_artifacts(run_id, "config.json", tmp)).read_text())
+                names = {f.path for f in client.list_artifacts(run_id, "checkpoints")}
+                ckpt = client.download_artifacts(run_id, next(n for n in CHECKPOINTS if n in names), tmp)
+            except (StopIteration, OSError, ValueError, mlflow.exceptions.MlflowException):
+                print(f"error: run {run_id} has no config.json and checkpoint to build a model from", file=sys.stderr)
+                return 2
+            uri = log_model(run_id, cfg, Path(ckpt)).model_uri
+        print(f"logged {uri} for run {run_id}")
+    if args.register:
+        print(f"registered {register(uri, args.register)} (alias @{ALIAS})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Use a trained run: ``runners.predict`` on a folder, the run's MLflow model, its registration,
+and a real ``mlflow models serve``."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from conftest import free_port, skip_unless, use_store
+from images import PALETTE, UNREADABLE, encoded, odd_images
+from runners.predict import main
+
+SIZE = 16
+CLASSES = ["Cubism", "Pop_Art", "Realism"]
+DIGITS = ["data=digits", f"data.image_size={SIZE}", "train.epochs=1", "train.batch_size=32",
+          "train.max_steps_per_epoch=3"]
+
+
+def _paintings(root: Path) -> Path:
+    """root/{train,test}/CLASS/*.png: each class a colour with its own noise, as a course export."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 8)):
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for k in range(n):
+                noise = rng.integers(-60, 60, (SIZE, SIZE, 3))
+                pixels = np.clip(np.array(PALETTE[c]) + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, session_cache, empty_store) -> dict:
+    """A store with a classify run on a folder (registered as tiny-cnn), a restyle run and a
+    reconstruct run, each with its MLflow model."""
+    from runners import config, train
+
+    folder = tmp_path_factory.mktemp("predict_store")
+    with pytest.MonkeyPatch.context() as mp:
+        uri = use_store(mp, folder, empty_store, session_cache)
+        art = _paintings(folder / "art")
+        ids = {
+            "cnn": train.train(config.resolve("cnn", [f"data={art}", f"data.image_size={SIZE}", "train.epochs=3",
+                                                      "train.batch_size=16", "model.width=8",
+                                                      "train.register=tiny-cnn"]))["run_id"],
+            "cond_ae": train.train(config.resolve("cond_ae", [*DIGITS, "train.judge_steps=10"]))["run_id"],
+            "ae": train.train(config.resolve("ae", [*DIGITS, "train.style_steps=3", "train.max_points=60",
+                                                    "train.umap=false"]))["run_id"],
+        }
+    return {"uri": uri, "art": art, **ids}
+
+
+@pytest.fixture
+def store(trained, monkeypatch) -> dict:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    return trained
+
+
+def predict(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``python -m runners.predict ARGS`` in this process."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+# -- runners.predict ------------------------------------------------------------------------------
+
+
+def test_predict_classifies_a_folder_as_the_run_scored_its_test_split(store, capsys, tmp_path):
+    test = store["art"] / "test"
+    out = predict(capsys, store["cnn"], test, "--out", tmp_path / "out")
+    assert out.returncode == 0, out.stderr
+    rows = _rows(tmp_path / "out" / "predictions.csv")
+    assert list(rows[0]) == ["path", "style", "probability", "style_2", "probability_2", "style_3", "probability_3"]
+    assert len(rows) == 3 * 8 and {r["style"] for r in rows} <= set(CLASSES)
+    for r in rows:
+        probs = [float(r[k]) for k in ("probability", "probability_2", "probability_3")]
+        assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4  # three classes: all of them
+    # the same images, the same decoding, the same network: the run's own test accuracy
+    right = np.mean([Path(r["path"]).parent.name == r["style"] for r in rows])
+    assert right == pytest.approx(mlflow.get_run(store["cnn"]).data.metrics["test/acc"])
+
+
+def test_predict_reads_odd_files_and_reports_and_skips_broken_ones(store, capsys, tmp_path):
+    mine = tmp_path / "my paintings"
+    odd = odd_images(PALETTE[0])
+    for name, data in odd.items():
+        (mine / "nested" / "deeper").mkdir(parents=True, exist_ok=True)
+        (mine / ("nested/deeper" if "png" in name else "") / name).write_bytes(data)
+    for name, (data, _) in UNREADABLE.items():
+        (mine / name).write_bytes(data)
+    (mine / ".DS_Store").write_bytes(b"\0\1")
+    (mine / "notes.txt").write_text("not a picture")
+    out = predict(capsys, f"runs:/{store['cnn']}", mine, "--out", tmp_path / "out")
+    assert out.returncode == 0, out.stderr
+    rows = _rows(tmp_path / "out" / "predictions.csv")
+    assert len(rows) == len(odd)  # every readable file, nothing else
+    assert {Path(r["path"]).name for r in rows} == set(odd)
+    for name, (_, word) in UNREADABLE.items():
+        line = next(line for line in out.stderr.splitlines() if line.startswith(f"skipped {mine / name}"))
+        assert word in line, line
+    assert f"{len(odd)} images predicted, {len(UNREADABLE)} skipped" in out.stderr
+
+
+def test_predict_restyles_into_every_style_with_a_contact_sheet_and_the_same_picture_again(store, capsys, tmp_path):
+    classes = json.loads(mlflow.get_run(store["cond_ae"]).data.tags["zoo.classes"])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for c in range(3):
+        Image.fromarray(np.full((40, 30, 3), PALETTE[c], np.uint8)).save(mine / f"p{c}.png")
+    out = predict(capsys, store["cond_ae"], mine, "--out", tmp_path / "all")
+    assert out.returncode == 0, out.stderr
+    for style in classes:
+        assert sorted(p.name for p in (tmp_path / "all" / "restyled" / style).iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    sheet = _pixels(tmp_path / "all" / "contact_sheet.png")
+    assert sheet.shape == (3 * SIZE, (1 + len(classes)) * SIZE, 3)  # a row per image: source, then each style
+    np.testing.assert_array_equal(sheet[SIZE : 2 * SIZE, 2 * SIZE : 3 * SIZE],
+                                  _pixels(tmp_path / "all" / "restyled" / classes[1] / "p1.png"))
+    # one style by name; the decoder's noise is seeded, so the same picture comes back
+    one = predict(capsys, store["cond_ae"], mine, "--style", classes[2], "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    assert [p.name for p in (tmp_path / "one" / "restyled").iterdir()] == [classes[2]]
+    np.testing.assert_array_equal(_pixels(tmp_path / "one" / "restyled" / classes[2] / "p0.png"),
+                                  _pixels(tmp_path / "all" / "restyled" / classes[2] / "p0.png"))
+    with np.load(tmp_path / "one" / "predictions.npz", allow_pickle=False) as z:
+        assert len(z["paths"]) == len(z["code"]) == 3 and "style" in z.files
+
+
+def test_predict_embeds_and_reconstructs_with_an_autoencoder(store, capsys, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    rng = np.random.default_rng(0)
+    for c in range(4):  # marks of four sizes: blocks of 1, 2, 4 and 8 px of noise
+        marks = rng.random((20 // 2**c + 1, 20 // 2**c + 1, 3)).repeat(2**c, 0).repeat(2**c, 1)[:20, :20]
+        Image.fromarray((marks * 255).astype(np.uint8)).save(mine / f"{c}.png")
+    out = predict(capsys, store["ae"], mine, "--out", tmp_path / "out")
+    assert out.returncode == 0, out.stderr
+    with np.load(tmp_path / "out" / "predictions.npz", allow_pickle=False) as z:
+        assert [Path(p).name for p in z["paths"]] == ["0.png", "1.png", "2.png", "3.png"]
+        assert z["code"].shape[0] == 4 and z["style"].shape[0] == 4 and np.isfinite(z["style"]).all()
+        assert not np.allclose(z["style"][0], z["style"][3])  # fine marks and coarse ones differ
+    assert _pixels(tmp_path / "out" / "reconstruction" / "2.png").shape == (SIZE, SIZE, 3)
+
+
+def _no_checkpoint_run(tmp_path: Path) -> str:
+    client = MlflowClient()
+    run = client.create_run(client.create_experiment("no checkpoint"))
+    (tmp_path / "config.json").write_text(json.dumps({"entry": "cnn"}))
+    client.log_artifact(run.info.run_id, str(tmp_path / "config.json"))
+    client.set_terminated(run.info.run_id, "FAILED")
+    return run.info.run_id
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["{cnn}", "nowhere/at all"], ["nowhere/at all does not exist"]),
+        (["{cond_ae}", "{img}", "--style", "Baroque"], ["unknown style 'Baroque'", "this run knows"]),
+        (["{cnn}", "{img}", "--style", "Cubism"], ["--style is for restyle runs"]),
+        (["0123456789abcdef0123456789abcdef", "{img}"], ["is not in the tracking store", "MLFLOW_TRACKING_URI"]),
+        (["my-best-model", "{img}"], ["names no run", "models:/<name>@<alias>"]),
+        (["models:/never-registered@newest", "{img}"], ["is not in the tracking store"]),
+        (["{no_checkpoint}", "{img}"], ["has no checkpoint", "train it again"]),
+        (["{cnn}", "{img}", "--out", "{taken}"], ["already exists and is not empty", "--overwrite"]),
+    ],
+    ids=["missing-path", "unknown-style", "style-for-a-classifier", "unknown-run", "not-a-run",
+         "unknown-registered-model", "run-without-checkpoint", "existing-out"],
+)
+def test_bad_input_is_refused_with_status_2_before_any_image_is_read(store, capsys, tmp_path, args, words):
+    img = tmp_path / "one.png"
+    img.write_bytes(encoded(Image.new("RGB", (20, 20), PALETTE[1]), "PNG"))
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep me")
+    names = {"cnn": store["cnn"], "cond_ae": store["cond_ae"], "img": img, "taken": taken,
+             "no_checkpoint": _no_checkpoint_run(tmp_path) if "{no_checkpoint}" in args else ""}
+    out = predict(capsys, *(a.format(**names) for a in args))
+    assert out.returncode == 2, out.stdout + out.stderr
+    for word in words:
+        assert word in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "images predicted" not in out.stderr
+    assert (taken / "mine.txt").read_text() == "keep me" and len(list(taken.iterdir())) == 1
+
+
+# -- the run's MLflow model -----------------------------------------------------------------------
+
+
+def test_the_runs_mlflow_model_predicts_what_runners_predict_does(store, capsys, tmp_path):
+    test = sorted((store["art"] / "test").rglob("*.png"))[::5]
+    assert predict(capsys, store["cnn"], *test, "--out", tmp_path / "cli").returncode == 0
+    expected = pd.DataFrame(_rows(tmp_path / "cli" / "predictions.csv"))
+    logged = mlflow.search_logged_models(experiment_ids=[mlflow.get_run(store["cnn"]).info.experiment_id],
+                                         filter_string=f"source_run_id = '{store['cnn']}'", output_format="list")
+    assert [m.name for m in logged] == ["model"]  # listed under the run's "Logged models"
+
+    model = mlflow.pyfunc.load_model(f"runs:/{store['cnn']}/model")
+    by_path = model.predict(pd.DataFrame({"path": [str(p) for p in test]}))
+    by_bytes = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in test]}))
+    for got in (by_path, by_bytes):
+        assert list(got["style"]) == list(expected["style"])
+        np.testing.assert_allclose(got["probability"], expected["probability"].astype(float), atol=1e-6)
+    assert list(by_path["path"]) == list(expected["path"])
+
+    # restyle: the picture runners.predict writes, for a style named per row
+    classes = json.loads(mlflow.get_run(store["cond_ae"]).data.tags["zoo.classes"])
+    mine = tmp_path / "p.png"
+    Image.fromarray(np.full((30, 30, 3), PALETTE[2], np.uint8)).save(mine)
+    assert predict(capsys, store["cond_ae"], mine, "--out", tmp_path / "restyled").returncode == 0
+    restyler = mlflow.pyfunc.load_model(f"runs:/{store['cond_ae']}/model")
+    got = restyler.predict(pd.DataFrame({"image": [mine.read_bytes()] * 2, "style": classes[:2]}))
+    for image, style in zip(got["image"], classes[:2]):
+        with Image.open(io.BytesIO(image)) as im:
+            np.testing.assert_array_equal(np.asarray(im.convert("RGB")),
+                                          _pixels(tmp_path / "restyled" / "restyled" / style / "p.png"))
+
+
+def test_a_registered_model_loads_by_its_alias_and_names_its_run(store, capsys, tmp_path):
+    version = MlflowClient().get_model_version_by_alias("tiny-cnn", "newest")
+    assert version.run_id == store["cnn"]
+    img = sorted((store["art"] / "test").rglob("*.png"))[0]
+    via_alias = predict(capsys, "models:/tiny-cnn@newest", img, "--out", tmp_path / "a")
+    via_version = predict(capsys, f"models:/tiny-cnn/{version.version}", img, "--out", tmp_path / "b")
+    assert via_alias.returncode == via_version.returncode == 0, via_alias.stderr + via_version.stderr
+    assert _rows(tmp_path / "a" / "predictions.csv") == _rows(tmp_path / "b" / "predictions.csv")
+    frame = mlflow.pyfunc.load_model("models:/tiny-cnn@newest").predict(pd.DataFrame({"path": [str(img)]}))
+    assert frame["style"][0] == _rows(tmp_path / "a" / "predictions.csv")[0]["style"]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations_with_the_same_predictions(store, capsys, tmp_path):
+    test = sorted((store["art"] / "test").rglob("*.png"))[:4]
+    assert predict(capsys, store["cnn"], *test, "--out", tmp_path / "cli").returncode == 0
+    expected = _rows(tmp_path / "cli" / "predictions.csv")
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)  # uvicorn, which MLflow's server execs, lives beside python
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", f"runs:/{store['cnn']}/model",
+                                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                                  stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline, up = time.time() + 180, False
+        while time.time() < deadline and server.poll() is None and not up:
+            try:
+                up = urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200
+            except OSError:
+                time.sleep(1)
+        skip_unless(up, f"mlflow models serve did not start:\n{log.read_text()[-2000:]}")
+        body = {"dataframe_split": {"columns": ["image"],
+                                    "data": [[base64.b64encode(p.read_bytes()).decode()] for p in test]}}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    assert [a["style"] for a in answer] == [e["style"] for e in expected]
+    np.testing.assert_allclose([a["probability"] for a in answer], [float(e["probability"]) for e in expected],
+                               atol=1e-6)
