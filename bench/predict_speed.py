@@ -117,8 +117,8 @@ def main() -> None:
         table = {entry: rates(entry, files, args.rounds, args.batch_size) for entry in args.entries}
     import torch
 
-    print(f"\n{datetime.date.today()}; {cpu_model()}; {len(os.sched_getaffinity(0))} cores, "
-          f"{torch.get_num_threads()} torch threads; {len(files)} JPEGs of 416 px; command: "
+    print(f"\n{datetime.date.today()}; {cpu_model()}, {torch.get_num_threads()} torch threads; "
+          f"{len(files)} JPEGs of 416 px; command: "
           f"python bench/predict_speed.py {' '.join(sys.argv[1:])}".rstrip() + "\n")
     print("| entry | predict (img/s) | forward only (img/s) | naive loop (img/s) | predict / naive | predict / forward |")
     print("|---|---|---|---|---|---|")

@@ -68,7 +68,14 @@ def find_images(paths: list[str | os.PathLike]) -> list[tuple[Path, str]]:
 
 
 def _targets(task, classes: list[str], style: str | None) -> list[int] | None:
-    """The target styles a restyling task paints in (None for other tasks)."""
+    """The target styles a restyling task paints in (None for other tasks); refuses a task
+    that makes no predictions."""
+    from zoo.task import Task
+
+    method = getattr(type(task), "predict", None)
+    if method is None or method is Task.predict:
+        raise Refused(f"the {type(task).__name__} task makes no predictions: it has no predict method "
+                      f"(zoo/task.py says what one returns)")
     if "style" not in inspect.signature(task.predict).parameters:
         if style is not None:
             raise Refused(f"--style is for restyle runs; this run's task is {type(task).__name__}")
@@ -105,12 +112,13 @@ def predict(task, cfg: dict, images: list[tuple[Path, str]], out: Path, *, style
     # Pillow decodes without the GIL: threads overlap the decoding of the next batch's files
     with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool, \
             tqdm(total=len(images), unit="img", desc="predict", disable=None) as bar:
-        decoded = pool.map(decode, enumerate(images))
-        while True:
-            batch = [next(decoded, None) for _ in range(batch_size)]
-            batch = [b for b in batch if b is not None]
-            if not batch:
-                break
+        order = list(enumerate(images))
+        # the next batch decodes while this one is predicted; no more than two are held at once
+        ahead = [pool.submit(decode, item) for item in order[:batch_size]]
+        for start in range(0, len(order), batch_size):
+            current = ahead
+            ahead = [pool.submit(decode, item) for item in order[start + batch_size : start + 2 * batch_size]]
+            batch = [future.result() for future in current]
             bar.update(len(batch))
             for i, _, why in batch:
                 if why is not None:

@@ -16,8 +16,8 @@ from that environment::
 Input: a DataFrame with a column ``image`` (the file's bytes; base64 in JSON) or ``path``, and
 for a restyle run a column ``style`` (a style's name). Output, one row per input row: for
 classify the columns of ``runners.predict``'s predictions.csv; for restyle ``image``, the
-restyled picture as PNG bytes (base64 in JSON); for reconstruct ``code``, ``style`` (where
-present) and ``image``, the reconstruction.
+restyled picture as PNG bytes (base64 in JSON), and ``style``, ``code`` and ``style_embedding``;
+for reconstruct ``image`` (the reconstruction), ``code`` and ``style_embedding`` (where present).
 
 ``train.register=NAME`` registers the model in the Model Registry, as a new version of NAME
 with the alias ``newest``; for a run that has ended::

@@ -36,7 +36,7 @@ APP = REPO / "dashboard" / "app.py"
 PAGES = ["pages/runs.py", "pages/run.py", "pages/clusters.py", "pages/restyle.py"]
 TIMEOUT = 90  # a cold page imports torch, plotly and umap on a busy CI machine
 # Tiny runs on scikit-learn's digits: a few steps, 16 px, yet every artifact of the schema.
-TINY = ["data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size=32", "train.max_steps_per_epoch=3",
+TINY = ["train.log_model=false", "data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size=32", "train.max_steps_per_epoch=3",
         "train.log_every=1"]
 EXTRA = {"ae": ["train.epochs=2", "train.max_points=120"], "cond_ae": ["train.judge_steps=10"]}
 BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dist == "artzoo"]

@@ -24,7 +24,7 @@ from conftest import REPO, skip_unless
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-TINY = ["data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size=32", "train.max_steps_per_epoch=3",
+TINY = ["train.log_model=false", "data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size=32", "train.max_steps_per_epoch=3",
         "train.judge_steps=10", "train.umap=false"]  # UMAP would load numba in the run: 15 s
 # What each page shows once it has rendered (a CSS selector).
 PAGES = {"": '[data-testid="stDataFrame"]', "run": ".js-plotly-plot", "clusters": ".js-plotly-plot",

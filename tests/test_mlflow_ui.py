@@ -13,7 +13,7 @@ from conftest import mlflow_server, skip_unless
 from runners import config, demo, train
 
 CHROMIUM = Path("/usr/bin/chromium")
-TINY = ["data.size=100", "data.image_size=32", "train.epochs=1", "train.batch_size=16"]
+TINY = ["train.log_model=false", "data.size=100", "data.image_size=32", "train.epochs=1", "train.batch_size=16"]
 
 
 @pytest.mark.browser

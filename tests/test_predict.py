@@ -148,7 +148,7 @@ def test_predict_restyles_into_every_style_with_a_contact_sheet_and_the_same_pic
     np.testing.assert_array_equal(_pixels(tmp_path / "one" / "restyled" / classes[2] / "p0.png"),
                                   _pixels(tmp_path / "all" / "restyled" / classes[2] / "p0.png"))
     with np.load(tmp_path / "one" / "predictions.npz", allow_pickle=False) as z:
-        assert len(z["paths"]) == len(z["code"]) == 3 and "style" in z.files
+        assert len(z["paths"]) == len(z["code"]) == len(z["style_embedding"]) == 3
 
 
 def test_predict_embeds_and_reconstructs_with_an_autoencoder(store, capsys, tmp_path):
@@ -162,8 +162,9 @@ def test_predict_embeds_and_reconstructs_with_an_autoencoder(store, capsys, tmp_
     assert out.returncode == 0, out.stderr
     with np.load(tmp_path / "out" / "predictions.npz", allow_pickle=False) as z:
         assert [Path(p).name for p in z["paths"]] == ["0.png", "1.png", "2.png", "3.png"]
-        assert z["code"].shape[0] == 4 and z["style"].shape[0] == 4 and np.isfinite(z["style"]).all()
-        assert not np.allclose(z["style"][0], z["style"][3])  # fine marks and coarse ones differ
+        style = z["style_embedding"]
+        assert z["code"].shape[0] == 4 and style.shape[0] == 4 and np.isfinite(style).all()
+        assert not np.allclose(style[0], style[3])  # fine marks and coarse ones differ
     assert _pixels(tmp_path / "out" / "reconstruction" / "2.png").shape == (SIZE, SIZE, 3)
 
 
@@ -283,3 +284,17 @@ def test_mlflow_models_serve_answers_invocations_with_the_same_predictions(store
     assert [a["style"] for a in answer] == [e["style"] for e in expected]
     np.testing.assert_allclose([a["probability"] for a in answer], [float(e["probability"]) for e in expected],
                                atol=1e-6)
+
+
+def test_a_task_without_predictions_is_refused_before_any_image_is_read(tmp_path):
+    from runners.predict import Refused, predict as run_predict
+    from zoo.task import Task
+
+    class Scores(Task):  # a plugin task that trains and evaluates but was never given predict
+        pass
+
+    cfg = {"classes": ["a", "b"], "data": {"image_size": SIZE}, "in_chans": 3}
+    with pytest.raises(Refused, match="the Scores task makes no predictions"):
+        run_predict(Scores(model=None, classes=cfg["classes"]), cfg, [(tmp_path / "never read.png", "x")],
+                    tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -35,7 +35,7 @@ from runners import checkpoint, config, sync, train
 from runners.run import main
 from runners.tracking import Run
 
-TINY = ["data.size=100", "data.image_size=32", "train.batch_size=16", "train.log_every=1"]
+TINY = ["train.log_model=false", "data.size=100", "data.image_size=32", "train.batch_size=16", "train.log_every=1"]
 
 
 def all_runs(uri: str | None = None) -> list:

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import free_port, mlflow_server, skip_unless
 
-TINY = ["data.size=48", "data.image_size=32", "train.epochs=1", "train.batch_size=16"]
+TINY = ["train.log_model=false", "data.size=48", "data.image_size=32", "train.epochs=1", "train.batch_size=16"]
 
 
 def train_against(uri: str) -> str:

@@ -207,8 +207,9 @@ class Reconstruct(Task):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
-        """``code`` (B×D, what the analysis clusters), ``style`` (B×S, the style statistics, where
-        the model has a style network) and ``reconstruction`` (B×C×H×W in [0, 1])."""
+        """``code`` (B×D, what the analysis clusters), ``style_embedding`` (B×S, the style
+        statistics, where the model has a style network) and ``reconstruction`` (B×C×H×W in
+        [0, 1])."""
         out = self._embeddings(self.net, self.style_network(), images)
         out["reconstruction"] = self.net(images).float().clamp(0, 1).cpu().numpy()
         return out
@@ -217,7 +218,7 @@ class Reconstruct(Task):
         labels = torch.zeros(len(images), dtype=torch.long, device=images.device)  # unused by the code
         out = {"code": self.embed(net, images, labels).flatten(1).float().cpu().numpy()}
         if style is not None:
-            out["style"] = gram_vector(style.eval().style_features(high_pass(images.float()))).cpu().numpy()
+            out["style_embedding"] = gram_vector(style.eval().style_features(high_pass(images.float()))).cpu().numpy()
         return out
 
     # -- the embedding analysis -------------------------------------------------------------

@@ -194,7 +194,7 @@ class Restyle(Reconstruct):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, style: torch.Tensor | None = None, seed: int = 0,
                 **options) -> dict[str, np.ndarray]:
-        """``code`` and ``style`` (the critic's style statistics), and with ``style`` (B target
+        """``code`` and ``style_embedding`` (the critic's style statistics), and with ``style`` (B target
         labels, or B×classes blend weights) ``restyled``: the images painted in it (B×C×H×W in
         [0, 1]). The decoder paints its marks from noise, drawn per image from ``seed``: the
         same image and style give the same picture, whatever else is in the batch."""
