@@ -76,7 +76,7 @@ def rates(entry: str, files: list[Path], rounds: int, batch_size: int) -> dict[s
             rows = []
             for path in files:
                 with Image.open(path) as im:
-                    x = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+                    x = np.array(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
                 x = torch.from_numpy(x).permute(2, 0, 1).float().div(255)[None]
                 result = task.predict(x, **options(1))
                 if "probabilities" in result:
