@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from mlflow.tracking import MlflowClient
 
-    from runners.inference import CHECKPOINTS, ModelError, run_id_of
+    from runners.inference import ModelError, download, run_id_of
 
     client = MlflowClient()
     try:
@@ -184,13 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                cfg = json.loads(Path(client.download_artifacts(run_id, "config.json", tmp)).read_text())
-                names = {f.path for f in client.list_artifacts(run_id, "checkpoints")}
-                ckpt = client.download_artifacts(run_id, next(n for n in CHECKPOINTS if n in names), tmp)
-            except (StopIteration, OSError, ValueError, mlflow.exceptions.MlflowException):
-                print(f"error: run {run_id} has no config.json and checkpoint to build a model from", file=sys.stderr)
+                cfg, ckpt = download(run_id, tmp, client)
+            except ModelError as exc:
+                print(f"error: {exc}", file=sys.stderr)
                 return 2
-            uri = log_model(run_id, cfg, Path(ckpt)).model_uri
+            uri = log_model(run_id, cfg, ckpt).model_uri
         print(f"logged {uri} for run {run_id}")
     if args.register:
         print(f"registered {register(uri, args.register)} (alias @{ALIAS})")
