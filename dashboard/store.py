@@ -74,8 +74,8 @@ def runs(uri: str) -> pd.DataFrame:
 
     Columns: run_id, name, experiment, entry, model, task, dataset, status, start (UTC
     datetime), duration_s, parent (run id or ""), multi_seed (whether the run is a multi-seed
-    parent, which logs ``<metric>_mean`` and ``_std`` over its seeds), then every metric's
-    latest value.
+    parent, which logs ``<metric>_mean`` and ``_std`` over its seeds), sweep ("grid" or "search"
+    for a sweep's parent, else ""), then every metric's latest value.
     """
     if missing_sqlite(uri):
         return _frame([])
@@ -125,19 +125,22 @@ def _row(r: Run, experiment: str) -> dict[str, Any]:
         "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
         "parent": tags.get(MLFLOW_PARENT_RUN_ID, ""),
         "multi_seed": "zoo.seeds" in tags,
+        "sweep": tags.get("zoo.sweep", ""),
         **r.data.metrics,
     }
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     base = ["run_id", "name", "experiment", "entry", "model", "task", "dataset", "status", "start", "duration_s",
-            "parent", "multi_seed"]
+            "parent", "multi_seed", "sweep"]
     frame = pd.DataFrame(rows)
     for col in base:
         if col not in frame:
             frame[col] = pd.Series(dtype="datetime64[ns, UTC]" if col == "start" else object)
     # Known by its structure, never by a metric's name: any run may log a metric ending in _mean.
-    frame["multi_seed"] = frame["multi_seed"].astype(bool) | frame["run_id"].isin(frame["parent"])
+    # A parent of runs is a multi-seed run unless it is a sweep (of configurations or trials).
+    frame["sweep"] = frame["sweep"].fillna("")
+    frame["multi_seed"] = frame["multi_seed"].astype(bool) | (frame["run_id"].isin(frame["parent"]) & (frame["sweep"] == ""))
     return frame[base + sorted(c for c in frame.columns if c not in base)]
 
 
@@ -294,3 +297,18 @@ def _check_id(run_id: str) -> str:
         raise ValueError(f"{run_id!r} is not a run id")
     return run_id
 
+
+
+def in_sweep(frame: pd.DataFrame) -> pd.Series:
+    """Which runs belong to a sweep: its configurations and trials, and their seed runs."""
+    sweeps = set(frame.loc[frame["sweep"] != "", "run_id"])
+    parent = dict(zip(frame["run_id"], frame["parent"]))
+    member = set()
+    for run_id in frame["run_id"]:
+        up, seen = parent.get(run_id, ""), 0
+        while up and seen < 3:  # a seed run's parent is a configuration, whose parent is the sweep
+            if up in sweeps:
+                member.add(run_id)
+                break
+            up, seen = parent.get(up, ""), seen + 1
+    return frame["run_id"].isin(member)

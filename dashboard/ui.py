@@ -4,10 +4,13 @@ that says what state a run is in, and image helpers."""
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
+import plotly.io
 import streamlit as st
 from PIL import Image
 
@@ -142,3 +145,60 @@ def artifact_image(uri: str, run_id: str, path: str, *, caption: str | None = No
         st.image(str(local), caption=caption)
     except (OSError, ValueError) as exc:  # a truncated or foreign file under images/
         st.warning(f"`{path}` is not a readable image ({exc}).")
+
+
+def sweep(uri: str, run_id: str, tags: dict[str, str], *, key: str) -> None:
+    """A sweep parent's configurations (a grid) or trials (a search): the table with the best
+    marked, its main metric against each swept key, and for a search Optuna's own plots."""
+    table = store.table(uri, run_id, "sweep.csv")
+    if table is None:
+        st.info("This sweep has no `sweep.csv` yet: it is logged when its runs have ended.")
+        return
+    table = table.reset_index()
+    keys = [k for k in json.loads(tags.get("zoo.sweep_keys", "[]")) if k in table]
+    heads = [m for m in headline([tags.get("zoo.task", "")]) if f"{m}_mean" in table or m in table][:4]
+    if tags.get("zoo.sweep") == "grid":
+        try:
+            main = f"val/{registry.load('task', tags.get('zoo.task', '')).main_metric}_best"
+        except registry.PluginError:
+            main = None
+        y, err = (f"{main}_mean", f"{main}_std") if main and f"{main}_mean" in table else (None, None)
+        marked = table["best"].astype(str) == "True" if "best" in table else pd.Series(False, index=table.index)
+        shown = pd.DataFrame({"": np.where(marked, "★ best", ""),
+                              **{k: table[k].astype(str) for k in keys}, "status": table["status"]})
+        for m in heads:
+            shown[m.removeprefix("test/")] = [metric_text(a, b) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"])]
+        if y:
+            shown[f"{main} (ranks)"] = [metric_text(a, b) for a, b in zip(table[y], table[err])]
+        st.caption(f"{len(table)} configurations; the best by {main} (mean over seeds), the validation metric "
+                   "that also picks each run's best checkpoint. Test scores: mean ± std over seeds.")
+    else:
+        y, err = "value", None
+        best = tags.get("zoo.best_trial")
+        shown = pd.DataFrame({"": np.where(table["trial"].astype(str) == best, "★ best", ""),
+                              "trial": table["trial"], "state": table["state"], "value": table["value"],
+                              **{k: table[k] for k in keys}})
+        for m in heads:
+            if m in table:
+                shown[m.removeprefix("test/")] = table[m]
+        st.caption(f"{len(table)} trials of study `{tags.get('zoo.study', '?')}`; value: the best "
+                   f"{tags.get('zoo.sweep_metric', 'validation metric')} of each trial over its epochs. A pruned "
+                   "trial stopped early, behind the median of the earlier trials.")
+    st.dataframe(shown, hide_index=True, key=f"{key}_table")
+    if y and y in table and keys:
+        for start in range(0, len(keys), 3):
+            for col, k in zip(st.columns(3), keys[start : start + 3]):
+                numeric = pd.to_numeric(table[k], errors="coerce").notna().all()
+                fig = px.scatter(table, x=k, y=y, error_y=err if err in table else None,
+                                 color="state" if "state" in table else None,
+                                 log_x=bool(numeric and (pd.to_numeric(table[k]) > 0).all()
+                                            and pd.to_numeric(table[k]).max() > 20 * pd.to_numeric(table[k]).min()))
+                if not numeric:
+                    fig.update_xaxes(type="category")
+                fig.update_layout(height=300, margin=dict(t=30, b=40), yaxis_title=y)
+                col.plotly_chart(fig, key=f"{key}_{k}")
+    for name, title in (("optimization_history", "Optimization history"), ("param_importances", "Parameter importances")):
+        local = store.artifact(uri, run_id, f"optuna/{name}.json")
+        if local is not None:
+            st.subheader(title)
+            st.plotly_chart(plotly.io.from_json(local.read_text()), key=f"{key}_{name}")

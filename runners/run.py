@@ -5,6 +5,10 @@
     python -m runners.run ENTRY --help            every config key, its type, default, meaning
     python -m runners.run ENTRY --dry-run [...]   the resolved config, nothing run
 
+A comma list for any key is a grid: every combination is trained under one sweep parent run
+(runners/grid.py), e.g. `train.lr=1e-3,3e-3 model.dropout=0.1,0.3 seeds=0,1`; a grid of more
+than 12 runs starts with --yes. Searches with Optuna: `python -m runners.sweep --help`.
+
 Exit status: 0 done, 1 the run failed, 2 a bad command line (nothing was run), 130/143 stopped
 by Ctrl-C/SIGTERM after saving a checkpoint.
 """
@@ -18,6 +22,7 @@ import numpy as np
 
 import registry
 from runners import config as config_mod
+from runners import grid
 from runners.config import ConfigError
 
 
@@ -32,29 +37,47 @@ def main(argv: list[str] | None = None) -> int:
     entry, rest = argv[0], argv[1:]
     flags = {a for a in rest if a.startswith("--")}
     overrides = [a for a in rest if not a.startswith("--")]
-    unknown = flags - {"--help", "-h", "--dry-run"}
+    unknown = flags - {"--help", "-h", "--dry-run", "--yes"}
     try:
         if unknown:
-            raise ConfigError(f"unknown flag(s) {', '.join(sorted(unknown))}; flags are --list, --help, --dry-run")
+            raise ConfigError(f"unknown flag(s) {', '.join(sorted(unknown))}; flags are --list, --help, --dry-run, --yes")
         if "--help" in flags or "-h" in rest:
             data = next((o.partition("=")[2] for o in overrides if o.startswith("data=")), None)
             print(config_mod.describe(entry, data))
             return 0
-        cfg = _resolve(entry, overrides)
+        fixed, swept = grid.split(overrides)
+        if swept:
+            configs = grid.expand(entry, fixed, swept)
+            if "--dry-run" in flags:
+                print(json.dumps([values for values, _ in configs], indent=2))
+                print(f"grid: {len(configs)} configurations, {grid.size(configs)} runs")
+                return 0
+            grid.confirm(configs, "--yes" in flags)
+        else:
+            cfg = _resolve(entry, overrides)
     except (ConfigError, registry.PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if swept:
+        return _train(lambda: grid.run(entry, configs))
     if "--dry-run" in flags:
         print(json.dumps(cfg, indent=2))
         return 0
+    return _train(lambda: train_seeds(cfg) if cfg["seeds"] else _train_one(cfg))
 
+
+def _train_one(cfg: dict) -> dict:
+    from runners import train as train_mod
+
+    return train_mod.train(cfg)
+
+
+def _train(work) -> int:
+    """Run ``work`` (a run, the seeds of one, a grid) and turn its end into an exit status."""
     from runners import train as train_mod  # heavy imports only when training
 
     try:
-        if cfg["seeds"]:
-            result = train_seeds(cfg)
-        else:
-            result = train_mod.train(cfg)
+        result = work()
     except train_mod.Stopped as exc:
         return 128 + exc.signum
     except ConfigError as exc:  # the pre-flight checks against the data and the model: nothing was run
@@ -71,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.shutdown()
     if _is_main():
         print(f"run_id: {result['run_id']}", flush=True)
-    return 0
+    return 0 if result.get("finished", True) else 1
 
 
 def _resolve(entry: str, overrides: list[str]) -> dict:
@@ -119,18 +142,19 @@ def _check_same(entry: str, cfg: dict, overrides: list[str], resume: str) -> Non
                           f"a new run")
 
 
-def train_seeds(cfg: dict) -> dict:
-    """One child run per seed under a parent run that logs each test metric's mean and std."""
+def train_seeds(cfg: dict, *, parent: str | None = None, name: str | None = None,
+                tags: dict[str, str] | None = None) -> dict:
+    """One child run per seed under a parent run that logs each test metric's mean and std;
+    ``parent``, ``name`` and ``tags`` place that parent (a sweep's configuration)."""
     from runners.train import Stopped, headline_table, train
-    from runners.tracking import Run, check_store, runs_root
+    from runners.tracking import Run, check_store, entry_tags, runs_root
 
     check_store()
-    parent = Run.start(cfg["experiment"], name=f"{cfg['entry']}-seeds-{'-'.join(map(str, cfg['seeds']))}",
-                       local_root=runs_root())
+    seeds = cfg["seeds"]
+    parent = Run.start(cfg["experiment"], name=name or f"{cfg['entry']}-seeds-{'-'.join(map(str, seeds))}",
+                       parent=parent, local_root=runs_root())
     parent.start_heartbeat()  # alive while its children train: `runners.sync --mark-stale` leaves it
-    parent.log_config(cfg, {"zoo.entry": cfg["entry"], "zoo.model": cfg["model"]["name"],
-                            "zoo.task": cfg["task"]["name"], "zoo.dataset": cfg["data"]["name"],
-                            "zoo.seeds": json.dumps(cfg["seeds"])})
+    parent.log_config(cfg, {**entry_tags(cfg), "zoo.seeds": json.dumps(seeds), **(tags or {})})
     results = []
     try:
         for seed in cfg["seeds"]:

@@ -43,6 +43,12 @@ HEARTBEAT_S = 30.0  # a training process touches <run folder>/heartbeat.json thi
 LOCKED_RETRY_S = 60.0  # how long a write waits out a sqlite file that another process holds
 
 
+def entry_tags(cfg: dict) -> dict[str, str]:
+    """What a run is of: the tags the dashboard and the MLflow UI group runs by."""
+    return {"zoo.entry": cfg["entry"], "zoo.model": cfg["model"]["name"], "zoo.task": cfg["task"]["name"],
+            "zoo.dataset": cfg["data"]["name"]}
+
+
 def runs_root() -> Path:
     """Local run folders (checkpoints first land here): ``$ARTZOO_RUNS``, else ./artzoo_runs."""
     return Path(os.environ.get("ARTZOO_RUNS", "artzoo_runs")).resolve()
@@ -147,7 +153,7 @@ class Run:
         params = [[k, _param_value(v)] for k, v in flatten(cfg).items()]
         for i in range(0, len(params), 100):
             self._write("batch", params=params[i : i + 100])
-        self._write("batch", tags=[[k, str(v)] for k, v in tags.items()])
+        self.log_tags(tags)
         self.log_dict(cfg, "config.json")
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -158,9 +164,15 @@ class Run:
             self._write("batch", metrics=batch[i : i + 500])
 
     def log_dict(self, data: dict, path: str) -> None:
+        self.log_text(json.dumps(data, indent=2, default=str), path)
+
+    def log_text(self, text: str, path: str) -> None:
         file = self._local_file(path)
-        file.write_text(json.dumps(data, indent=2, default=str))
+        file.write_text(text)
         self.log_artifact(file, str(Path(path).parent) if Path(path).parent != Path(".") else None)
+
+    def log_tags(self, tags: dict[str, str]) -> None:
+        self._write("batch", tags=[[k, str(v)] for k, v in tags.items()])
 
     def log_image(self, image: np.ndarray, path: str) -> None:
         from PIL import Image

@@ -19,7 +19,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 import registry
 from runners import checkpoint, dist, loader
 from runners.config import ConfigError
-from runners.tracking import Run, check_store, git_commit, runs_root
+from runners.tracking import Run, check_store, entry_tags, git_commit, runs_root
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3
@@ -43,6 +43,11 @@ class Stopped(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class Pruned(Exception):
+    """Raised by an ``on_epoch`` callback to end a run early (a sweep's pruner): the run is
+    checkpointed and marked KILLED, its tag ``zoo.stopped`` says why."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,11 +88,16 @@ class _State:
     history: list[dict] = field(default_factory=list)
 
 
-def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
+def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags: dict[str, str] | None = None,
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train and evaluate one run of ``cfg`` (from :func:`runners.config.resolve`).
 
-    Returns the test metrics with ``run_id``. The MLflow run ends FINISHED, FAILED (an exception,
-    a non-finite loss) or KILLED (SIGTERM, Ctrl-C; a checkpoint is saved first).
+    ``parent``, ``name`` and ``tags`` place the MLflow run (a seed under its multi-seed parent, a
+    sweep's configuration or trial). ``on_epoch(epoch, val_metrics)`` is called after each
+    epoch's validation; it may raise :class:`Pruned`. Returns the test metrics, the best
+    validation value of the task's main metric (``val/<main_metric>_best``) and ``run_id``. The
+    MLflow run ends FINISHED, FAILED (an exception, a non-finite loss) or KILLED (SIGTERM,
+    Ctrl-C, :class:`Pruned`; a checkpoint is saved first).
     """
     t = cfg["train"]
     device = pick_device(t["device"])
@@ -129,7 +139,7 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
         if cfg["resume"]:  # status untouched until the checkpoint has loaded
             run = Run.attach(cfg["resume"], local_root=runs_root())
         else:
-            run = Run.start(cfg["experiment"], parent=parent, name=f"{cfg['entry']}-seed{cfg['seed']}",
+            run = Run.start(cfg["experiment"], parent=parent, name=name or f"{cfg['entry']}-seed{cfg['seed']}",
                             local_root=runs_root())
     run_id = dist.broadcast(run.id if run else None, world)
     run_dir = runs_root() / run_id
@@ -155,7 +165,7 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
             state = _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
             checkpoint.set_rng_state(ckpt["rng"])
         elif run:
-            run.log_config(logged, _tags(cfg, classes, device, world))
+            run.log_config(logged, {**_tags(cfg, classes, device, world), **(tags or {})})
             for split, ds in sets.items():
                 run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
             unreadable = {split: [{"path": p, "reason": r} for p, r in ds.skipped]
@@ -174,21 +184,29 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
         task.model = train_model
 
         ctx = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, run_dir, state,
-                    steps_per_epoch, ema)
-        stop = _StopFlag()
+                    steps_per_epoch, ema, on_epoch)
+        stop = StopFlag()
         with stop:
             ctx.fit(stop)
             metrics = ctx.test()
+        best = {f"{ctx.main_key}_best": math.nan if ctx.state.best is None else float(ctx.state.best)}
         if run:
+            run.log_metrics(best, step=ctx.state.epoch)  # what picked checkpoints/best.pt, and what sweeps rank by
             if t["log_model"] or t["register"]:
                 _log_model(run, logged, run_dir, t["register"])
             run.end("FINISHED")
             _report_outbox(run)
-        return {**metrics, "run_id": run_id}
-    except Stopped as exc:
+        return {**metrics, **best, "run_id": run_id}
+    except (Pruned, Stopped) as exc:
+        exc.run_id = run_id  # which run a sweep's trial was
         if run:
-            print(f"\nstopped by {exc}; checkpoint saved. Continue with "
-                  f"`python -m runners.run {cfg['entry']} resume={run_id}`", file=sys.stderr, flush=True)
+            if isinstance(exc, Pruned):
+                print(f"pruned: {exc}", file=sys.stderr, flush=True)
+                with contextlib.suppress(Exception):
+                    run.client.set_tag(run.id, "zoo.stopped", f"pruned: {exc}")
+            else:
+                print(f"\nstopped by {exc}; checkpoint saved. Continue with "
+                      f"`python -m runners.run {cfg['entry']} resume={run_id}`", file=sys.stderr, flush=True)
             run.end("KILLED")
             _report_outbox(run)
         raise
@@ -202,14 +220,14 @@ def train(cfg: dict, *, parent: str | None = None) -> dict[str, Any]:
         task.model = model
 
 
-class _StopFlag:
+class StopFlag:
     """Turns SIGTERM (and Ctrl-C) into a flag the loop checks between steps."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> "StopFlag":
         if threading_main():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -244,6 +262,7 @@ class _Loop:
     state: _State
     steps_per_epoch: int
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema): what is evaluated and reported
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None
 
     def __post_init__(self) -> None:
         t = self.cfg["train"]
@@ -256,7 +275,7 @@ class _Loop:
         self.main_key = f"val/{self.task.main_metric}"
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, stop: _StopFlag) -> None:
+    def fit(self, stop: StopFlag) -> None:
         s, t = self.state, self.t
         epochs = tqdm(range(s.epoch, t["epochs"]), desc="epochs", unit="epoch", disable=None if self.world.main else True,
                       initial=s.epoch, total=t["epochs"])
@@ -278,8 +297,10 @@ class _Loop:
                     self._save("best.pt", log=True)
                 line = f"epoch {epoch + 1}/{t['epochs']}: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items())
                 tqdm.write(line) if epochs.disable is False else print(line, flush=True)
+                if self.on_epoch is not None:
+                    self.on_epoch(epoch + 1, val)
 
-    def _train_epoch(self, epoch: int, stop: _StopFlag) -> None:
+    def _train_epoch(self, epoch: int, stop: StopFlag) -> None:
         s, t = self.state, self.t
         if hasattr(self.task, "on_epoch_start"):  # optional: a plugin task need not subclass Task
             self.task.on_epoch_start(epoch, t["epochs"])
@@ -520,10 +541,7 @@ def _flip(images: torch.Tensor) -> torch.Tensor:
 
 def _tags(cfg: dict, classes: list[str], device: torch.device, world: dist.World) -> dict[str, str]:
     tags = {
-        "zoo.entry": cfg["entry"],
-        "zoo.model": cfg["model"]["name"],
-        "zoo.task": cfg["task"]["name"],
-        "zoo.dataset": cfg["data"]["name"],
+        **entry_tags(cfg),
         "zoo.classes": json.dumps(classes),
         "zoo.device": f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "zoo.world_size": str(world.size),

@@ -43,10 +43,18 @@ if multi:
 elif names:
     st.subheader("Test scores")
     tiles({k: ui.metric_text(metrics[k]) for k in names})
-if not names:
+if row["sweep"]:
+    st.subheader(f"A {row['sweep']} of {len(children)} " + ("configurations" if row["sweep"] == "grid" else "trials"))
+    if names:
+        st.caption("The test scores above are the best configuration's (mean over its seeds where it has them).")
+    ui.sweep(uri, run_id, info["tags"], key="sweep")
+elif not names:
     st.info("No test scores: the run ended before its test evaluation, or is still training.")
 if row["parent"]:
-    st.page_link(ui.PAGES["run"], label="One seed of a multi-seed run: see the mean ± std over its seeds",
+    up = frame[frame["run_id"] == row["parent"]]
+    kind = up["sweep"].iloc[0] if len(up) else ""
+    label = {"grid": "One configuration of a grid: see all of them", "search": "One trial of a search: see the study"}
+    st.page_link(ui.PAGES["run"], label=label.get(kind, "One seed of a multi-seed run: see the mean ± std over its seeds"),
                  query_params={"run": row["parent"]})
 
 tab_curves, tab_images, tab_classes, tab_params = st.tabs(["Curves", "Images", "Classes", "Params"])

@@ -1,4 +1,4 @@
-"""Every run across experiments: filter, compare metric curves, and the multi-seed groups."""
+"""Every run across experiments: filter, compare metric curves, the sweeps and the multi-seed groups."""
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,7 +16,10 @@ chosen = {
     col: cols[i + 1].multiselect(col.capitalize(), sorted(frame[col].replace("", "?").unique()))
     for i, col in enumerate(["experiment", "model", "task", "dataset", "status"])
 }
-view = frame
+members = store.in_sweep(frame)
+inside = st.toggle("Show the runs inside sweeps", value=False,
+                   help="a sweep is one row; its configurations and trials are listed under Sweeps below")
+view = frame if inside else frame[~members]
 for col, values in chosen.items():
     if values:
         view = view[view[col].replace("", "?").isin(values)]
@@ -41,8 +44,9 @@ children = frame[frame["parent"] != ""].groupby("parent")["run_id"].count()
 names = dict(zip(frame["run_id"], frame["name"]))
 shown = view.drop(columns=tests).join(scores[metrics])
 shown["seeds"] = [
-    f"{children.get(r, 0)} seeds (mean)" if multi else (f"in {names.get(p, p[:8])}" if p else "")
-    for r, p, multi in zip(shown["run_id"], shown["parent"], shown["multi_seed"])
+    (f"grid of {children.get(r, 0)} (best)" if sweep == "grid" else f"search, {children.get(r, 0)} trials (best)")
+    if sweep else f"{children.get(r, 0)} seeds (mean)" if multi else (f"in {names.get(p, p[:8])}" if p else "")
+    for r, p, multi, sweep in zip(shown["run_id"], shown["parent"], shown["multi_seed"], shown["sweep"])
 ]
 shown["id"] = shown["run_id"]
 columns = ["name", "experiment", "model", "dataset", "status", "start", "duration_s", "seeds", *metrics, "id"]
@@ -89,8 +93,22 @@ else:
                           height=380, margin=dict(t=30, b=40))
         st.plotly_chart(fig, key="compare_chart")
 
+# -- sweeps --------------------------------------------------------------------------------------
+sweeps = frame[frame["sweep"] != ""]
+if not sweeps.empty:
+    st.header("Sweeps")
+    for _, parent in sweeps.iterrows():
+        n = int(children.get(parent["run_id"], 0))
+        what = f"{n} configurations" if parent["sweep"] == "grid" else f"{n} trials"
+        with st.expander(f"{parent['name']} · {parent['sweep']} · {what} · {parent['status'].lower()}",
+                         expanded=len(sweeps) == 1):
+            st.page_link(ui.PAGES["run"], label="Open the sweep's run page", query_params={"run": parent["run_id"]})
+            info = store.run_info(uri, parent["run_id"])
+            if info is not None:
+                ui.sweep(uri, parent["run_id"], info["tags"], key=f"sweep_{parent['run_id']}")
+
 # -- multi-seed groups ---------------------------------------------------------------------------
-parents = frame[frame["multi_seed"]]
+parents = frame[frame["multi_seed"] & ~members]
 if not parents.empty:
     st.header("Multi-seed runs")
     for _, parent in parents.iterrows():
