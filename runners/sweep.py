@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
+import os
 import re
 import sys
 import time
@@ -143,43 +143,61 @@ class Search:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the trials' heartbeat
         self.storage = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120,
                                                   heartbeat_stale_trial_callback=self._retry)
-        self.study = optuna.create_study(
-            study_name=study, storage=self.storage, direction=direction, load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=self.base["seed"]),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup))
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
         self.name, self.url = study, storage
         described = {"entry": entry, "space": [str(p) for p in space], "fixed": fixed, "metric": metric}
-        have = self.study.user_attrs.get("search")
-        if have is None:
+        # The database's unique study name makes one worker the creator, atomically: it makes the
+        # MLflow parent run, and the others wait for its id.
+        try:
+            self.study = optuna.create_study(study_name=study, storage=self.storage, direction=direction,
+                                             sampler=optuna.samplers.TPESampler(seed=self.base["seed"]), pruner=pruner)
             self.study.set_user_attr("search", described)
-        elif have != described:
+            self.parent = self._new_parent()
+            return
+        except optuna.exceptions.DuplicatedStudyError:
+            pass
+        self.study = optuna.load_study(study_name=study, storage=self.storage, pruner=pruner)
+        if self.study.direction.name.lower() != direction:
+            raise ConfigError(f"study {study!r} in {_public(storage)} {self.study.direction.name.lower()}s; "
+                              f"this search would {direction}")
+        # A worker that joins proposes its own trials: the creator's seed would repeat its proposals.
+        joined = self.base["seed"] * 1_000_003 + len(self.study.trials) * 7919 + os.getpid()
+        self.study.sampler = optuna.samplers.TPESampler(seed=joined % 2**32)
+        have = self._wait_for("search")
+        if have != described:
             raise ConfigError(f"study {study!r} in {_public(storage)} is a search of {have}, not of {described}; "
                               f"give another --study, or the same search to continue it")
-        self.parent = self._parent()
+        self.parent = self._attach(self._wait_for(PARENT_ATTR))
 
-    def _parent(self):
-        """The study's MLflow parent run: made by the first worker, found by the others."""
+    def _wait_for(self, attr: str, timeout: float = 120.0):
+        """A study attribute that the creating worker sets in its first seconds."""
+        deadline = time.monotonic() + timeout
+        while (value := self.study.user_attrs.get(attr)) is None:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"study {self.name!r} has no {attr!r} after {timeout:.0f} s: its first worker "
+                                  f"died while starting it; give another --study")
+            time.sleep(0.5)
+        return value
+
+    def _new_parent(self):
+        """The study's MLflow parent run, made by the worker that created the study."""
         from runners.tracking import Run, entry_tags, runs_root
 
-        run_id = self.study.user_attrs.get(PARENT_ATTR)
-        if run_id is None:
-            run = Run.start(self.base["experiment"], name=f"{self.entry}-search-{self.name}", local_root=runs_root())
-            keys = [p.key for p in self.space]
-            logged = json.loads(json.dumps(self.base, default=str))
-            for p in self.space:
-                group, _, name = p.key.rpartition(".")
-                (logged[group] if group else logged)[name] = str(p)
-            run.log_config(logged, {**entry_tags(self.base), "zoo.sweep": "search", "zoo.sweep_keys": json.dumps(keys),
-                                    "zoo.study": self.name, "zoo.storage": _public(self.url),
-                                    "zoo.sweep_metric": self.metric})
-            self.study.set_user_attr(PARENT_ATTR, run.id)
-            # Two workers starting at once may both have made one: the storage keeps the last
-            # name written, which both read back after the other's write; the loser's run goes.
-            time.sleep(1.0)
-            winner = self.study.user_attrs[PARENT_ATTR]
-            if winner != run.id:
-                run.client.delete_run(run.id)
-            run_id = winner
+        run = Run.start(self.base["experiment"], name=f"{self.entry}-search-{self.name}", local_root=runs_root())
+        logged = json.loads(json.dumps(self.base, default=str))
+        for p in self.space:
+            group, _, name = p.key.rpartition(".")
+            (logged[group] if group else logged)[name] = str(p)
+        run.log_config(logged, {**entry_tags(self.base), "zoo.sweep": "search",
+                                "zoo.sweep_keys": json.dumps([p.key for p in self.space]), "zoo.study": self.name,
+                                "zoo.storage": _public(self.url), "zoo.sweep_metric": self.metric})
+        self.study.set_user_attr(PARENT_ATTR, run.id)
+        return run
+
+    @staticmethod
+    def _attach(run_id: str):
+        from runners.tracking import Run, runs_root
+
         run = Run(run_id, runs_root() / run_id)  # shared: several workers write to it at once
         if run.client.get_run(run_id).info.status != "RUNNING":
             run.reopen()  # a study continued after a stop

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,3 +218,40 @@ def mlflow_server(backend: str, artifacts: Path):
         yield server.start().uri
     finally:
         server.stop()
+
+
+# -- a throwaway PostgreSQL server ------------------------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    """The folder of the server tools: Debian keeps initdb and createdb beside pg_ctl, off PATH."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("pg_ctl")
+    return Path(found).resolve().parent if found else None  # a symlink on PATH points into them
+
+
+@contextmanager
+def postgres(tmp_path: Path):
+    """A throwaway PostgreSQL server on loopback, run as the `postgres` user when we are root."""
+    bindir = _pg_bin()
+    skip_unless(bindir is not None, "PostgreSQL server binaries (Debian's postgresql) are not installed")
+    # pytest's tmp folders are private to their owner; the server may run as another user
+    home = Path(tempfile.mkdtemp(prefix="artzoo-pg-"))
+    home.chmod(0o777)
+    data, port = home / "pgdata", free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "artzoo", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(home / "pg.log"), "-w", "start",
+                    "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+    try:
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "artzoo", "mlflow"],
+                       check=True, capture_output=True)
+        yield f"postgresql://artzoo@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
