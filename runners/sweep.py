@@ -141,8 +141,7 @@ class Search:
         self.base = config_mod.resolve(entry, fixed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the trials' heartbeat
-        self.storage = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120,
-                                                  heartbeat_stale_trial_callback=self._retry)
+        self.storage = _storage(storage, self._retry)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
         self.name, self.url = study, storage
         described = {"entry": entry, "space": [str(p) for p in space], "fixed": fixed, "metric": metric}
@@ -331,6 +330,23 @@ class Search:
             self.parent.stop_heartbeat()
 
 
+def _storage(url: str, retry):
+    """Optuna's RDB storage, with trial heartbeats (30 s, grace 120 s) that find a dead worker's
+    trials. Workers that open a new database at once race to create its tables; the losers'
+    CREATE TABLE fails, and the tables are there when they try again."""
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
+                                              heartbeat_stale_trial_callback=retry)
+        except (sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+
+
 def study_name(entry: str, space: list[Param], fixed: list[str], metric: str) -> str:
     """The same search (entry, space, fixed keys, metric) gets the same study: run again, it continues."""
     digest = hashlib.sha1(json.dumps([entry, [str(p) for p in space], sorted(fixed), metric]).encode()).hexdigest()
@@ -390,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                         startup=args.startup_trials, warmup=args.warmup_epochs)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a storage that cannot be opened or written
+        print(f"error: cannot open the study in {_public(storage)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     print(f"study {search.name} in {_public(storage)}: {search._counted()} of {args.trials} trials so far; "
           f"parent run {search.parent.id}", flush=True)

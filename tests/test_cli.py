@@ -148,8 +148,8 @@ def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(c
 
 @pytest.mark.slow
 def test_the_demo_ends_with_its_headline_numbers_and_where_to_look():
-    out = subprocess.run([sys.executable, "-m", "runners.demo", "data.size=100", "data.image_size=32",
-                          "train.epochs=1", "train.batch_size=16", "train.judge_steps=20", "train.umap=false"],
+    out = subprocess.run([sys.executable, "-m", "runners.demo", "data.size=100", "data.image_size=16",
+                          "train.epochs=1", "train.batch_size=16", "train.judge_steps=10", "train.umap=false"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("cond_ae").experiment_id])[0]

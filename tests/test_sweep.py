@@ -3,6 +3,8 @@ MLflow run under one parent, on tiny cnn runs of the digits dataset."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import signal
 import subprocess
@@ -44,17 +46,19 @@ def _last_id(out: str) -> str:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, empty_store, session_cache):
-    """One store holding a grid (2 × 2 configurations, 2 seeds each) and a 4-trial search."""
+    """One store holding a grid (2 × 2 configurations, 2 seeds each) and a 4-trial search, both
+    made through their command lines' main() in this process (the same code as `python -m`)."""
     folder = tmp_path_factory.mktemp("sweeps")
     with pytest.MonkeyPatch.context() as mp:
         uri = use_store(mp, folder, empty_store, session_cache)
-        grid = subprocess.run([sys.executable, "-m", "runners.run", "cnn", *GRID], capture_output=True, text=True,
-                              timeout=600)
-        assert grid.returncode == 0, grid.stderr[-3000:]
-        search = _sweep(*SEARCH)
-        assert search.returncode == 0, search.stderr[-3000:]
-        yield {"uri": uri, "grid": _last_id(grid.stdout), "grid_out": grid.stdout, "search": _last_id(search.stdout),
-               "storage": f"sqlite:///{folder / 'optuna.db'}"}
+        out = {}
+        for name, main, args in (("grid", run_cli.main, ["cnn", *GRID]), ("search", sweep_cli.main, ["cnn", *SEARCH])):
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                status = main(args)
+            assert status == 0, printed.getvalue()[-3000:]
+            out[name], out[f"{name}_out"] = _last_id(printed.getvalue()), printed.getvalue()
+        yield {"uri": uri, **out, "storage": f"sqlite:///{folder / 'optuna.db'}"}
 
 
 @pytest.mark.slow
@@ -148,15 +152,15 @@ def test_a_bad_search_is_refused_before_any_trial_naming_the_key(spec, says, cap
 def test_two_workers_share_one_study_each_trial_run_once(backend, tmp_path):
     def finish(storage: str) -> None:
         args = [sys.executable, "-m", "runners.sweep", "cnn", "--search", "train.lr=loguniform(1e-4,3e-2)",
-                "--trials", "6", "--study", "shared", "--storage", storage, *TINY, "train.epochs=1",
-                "train.max_steps_per_epoch=2"]
+                "--trials", "4", "--study", "shared", "--storage", storage, *TINY, "train.epochs=1",
+                "train.max_steps_per_epoch=1"]
         workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
         outs = [w.communicate(timeout=600)[0] for w in workers]
         assert [w.returncode for w in workers] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
         assert all("== trial" in out for out in outs), "both workers ran trials"
         study = optuna.load_study(study_name="shared", storage=storage)
         ran = [t for t in study.trials if not t.user_attrs.get("surplus")]
-        assert len(ran) == 6 and all(t.state.is_finished() and t.state.name != "FAIL" for t in ran)
+        assert len(ran) == 4 and all(t.state.is_finished() and t.state.name != "FAIL" for t in ran)
         client = MlflowClient()
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert "RUNNING" not in {r.info.status for r in runs}
@@ -176,10 +180,10 @@ def test_two_workers_share_one_study_each_trial_run_once(backend, tmp_path):
 @pytest.mark.slow
 def test_a_search_stopped_by_sigterm_continues_where_it_stopped(tmp_path):
     args = [sys.executable, "-m", "runners.sweep", "cnn", "--search", "train.lr=loguniform(1e-4,3e-2)",
-            "--trials", "3", *TINY, "train.epochs=3", "train.max_steps_per_epoch=10", "train.checkpoint_every=2"]
+            "--trials", "2", *TINY, "train.epochs=2", "train.max_steps_per_epoch=10", "train.checkpoint_every=2"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(proc, "== trial 1")
-    lines = wait_for(proc, "epoch 1/3")
+    lines = wait_for(proc, "epoch 1/2")
     stopped = next(line.split()[2].rstrip(";") for line in lines if line.startswith("started run "))
     proc.send_signal(signal.SIGTERM)
     rest = proc.communicate(timeout=120)[0]
@@ -191,13 +195,13 @@ def test_a_search_stopped_by_sigterm_continues_where_it_stopped(tmp_path):
 
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "1 of 3 trials so far" in again.stdout and f"(continues run {stopped})" in again.stdout
+    assert "1 of 2 trials so far" in again.stdout and f"(continues run {stopped})" in again.stdout
     assert "== trial 0" not in again.stdout, "the finished trial is not run again"
     runs = _children(parent.info.run_id)
-    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
     epochs = [m.step for m in client.get_metric_history(stopped, "val/macro_f1")]
-    assert epochs == [1, 2, 3], "the stopped trial's run continued from its checkpoint, each epoch once"
+    assert epochs == [1, 2], "the stopped trial's run continued from its checkpoint, each epoch once"
 
 
 @pytest.mark.slow
