@@ -106,11 +106,15 @@ def test_every_page_renders_in_chromium_without_an_error(server, tmp_path):
         page.goto(f"{url}/restyle?run={run_id}")
         page.wait_for_selector(PAGES["restyle"], timeout=90_000)
         page.wait_for_load_state("networkidle")
-        alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
-        assert page.get_by_text("your own picture").count() == 1, f"no live restyle: {alerts}"
+        try:
+            page.get_by_text("your own picture").wait_for(timeout=90_000)
+        except Exception:
+            alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
+            raise AssertionError(f"no live restyle: {alerts}") from None
         page.get_by_text("your own picture").click()
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(picture)
         page.get_by_text("your picture", exact=True).wait_for(timeout=90_000)  # the upload's own caption
+        page.get_by_text("· live · 16×16").wait_for(timeout=90_000)  # drawn just after the caption
         assert page.get_by_text("· live · 16×16").count() == 1
         page.screenshot(path=tmp_path / "restyle-upload.png", full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0

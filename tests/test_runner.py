@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -210,25 +209,6 @@ def test_a_third_party_model_trains_through_the_runner(plugin_site):
     run = mlflow.get_run(proc.stdout.strip().splitlines()[-1].split()[1])
     assert run.info.status == "FINISHED" and run.data.tags["zoo.model"] == "tinynet"
     assert run.data.metrics["test/acc"] > 0.9
-
-
-@pytest.mark.slow
-def test_seeds_make_child_runs_under_a_parent_with_mean_and_std():
-    proc = subprocess.run([sys.executable, "-m", "runners.run", "cnn", *TINY, "train.epochs=1", "seeds=0,1"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    parent = mlflow.get_run(proc.stdout.strip().splitlines()[-1].split()[1])
-    children = MlflowClient().search_runs([parent.info.experiment_id],
-                                          f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(children) == 2
-    accs = [c.data.metrics["test/acc"] for c in children]
-    assert parent.data.metrics["test/acc_mean"] == pytest.approx(np.mean(accs))
-    assert parent.data.metrics["test/acc_std"] == pytest.approx(np.std(accs, ddof=1))
-    # the output closes with the headline over the seeds, then the parent's id
-    lines = proc.stdout.strip().splitlines()
-    table = lines[max(i for i, line in enumerate(lines) if line.startswith("| test metric")):-1]
-    assert [row.split("|")[1].strip() for row in table[2:]] == ["acc", "macro_f1", "balanced_acc"]
-    assert table[2].split("|")[2].strip() == f"{np.mean(accs):.4g} ± {np.std(accs, ddof=1):.2g}"
 
 
 @pytest.mark.slow
