@@ -322,11 +322,12 @@ class Search:
                     print(f"note: no {name} plot yet ({type(exc).__name__}: {exc})", file=sys.stderr)
                     continue
                 self.parent.log_text(fig.to_json(), f"optuna/{name}.json")
-                self.parent.log_text(fig.to_html(include_plotlyjs="cdn"), f"optuna/{name}.html")
+                # plotly.js inside: the page opens in MLflow's artifact view with no network
+                self.parent.log_text(fig.to_html(include_plotlyjs=True), f"optuna/{name}.html")
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
         if not running:
             self.parent.end("FINISHED" if final else "KILLED")
-        elif not final:
+        else:  # the workers still running end it; this one stops beating for it
             self.parent.stop_heartbeat()
 
 
