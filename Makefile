@@ -18,7 +18,7 @@ demo: install
 	$(PY) -m runners.demo   # cond_ae on synthart; its minutes and numbers: docs/results.md
 
 test: install
-	$(PY) -m pytest -n 2 --dist worksteal   # two workers, idle one takes queued tests: the whole suite (docs/performance.md has its time)
+	$(PY) -m pytest -n 2   # two workers: the whole suite (docs/performance.md has its time)
 
 test-fast: install
 	$(PY) -m pytest -n 2 -m "not slow"   # the edit-test loop: under a minute
