@@ -106,7 +106,7 @@ def run(entry: str, configs: list[tuple[dict, dict]]) -> dict:
     parent.start_heartbeat()  # alive while its children train: `runners.sync --mark-stale` leaves it
     logged = json.loads(json.dumps(first, default=str))
     for key in keys:  # the parent's params show each swept key's values
-        _set(logged, key, [_get(cfg, key) for _, cfg in configs])
+        set_key(logged, key, [get_key(cfg, key) for _, cfg in configs])
     parent.log_config(logged, {**entry_tags(first), "zoo.sweep": "grid", "zoo.sweep_keys": json.dumps(keys)})
     rows = []
     try:
@@ -176,14 +176,16 @@ def markdown(table: pd.DataFrame, keys: list[str], task_cls) -> str:
     return "\n".join(lines)
 
 
-def _get(cfg: dict, key: str):
+def get_key(cfg: dict, key: str):
+    """A dotted key's value in a resolved config (``data``: the name or folder)."""
     group, _, name = key.rpartition(".")
     if key == "data":
         return cfg["data"].get("root") or cfg["data"]["name"]
     return (cfg[group] if group else cfg)[name]
 
 
-def _set(cfg: dict, key: str, value) -> None:
+def set_key(cfg: dict, key: str, value) -> None:
+    """Set a dotted key in a config (``data``: its name)."""
     group, _, name = key.rpartition(".")
     if key == "data":
         cfg["data"]["name"] = value

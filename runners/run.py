@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             grid.confirm(configs, "--yes" in flags)
         else:
-            cfg = _resolve(entry, overrides)
+            cfg = resolve_command(entry, overrides)
     except (ConfigError, registry.PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +97,7 @@ def _train(work) -> int:
     return 0 if result.get("finished", True) else 1
 
 
-def _resolve(entry: str, overrides: list[str]) -> dict:
+def resolve_command(entry: str, overrides: list[str]) -> dict:
     resume = next((o.partition("=")[2] for o in overrides if o.startswith("resume=")), "")
     if not resume:
         return config_mod.resolve(entry, overrides)

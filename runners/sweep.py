@@ -36,6 +36,7 @@ import mlflow
 
 import registry
 from runners import config as config_mod
+from runners import grid
 from runners.config import ConfigError
 
 PARENT_ATTR = "mlflow_parent_run"  # the study's user attribute naming its parent run
@@ -111,8 +112,7 @@ def _check(entry: str, fixed: list[str], key: str, value: str, spec: str) -> Any
         cfg = config_mod.resolve(entry, [*fixed, f"{key}={value}"])
     except ConfigError as exc:
         raise ConfigError(f"--search {spec!r}: {exc}") from None
-    group, _, name = key.rpartition(".")
-    return (cfg[group] if group else cfg)[name]
+    return grid.get_key(cfg, key)
 
 
 def default_storage() -> str:
@@ -185,8 +185,7 @@ class Search:
         run = Run.start(self.base["experiment"], name=f"{self.entry}-search-{self.name}", local_root=runs_root())
         logged = json.loads(json.dumps(self.base, default=str))
         for p in self.space:
-            group, _, name = p.key.rpartition(".")
-            (logged[group] if group else logged)[name] = str(p)
+            grid.set_key(logged, p.key, str(p))
         run.log_config(logged, {**entry_tags(self.base), "zoo.sweep": "search",
                                 "zoo.sweep_keys": json.dumps([p.key for p in self.space]), "zoo.study": self.name,
                                 "zoo.storage": _public(self.url), "zoo.sweep_metric": self.metric})
@@ -203,7 +202,7 @@ class Search:
         return run
 
     # -- trials ----------------------------------------------------------------------------------
-    def _counted(self) -> int:
+    def counted(self) -> int:
         """Trials that count toward --trials: run, running or queued (a failed one is retried)."""
         from optuna.trial import TrialState
 
@@ -245,14 +244,14 @@ class Search:
         """Run trials until the study has --trials (and its queued retries)."""
         import optuna
 
-        while stop.signum is None and (self._counted() < self.trials or self._waiting()):
+        while stop.signum is None and (self.counted() < self.trials or self._waiting()):
             optuna.storages.fail_stale_trials(self.study)
             self.study.optimize(self._objective, n_trials=1, catch=(_Surplus,))
 
     def _objective(self, trial) -> float:
         import optuna
 
-        from runners.run import _resolve
+        from runners.run import resolve_command
         from runners.train import Pruned, Stopped, train
 
         if self._surplus(trial):
@@ -261,7 +260,7 @@ class Search:
         values = {p.key: p.suggest(trial) for p in self.space}
         overrides = [*self.fixed, *(f"{k}={v}" for k, v in values.items())]
         resume = trial.user_attrs.get("resume_run")
-        cfg = _resolve(self.entry, [f"resume={resume}"]) if resume else config_mod.resolve(self.entry, overrides)
+        cfg = resolve_command(self.entry, [f"resume={resume}"]) if resume else config_mod.resolve(self.entry, overrides)
         metric, greater = self.metric, self.study.direction.name == "MAXIMIZE"
         seen: list[float] = []
 
@@ -411,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a storage that cannot be opened or written
         print(f"error: cannot open the study in {_public(storage)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    print(f"study {search.name} in {_public(storage)}: {search._counted()} of {args.trials} trials so far; "
+    print(f"study {search.name} in {_public(storage)}: {search.counted()} of {args.trials} trials so far; "
           f"parent run {search.parent.id}", flush=True)
     search.parent.start_heartbeat()
     search.requeue_stopped()
