@@ -18,10 +18,10 @@ demo: install
 	$(PY) -m runners.demo   # cond_ae on synthart; its minutes and numbers: docs/results.md
 
 test: install
-	$(PY) -m pytest -n 2   # two workers: the whole suite (docs/performance.md has its time)
+	$(PY) -m pytest -n 2 --dist loadgroup   # two workers; the tests of one trained store on one (tests/conftest.py)
 
 test-fast: install
-	$(PY) -m pytest -n 2 -m "not slow"   # the edit-test loop: under a minute
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow"   # the edit-test loop: under a minute
 
 bench: install
 	$(PY) bench/synthart_difficulty.py

@@ -49,7 +49,7 @@ def real_runs() -> dict[str, str]:
 
 def logged_runs(count: int, seed: int = 0) -> None:
     """``count`` runs in the schema's shape, logged directly (seconds, not hours of training)."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 

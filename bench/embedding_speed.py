@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import cpuload  # noqa: E402  (bench/, on sys.path as the script's folder)
+
 
 def mixture(n: int, dim: int, styles: int, seed: int = 0):
     """``n`` codes (n×dim float32) from a Gaussian mixture of ``styles`` components, and labels."""
@@ -151,7 +153,7 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
     return metrics, spent
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=15000, help="test codes (WikiArt's test split: ~15,000)")
     parser.add_argument("--dim", type=int, default=1024, help="numbers per code (ae's latent_dim default)")
@@ -160,7 +162,7 @@ def main() -> None:
     parser.add_argument("--full-silhouette", action="store_true", help="also time the silhouette on every point")
     parser.add_argument("--umap-all", action="store_true", help="also time a UMAP fit on every point")
     parser.add_argument("--skip-steps", action="store_true", help="only the whole finalize")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.cold:
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cold-")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
@@ -168,8 +170,6 @@ def main() -> None:
     warm = cache.is_dir() and any(cache.rglob("*.nbi"))
 
     import torch
-
-    import cpuload
 
     load = cpuload.snapshot()
     codes, labels = mixture(args.points, args.dim, args.styles)

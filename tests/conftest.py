@@ -32,6 +32,17 @@ def have(program: str) -> bool:
     return shutil.which(program) is not None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (make test: --dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that share a module-scoped fixture (a store filled by training) run on one xdist
+    worker, so that the fixture is built once rather than on every worker that gets one of them."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        shared = info and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
     """One decode cache for the whole session, so tests share rendered datasets."""

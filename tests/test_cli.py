@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -147,13 +146,15 @@ def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(c
 
 
 @pytest.mark.slow
-def test_the_demo_ends_with_its_headline_numbers_and_where_to_look():
-    out = subprocess.run([sys.executable, "-m", "runners.demo", "data.size=100", "data.image_size=16",
-                          "train.epochs=1", "train.batch_size=16", "train.judge_steps=10", "train.umap=false"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+def test_the_demo_ends_with_its_headline_numbers_and_where_to_look(capsys):
+    from runners import demo
+
+    code = demo.main(["data.size=100", "data.image_size=16", "train.epochs=1", "train.batch_size=16",
+                      "train.judge_steps=10", "train.umap=false"])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
     run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("cond_ae").experiment_id])[0]
-    lines = out.stdout.splitlines()
+    lines = out.out.splitlines()
     table = [line for line in lines if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in table[1:]] == ["restyle_acc", "restyle_psnr_gt",
                                                                 "restyle_psnr_gt_baseline", "identity_psnr"]

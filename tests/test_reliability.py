@@ -8,7 +8,6 @@ folder of broken files) and checks what holds. docs/reliability.md's fault table
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import multiprocessing
 import os
@@ -22,7 +21,6 @@ import unicodedata
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import timm
-import torch
 from pydantic import Field
 from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
