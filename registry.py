@@ -98,10 +98,19 @@ def resolve(kind: str, name: str) -> Entry:
         return by_module[0]
     close = difflib.get_close_matches(name, list(known) + [e.module for e in known.values()], n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
+    listed = [f"{n} (broken)" if _broken(kind, n) else n for n in known]
     raise PluginError(
-        f"unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(known) or '(none)'}. "
-        f"Run `python -m runners.run --list` to see every plugin."
+        f"unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(listed) or '(none)'}. "
+        f"Run `python -m runners.run --list` to see every plugin and why a broken one fails."
     )
+
+
+def _broken(kind: str, name: str) -> bool:
+    try:
+        load(kind, name)
+    except PluginError:
+        return True
+    return False
 
 
 @functools.cache
@@ -204,16 +213,35 @@ class Option:
 
 
 def options(obj: Any, kind: str) -> list[Option]:
-    """The keyword-only options of a plugin builder (what users set as ``model.x=...`` etc.)."""
-    sig = _signature(obj)
-    hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj, include_extras=True)
-    found = []
-    for p in sig.parameters.values():
-        if p.kind is not p.KEYWORD_ONLY or p.name in PROVIDED[kind] or p.default is p.empty:
+    """The keyword-only options of a plugin builder (what users set as ``model.x=...`` etc.).
+
+    For a class (a task), an ``__init__`` that takes ``**options`` passes them on to its base
+    class, so the bases' options are collected too, along the MRO, until an ``__init__``
+    without ``**``; a subclass's own option of the same name wins."""
+    found: dict[str, Option] = {}
+    for fn in _option_sources(obj):
+        hints = typing.get_type_hints(fn, include_extras=True)
+        for p in inspect.signature(fn).parameters.values():
+            if (p.kind is not p.KEYWORD_ONLY or p.name in PROVIDED[kind] or p.default is p.empty
+                    or p.name in found):
+                continue
+            annotation = hints.get(p.name, type(p.default) if p.default is not None else Any)
+            found[p.name] = Option(p.name, annotation, p.default, _help(annotation))
+    return list(found.values())
+
+
+def _option_sources(obj: Any) -> list[Any]:
+    if not inspect.isclass(obj):
+        return [obj]
+    sources = []
+    for cls in obj.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
             continue
-        annotation = hints.get(p.name, type(p.default) if p.default is not None else Any)
-        found.append(Option(p.name, annotation, p.default, _help(annotation)))
-    return found
+        sources.append(init)
+        if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return sources
 
 
 def _signature(obj: Any) -> inspect.Signature:
@@ -297,4 +325,49 @@ def dataset(name_or_path: str | os.PathLike, split: str = "train", image_size: i
     if split not in ("train", "valid", "test"):
         raise ValueError(f"split must be 'train', 'valid' or 'test', not {split!r}")
     name, implied = dataset_entry(name_or_path)
-    return load("dataset", name)(split=split, image_size=image_size, **implied, **options)
+    built = load("dataset", name)(split=split, image_size=image_size, **implied, **options)
+    problem = _dataset_problem(built, image_size)
+    if problem:
+        entry = resolve("dataset", name)
+        raise PluginError(
+            f"dataset plugin {name!r} ({entry.value}, from {entry.origin}) does not meet the dataset contract "
+            f"(split {split!r}): {problem}. A dataset's items are (float C×H×W tensor in [0, 1] with "
+            f"H = W = image_size, int label), and it has .classes, a list of class names"
+        )
+    return built
+
+
+def _dataset_problem(ds: Any, image_size: int) -> str | None:
+    """What is wrong with a built dataset, judged by its ``.classes`` and its first item; None if nothing."""
+    import numpy as np
+    import torch
+
+    classes = getattr(ds, "classes", None)
+    if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes):
+        return f"it has no .classes list of class names (got {type(classes).__name__})"
+    try:
+        if len(ds) == 0:
+            return None
+        item = ds[0]
+    except Exception as exc:  # the plugin's own failure, named as such
+        return f"reading its first item failed: {type(exc).__name__}: {exc}"
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        return f"its first item is a {type(item).__name__}, not an (image, label) pair"
+    image, label = item
+    if not isinstance(image, torch.Tensor):
+        return f"its first image is a {type(image).__name__}, not a torch.Tensor"
+    if not image.is_floating_point():
+        return f"its first image has dtype {image.dtype}; give float values in [0, 1] (uint8 / 255)"
+    if image.dim() != 3 or tuple(image.shape[1:]) != (image_size, image_size):
+        return (f"its first image has shape {tuple(image.shape)}, not C×{image_size}×{image_size} "
+                f"(channels first, resized to image_size)")
+    low, high = float(image.min()), float(image.max())
+    if low < 0 or high > 1:
+        return f"its first image has values in [{low:.3g}, {high:.3g}], not in [0, 1]"
+    if isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point():
+        label = int(label)
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+        return f"its first label is a {type(label).__name__}, not an int class index"
+    if not 0 <= int(label) < len(classes):
+        return f"its first label is {int(label)}, outside 0..{len(classes) - 1} (one per class in .classes)"
+    return None

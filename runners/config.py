@@ -40,6 +40,7 @@ TOP = [
     _opt("experiment", str, "", "MLflow experiment (default: the entry's name)"),
     _opt("resume", str, "", "run id to continue from its last checkpoint, in the same MLflow run"),
     _opt("data", str, "synthart", "dataset: a registered name (synthart, digits, ...) or a folder path"),
+    _opt("task", str, "", "task: a registered name (classify, reconstruct, restyle, ...); default: the model's own"),
 ]
 DATA = [
     _opt("image_size", Annotated[int, Field(ge=8, le=1024)], 64, "side of the square images, in pixels"),
@@ -71,16 +72,16 @@ TRAIN = [
 ]
 
 
-def schema(entry: str, data: str | None = None) -> dict[str, dict[str, Option]]:
-    """Every settable key of ``entry`` (with ``data`` as the dataset), grouped as on the CLI."""
+def schema(entry: str, data: str | None = None, task: str | None = None) -> dict[str, dict[str, Option]]:
+    """Every settable key of ``entry`` (with ``data`` as the dataset and ``task`` as the task,
+    by default the model's own), grouped as on the CLI."""
     model_name = registry.resolve("model", entry).name
-    builder = registry.load("model", model_name)
-    task_name = builder.task
+    task_name = task_of(model_name, task)
     data_name, _ = registry.dataset_entry(data or _default(TOP, "data"))
     groups = {
         "": {o.name: o for o in TOP},
         "data": {o.name: o for o in DATA},
-        "model": {o.name: o for o in registry.options(builder, "model")},
+        "model": {o.name: o for o in registry.options(registry.load("model", model_name), "model")},
         "train": {o.name: o for o in TRAIN},
     }
     for group, extra in (("train", registry.options(registry.load("task", task_name), "task")),
@@ -95,35 +96,45 @@ def schema(entry: str, data: str | None = None) -> dict[str, dict[str, Option]]:
     return groups
 
 
+def task_of(model: str, task: str | None = None) -> str:
+    """The registered name of the task that trains ``model``: ``task`` (``task=`` on the command
+    line) or else the one the model names in ``.task``."""
+    own = registry.load("model", model).task
+    if task:
+        return registry.resolve("task", task).name
+    if own not in registry.entries("task"):
+        raise registry.PluginError(f"model {model!r} names task {own!r}, which is not registered")
+    return own
+
+
 def resolve(entry: str, overrides: list[str] | dict[str, str]) -> dict:
     """The full config for ``entry`` with ``key=value`` overrides applied and validated."""
     pairs = _pairs(overrides)
     model_entry = registry.resolve("model", entry)
     builder = registry.load("model", model_entry.name)
-    if builder.task not in registry.entries("task"):
-        raise registry.PluginError(f"model {model_entry.name!r} names task {builder.task!r}, which is not registered")
+    task_name = task_of(model_entry.name, pairs.get("task"))
     model_defaults = {k: str(v) for k, v in getattr(builder, "defaults", {}).items()}
     data = _validate(next(o for o in TOP if o.name == "data"), "data",
                      {**model_defaults, **pairs}.get("data", _default(TOP, "data")))
     merged = {**{k: str(v) for k, v in dataset_defaults(data).items()}, **model_defaults, **pairs}
-    groups = schema(model_entry.name, data)
+    groups = schema(model_entry.name, data, task_name)
 
     cfg: dict[str, Any] = {"entry": model_entry.name}
     for o in groups[""].values():
         cfg[o.name] = o.default
     del cfg["data"]  # data= becomes data.name (and data.root for a folder), set below
-    cfg.update(model={"name": model_entry.name}, task={"name": builder.task}, data={}, train={})
+    cfg.update(model={"name": model_entry.name}, task={"name": task_name}, data={}, train={})
     for group in ("model", "data", "train"):
         for o in groups[group].values():
             cfg[group][o.name] = o.default
 
     for key, raw in merged.items():
-        if key == "data":
+        if key in ("data", "task"):
             continue
         group, _, name = key.rpartition(".")
         option = groups.get(group, {}).get(name)
         if option is None:
-            _refuse_other_task_option(key, raw, model_entry.name, builder.task)
+            _refuse_other_task_option(key, raw, model_entry.name, task_name)
             valid = [f"{g}.{n}" if g else n for g, opts in groups.items() for n in opts]
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -136,7 +147,7 @@ def resolve(entry: str, overrides: list[str] | dict[str, str]) -> dict:
     cfg["experiment"] = cfg["experiment"] or model_entry.name
     if cfg["seeds"]:
         cfg["seeds"] = _validate(_opt("seeds", list[Annotated[int, Field(ge=0)]], [], ""), "seeds", f"[{cfg['seeds']}]")
-    _check_consistency(cfg, builder)
+    _check_consistency(cfg)
     return cfg
 
 
@@ -170,7 +181,7 @@ def _refuse_other_task_option(key: str, raw: str, model: str, task: str) -> None
         f"no such option{why}. Drop {key}, or pick a model whose task takes it (`python -m runners.run --list`)")
 
 
-def _check_consistency(cfg: dict, builder: Any) -> None:
+def _check_consistency(cfg: dict) -> None:
     task_cls = registry.load("task", cfg["task"]["name"])
     if cfg["train"].get("imbalance") == "sampler" and not getattr(task_cls, "uses_labels", True):
         raise ConfigError(f"train.imbalance=sampler draws batches by class label, but task {cfg['task']['name']} "
@@ -224,14 +235,16 @@ def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def describe(entry: str, data: str | None = None) -> str:
+def describe(entry: str, data: str | None = None, task: str | None = None) -> str:
     """The ``--help`` text: every key with its type, default and meaning."""
     model_entry = registry.resolve("model", entry)
     builder = registry.load("model", model_entry.name)
+    task_name = task_of(model_entry.name, task)
     defaults = {**dataset_defaults(data or _default(TOP, "data")), **getattr(builder, "defaults", {})}
+    chosen = "" if task_name == builder.task else f" (chosen with task=; the model's own is {builder.task})"
     lines = [f"usage: python -m runners.run {model_entry.name} [key=value ...]",
-             f"model {model_entry.name} ({model_entry.value}, from {model_entry.origin}); task {builder.task}", ""]
-    groups = schema(model_entry.name, data)
+             f"model {model_entry.name} ({model_entry.value}, from {model_entry.origin}); task {task_name}{chosen}", ""]
+    groups = schema(model_entry.name, data, task_name)
     # the type column shows the choices of a Literal and the range of a Field(gt=..., le=...)
     kinds = {(g, o.name): f"{o.type_name} {o.bounds}".strip() for g, opts in groups.items() for o in opts.values()}
     width = max(map(len, kinds.values()))

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unknown flag(s) {', '.join(sorted(unknown))}; flags are --list, --help, --dry-run, --yes")
         if "--help" in flags or "-h" in rest:
             data = next((o.partition("=")[2] for o in overrides if o.startswith("data=")), None)
-            print(config_mod.describe(entry, data))
+            task = next((o.partition("=")[2] for o in overrides if o.startswith("task=")), None)
+            print(config_mod.describe(entry, data, task))
             return 0
         fixed, swept = grid.split(overrides)
         if swept:
@@ -80,7 +81,7 @@ def _train(work) -> int:
         result = work()
     except train_mod.Stopped as exc:
         return 128 + exc.signum
-    except ConfigError as exc:  # the pre-flight checks against the data and the model: nothing was run
+    except (ConfigError, registry.PluginError) as exc:  # the pre-flight checks of the data and the model: nothing was run
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -126,7 +127,8 @@ def _check_same(entry: str, cfg: dict, overrides: list[str], resume: str) -> Non
     keys = [o.partition("=")[0].strip() for o in overrides]
     run_data = cfg["data"].get("root") or cfg["data"]["name"]
     # validated as for a new run of the same data, so that 1e-3 and 0.001 are the same value
-    given = config_mod.resolve(cfg["entry"], overrides if "data" in keys else [f"data={run_data}", *overrides])
+    implied = [f"data={run_data}"] * ("data" not in keys) + [f"task={cfg['task']['name']}"] * ("task" not in keys)
+    given = config_mod.resolve(cfg["entry"], [*implied, *overrides])
     differ = []
     for key in keys:
         if key == "data":

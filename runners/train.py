@@ -115,6 +115,10 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
     # pre-flight: what the config says must fit the data and the model before a run is made
     _check_classes(cfg, sets["train"], task_cls)
     model = _build_model(cfg, num_classes=len(classes), in_chans=in_chans, image_size=image_size).to(device)
+    problem = task_cls.model_problem(model, num_classes=len(classes), in_chans=in_chans, image_size=image_size)
+    if problem:
+        raise ConfigError(f"task {cfg['task']['name']} cannot train model {cfg['model']['name']}: {problem}. "
+                          f"Leave task= out to train the model's own task ({registry.load('model', cfg['model']['name']).task})")
     task_opts = {o.name: t[o.name] for o in registry.options(task_cls, "task")}
     task = task_cls(model=model, classes=classes, **task_opts)
     task.setup(sets["train"], device)

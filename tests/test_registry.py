@@ -91,3 +91,34 @@ def test_a_datasets_defaults_may_only_set_data_keys():
     assert registry._contract_problem("dataset", builder) is None
     builder.defaults = {"data.image_size": 32, "train.epochs": 1}
     assert "data.* config overrides" in registry._contract_problem("dataset", builder)
+
+
+def test_the_unknown_model_error_marks_the_broken_entries_it_lists(with_plugin):
+    with pytest.raises(registry.PluginError) as info:
+        registry.resolve("model", "nonet")
+    listed = str(info.value).partition("Registered models: ")[2].partition(". Run")[0].split(", ")
+    assert "brokennet (broken)" in listed and "notask (broken)" in listed
+    assert "tinynet" in listed and "cnn" in listed and "failnet" in listed
+
+
+def test_a_task_subclass_inherits_its_bases_options_and_its_own_come_first(with_plugin):
+    names = [o.name for o in registry.options(registry.load("task", "focal"), "task")]
+    classify = [o.name for o in registry.options(registry.load("task", "classify"), "task")]
+    assert names == ["gamma", *classify] and "imbalance" in classify
+    # an __init__ without **options (Restyle's, over Reconstruct) states every option it takes
+    restyle = [o.name for o in registry.options(registry.load("task", "restyle"), "task")]
+    assert "umap" in restyle and "max_points" not in restyle
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("pixelstripes", ["dtype torch.uint8", "float values in [0, 1]"]),
+    ("namelessstripes", ["no .classes list"]),
+])
+def test_a_dataset_that_breaks_the_contract_is_refused_when_loaded_naming_it(with_plugin, name, words):
+    with pytest.raises(registry.PluginError) as info:
+        registry.dataset(name, split="train", image_size=8)
+    message = str(info.value)
+    assert f"dataset plugin {name!r}" in message and "artzoo-tinynet 0.3.1" in message
+    assert "(float C×H×W tensor in [0, 1]" in message
+    for word in words:
+        assert word in message, message

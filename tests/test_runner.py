@@ -15,7 +15,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import registry
-from conftest import assert_resumed_as_uninterrupted, cli, plugin_env, run_id_of, wait_for
+from conftest import assert_resumed_as_uninterrupted, cli, run_id_of, wait_for
 from runners import config, train
 
 # the MLflow model each finished run logs is tested in test_predict.py; these runs leave it out
@@ -179,34 +179,39 @@ def test_experiments_are_marked_as_model_training_and_a_users_own_kind_is_kept()
                      "genai": "genai_development"}
 
 
+def runner(capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m runners.run ARGS`` in this process: its exit status, stdout and stderr."""
+    from runners.run import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.mark.slow
-def test_an_exception_marks_the_run_failed_with_the_error(plugin_site):
-    proc = subprocess.run([sys.executable, "-m", "runners.run", "failnet", *TINY], capture_output=True, text=True,
-                          env=plugin_env(plugin_site), timeout=300)
-    assert proc.returncode == 1
-    assert "failnet broke on purpose" in proc.stderr
+def test_an_exception_marks_the_run_failed_with_the_error(with_plugin, capsys):
+    code, _, err = runner(capsys, "failnet", *TINY)
+    assert code == 1
+    assert "failnet broke on purpose" in err
     run = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])[0]
     assert run.info.status == "FAILED"
     assert "failnet broke on purpose" in run.data.tags["zoo.error"]
 
 
 @pytest.mark.slow
-def test_a_nan_loss_stops_the_run_naming_the_step(plugin_site):
-    proc = subprocess.run([sys.executable, "-m", "runners.run", "failnet", "model.nan=true", "model.fail_at=2", *TINY],
-                          capture_output=True, text=True, env=plugin_env(plugin_site), timeout=300)
-    assert proc.returncode == 1
-    assert "at step 2" in proc.stderr
+def test_a_nan_loss_stops_the_run_naming_the_step(with_plugin, capsys):
+    code, _, err = runner(capsys, "failnet", "model.nan=true", "model.fail_at=2", *TINY)
+    assert code == 1
+    assert "at step 2" in err
     run = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])[0]
     assert run.info.status == "FAILED"
 
 
 @pytest.mark.slow
-def test_a_third_party_model_trains_through_the_runner(plugin_site):
-    proc = subprocess.run([sys.executable, "-m", "runners.run", "tinynet", "data=stripes", "train.epochs=6",
-                           "train.batch_size=16", "train.lr=0.03"],
-                          capture_output=True, text=True, env=plugin_env(plugin_site), timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    run = mlflow.get_run(proc.stdout.strip().splitlines()[-1].split()[1])
+def test_a_third_party_model_trains_through_the_runner(with_plugin, capsys):
+    code, out, err = runner(capsys, "tinynet", "data=stripes", "train.epochs=6", "train.batch_size=16", "train.lr=0.03")
+    assert code == 0, err
+    run = mlflow.get_run(out.strip().splitlines()[-1].split()[1])
     assert run.info.status == "FINISHED" and run.data.tags["zoo.model"] == "tinynet"
     assert run.data.metrics["test/acc"] > 0.9
 
@@ -228,3 +233,35 @@ def test_torchrun_two_cpu_processes_train_one_run(tmp_path):
     test_set = registry.dataset("synthart", split="test", image_size=32, size=100)
     assert len(test_set) % 2, "an odd count: one rank scores one more item"
     assert r.data.metrics["test/count"] == len(test_set), "every test item scored exactly once"
+
+
+@pytest.mark.slow
+def test_a_third_party_task_is_chosen_with_task_and_takes_its_parents_options(with_plugin, capsys):
+    code, out, err = runner(capsys, "tinynet", "task=focal", "train.gamma=1", "train.imbalance=weights", "data=stripes",
+                            "train.epochs=6", "train.batch_size=16", "train.lr=0.03")
+    assert code == 0, err
+    run = mlflow.get_run(out.strip().splitlines()[-1].split()[1])
+    assert run.info.status == "FINISHED" and run.data.tags["zoo.task"] == "focal"
+    assert run.data.params["task.name"] == "focal" and float(run.data.params["train.gamma"]) == 1.0
+    assert run.data.params["train.imbalance"] == "weights"
+    assert run.data.metrics["test/acc"] > 0.9
+    code, out, _ = runner(capsys, "tinynet", "task=focal", "--help")
+    assert code == 0 and "task focal (chosen with task=; the model's own is classify)" in out
+    assert "train.gamma" in out and "train.logit_tau" in out
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["cnn", "task=restyle"], ["task restyle cannot train model cnn", "style-conditioned autoencoder",
+                               "has no encode or decode", "Leave task= out"]),
+    (["ae", "task=classify"], ["task classify cannot train model ae", "B×8 logits", "gives 2×3×32×32"]),
+    (["cond_ae", "task=reconstruct"], ["task reconstruct cannot train model cond_ae", "calling it raised TypeError"]),
+    (["cnn", "task=clasify"], ["unknown task 'clasify'", "Did you mean classify"]),
+    (["tinynet", "data=pixelstripes", "train.log_model=false"], ["dataset plugin 'pixelstripes'", "dtype torch.uint8"]),
+])
+def test_a_task_or_dataset_that_does_not_fit_is_refused_before_a_run_is_made(with_plugin, capsys, args, words):
+    code, _, err = runner(capsys, *args, *(TINY if "data=pixelstripes" not in args else []))
+    assert code == 2, err
+    for word in words:
+        assert word in err, err
+    assert "Traceback" not in err
+    assert MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]) == []

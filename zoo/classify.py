@@ -41,7 +41,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from torch import nn
 from torchvision.utils import make_grid
 
-from zoo.task import Task, to_uint8
+from zoo.task import Task, dry_forward, shape_of, to_uint8
 
 __all__ = ["Classify", "classification_metrics", "class_weights", "shot_groups", "shot_thresholds"]
 
@@ -152,6 +152,14 @@ class Classify(Task):
         self.class_weights: torch.Tensor | None = None  # the weights of the loss now (drw: from its epoch on)
         self._weights: torch.Tensor | None = None
         self.log_prior: torch.Tensor | None = None
+
+    @classmethod
+    def model_problem(cls, model: nn.Module, *, num_classes: int, in_chans: int, image_size: int) -> str | None:
+        out, failed = dry_forward(model, torch.zeros(2, in_chans, image_size, image_size))
+        if failed or not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+            return (f"it needs a model that maps B×{in_chans}×{image_size}×{image_size} images to B×{num_classes} "
+                    f"logits, one per class; on a batch of 2 this model {failed or 'gives ' + shape_of(out)}")
+        return None
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
         self.train_counts = np.bincount(_train_labels(train_set), minlength=len(self.classes))

@@ -61,7 +61,7 @@ from torchvision.utils import make_grid
 from zoo.data import cache_root
 from zoo.metrics import cluster_scores, psnr, ssim
 from zoo.style import gram_vector, high_pass, info_nce, precision_at_k, views
-from zoo.task import Task, to_uint8
+from zoo.task import Task, dry_forward, shape_of, to_uint8
 
 __all__ = ["Reconstruct"]
 
@@ -116,6 +116,17 @@ class Reconstruct(Task):
         self._style_train: nn.Module | None = None  # the same, wrapped for torchrun
         self.style_opt: torch.optim.Optimizer | None = None
         self.style_step = 0
+
+    @classmethod
+    def model_problem(cls, model: nn.Module, *, num_classes: int, in_chans: int, image_size: int) -> str | None:
+        x = torch.zeros(2, in_chans, image_size, image_size)
+        if not callable(getattr(model, "encode", None)):
+            return "it needs a model with encode(images) -> codes (the embeddings it analyses); this one has none"
+        out, failed = dry_forward(model, x)
+        if failed or not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            return (f"it needs a model whose forward(images) is their reconstruction, B×{in_chans}×{image_size}×"
+                    f"{image_size}; on a batch of 2 this model {failed or 'gives ' + shape_of(out)}")
+        return None
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
         # the style network as the run starts (seeded, not yet trained): the baseline of the style

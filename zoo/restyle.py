@@ -47,6 +47,7 @@ import registry
 from zoo import metrics
 from zoo.data import cache_root
 from zoo.reconstruct import Reconstruct
+from zoo.task import dry_forward, shape_of
 
 SEED = 0  # restyle targets, the decoder's noise at test time and the judge's training are seeded
 BATCH = 128  # images per batch in the final analysis
@@ -134,6 +135,21 @@ class Restyle(Reconstruct):
         (cond_ae's encoder sees only coarse colours, by design). It is trained with the styles'
         labels, as a patch classifier; the statistics are then taken without them."""
         return self.critic
+
+    @classmethod
+    def model_problem(cls, model: nn.Module, *, num_classes: int, in_chans: int, image_size: int) -> str | None:
+        absent = [m for m in ("encode", "decode") if not callable(getattr(model, m, None))]
+        if absent:
+            return ("it needs a style-conditioned autoencoder: encode(images) -> code and decode(code, style), "
+                    f"as zoo/cond_ae.py; this model has no {' or '.join(absent)}")
+        x, style = torch.zeros(2, in_chans, image_size, image_size), torch.zeros(2, dtype=torch.long)
+        out, failed = dry_forward(model, x, style, style)
+        fake = out.get("fake") if isinstance(out, dict) else None
+        if failed or not isinstance(fake, torch.Tensor) or fake.shape != x.shape:
+            return (f"it needs forward(images, styles, targets) -> {{'fake': B×{in_chans}×{image_size}×{image_size}, "
+                    f"...}}, as zoo/cond_ae.py; on a batch of 2 this model "
+                    f"{failed or 'gives ' + (shape_of(fake) if isinstance(out, dict) else shape_of(out))}")
+        return None
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
         super().setup(train_set, device)  # keeps the untrained critic, the style baseline

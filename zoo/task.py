@@ -62,6 +62,13 @@ class Task:
     def net(self) -> nn.Module:
         return getattr(self.model, "module", self.model)
 
+    @classmethod
+    def model_problem(cls, model: nn.Module, *, num_classes: int, in_chans: int, image_size: int) -> str | None:
+        """What keeps ``model`` from being trained by this task, or None. The runner asks before
+        a run is made, so a model given the wrong ``task=`` is refused up front; a task states
+        here what it needs of a model (:func:`dry_forward` shows what the model gives)."""
+        return None
+
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
         """Prepare from the training set (class weights, extra modules) before the first step."""
 
@@ -118,6 +125,29 @@ class Task:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+def dry_forward(model: nn.Module, *inputs: torch.Tensor) -> tuple[object, str]:
+    """``model(*inputs)`` in eval mode, without gradients, on the model's device, and with the
+    random streams left as they were (a decoder that samples noise changes no later number):
+    the output, or None and what the call raised."""
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            return model.eval()(*(x.to(device) for x in inputs)), ""
+    except Exception as exc:  # the model's own failure, reported as why it does not fit
+        return None, f"calling it raised {type(exc).__name__}: {exc}"
+    finally:
+        model.train(was_training)
+
+
+def shape_of(out: object) -> str:
+    """An output described for an error message: a tensor's shape, else its type."""
+    if isinstance(out, torch.Tensor):
+        return "×".join(map(str, out.shape))
+    return f"a {type(out).__name__}"
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

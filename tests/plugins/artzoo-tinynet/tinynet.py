@@ -1,10 +1,13 @@
-"""A minimal third-party artzoo plugin: one model and one dataset."""
+"""A minimal third-party artzoo plugin: a model, a dataset, and a task built on a built-in one."""
 
 from typing import Annotated
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
+
+from zoo.classify import Classify
 
 
 class TinyNet(nn.Module):
@@ -80,3 +83,41 @@ class Stripes(torch.utils.data.Dataset):
 
 def stripes(*, split: str = "train", image_size: int = 64, size: int = 64) -> Stripes:
     return Stripes(size, image_size, seed={"train": 0, "valid": 1, "test": 2}[split])
+
+
+class PixelStripes(Stripes):
+    """Breaks the dataset contract: items are uint8 H×W×C arrays, as PIL-minded code returns them."""
+
+    def __getitem__(self, i: int):
+        image, label = super().__getitem__(i)
+        return image.mul(255).to(torch.uint8).permute(1, 2, 0).contiguous(), label
+
+
+def pixel_stripes(*, split: str = "train", image_size: int = 64) -> PixelStripes:
+    return PixelStripes(16, image_size, seed=0)
+
+
+class NamelessStripes(Stripes):
+    classes = None  # breaks the dataset contract: no class names
+
+
+def nameless_stripes(*, split: str = "train", image_size: int = 64) -> NamelessStripes:
+    return NamelessStripes(16, image_size, seed=0)
+
+
+class Focal(Classify):
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p)^gamma, so that the examples
+    already classified well count less. Classify's options (train.imbalance, ...) are inherited."""
+
+    def __init__(self, *, gamma: Annotated[float, Field(ge=0, description="focusing parameter (0: cross-entropy)")] = 2.0,
+                 **options) -> None:
+        super().__init__(**options)
+        self.gamma = gamma
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.model(images).float()
+        log_p = F.log_softmax(logits, 1).gather(1, labels[:, None])[:, 0]
+        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
+        if self.class_weights is not None:  # train.imbalance=weights, cb or drw, as in Classify
+            loss = loss * self.class_weights[labels]
+        return {"loss": loss.mean(), "acc": (logits.argmax(1) == labels).float().mean()}
