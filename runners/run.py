@@ -42,9 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ConfigError(f"unknown flag(s) {', '.join(sorted(unknown))}; flags are --list, --help, --dry-run, --yes")
         if "--help" in flags or "-h" in rest:
-            data = next((o.partition("=")[2] for o in overrides if o.startswith("data=")), None)
-            task = next((o.partition("=")[2] for o in overrides if o.startswith("task=")), None)
-            print(config_mod.describe(entry, data, task))
+            given = dict(o.partition("=")[::2] for o in overrides)
+            print(config_mod.describe(entry, given.get("data"), given.get("task")))
             return 0
         fixed, swept = grid.split(overrides)
         if swept:
