@@ -276,6 +276,15 @@ def task(name: str, *, model: Any, classes: list[str], **options: Any):
     return load("task", name)(model=model, classes=classes, **options)
 
 
+def model_of(cfg: dict, **provided: Any):
+    """The untrained network a run's config names, with its ``model.*`` options. ``provided``
+    (num_classes, in_chans, image_size) overrides what the config recorded (config.json keeps
+    ``num_classes`` and ``in_chans``; a config before training has only ``data.image_size``)."""
+    given = {"image_size": cfg["data"]["image_size"],
+             **{k: cfg[k] for k in ("num_classes", "in_chans") if k in cfg}, **provided}
+    return model(cfg["model"]["name"], **given, **{k: v for k, v in cfg["model"].items() if k != "name"})
+
+
 def trained(cfg: dict, state: dict[str, Any], device: Any = "cpu"):
     """A trained run's task around its network, rebuilt from the run's ``config.json`` (``cfg``)
     and a checkpoint's ``state`` (``model`` weights, ``task`` state), in eval mode on ``device``:
@@ -284,10 +293,8 @@ def trained(cfg: dict, state: dict[str, Any], device: Any = "cpu"):
     import torch
     from torch import nn
 
-    model_options = {k: v for k, v in cfg["model"].items() if k != "name"}
     try:
-        net = model(cfg["model"]["name"], num_classes=cfg["num_classes"], in_chans=cfg["in_chans"],
-                    image_size=cfg["data"]["image_size"], **model_options)
+        net = model_of(cfg)
         net.load_state_dict(state["model"])
         task_cls = load("task", cfg["task"]["name"])
         task_options = {o.name: cfg["train"][o.name] for o in options(task_cls, "task")

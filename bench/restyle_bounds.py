@@ -42,7 +42,9 @@ import torchvision.transforms.functional as TF
 import registry
 from zoo import metrics
 from zoo.synthart import outline_mask
-from zoo.restyle import SEED, _labels, _quarter, _renders, restyle_targets, train_judge
+from zoo.judge import train_judge
+from zoo.restyle import SEED, quarter, render_all, restyle_targets
+from zoo.task import labels_of
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -63,11 +65,11 @@ def main() -> None:
     judge = train_judge(train, len(classes), torch.device("cpu"), steps=1500)  # the restyle task's judge
 
     n = min(args.n, len(test))
-    labels = _labels(test)
+    labels = labels_of(test)
     targets = restyle_targets(labels, len(classes))[:n]  # the same targets as Restyle.finalize
     x = torch.stack([test[i][0] for i in range(n)])
-    truth = _renders(test, range(n), targets)
-    train_labels = _labels(train)
+    truth = render_all(test, range(n), targets)
+    train_labels = labels_of(train)
     pick = np.random.default_rng(SEED + 1)
     donor = torch.stack([train[int(pick.choice(np.flatnonzero(train_labels == t)))][0] for t in targets])
     t = torch.as_tensor(targets)
@@ -79,7 +81,7 @@ def main() -> None:
         "input blurred (σ 2 px) + marks (σ 2 px)": blur(x, 2) + donor - blur(donor, 2),
         "truth blurred (σ 2 px)": blur(truth, 2),
         "truth blurred (σ 2 px) + marks (σ 1.5 px)": blur(truth, 2) + donor - blur(donor, 1.5),
-        "truth resampled (other random marks)": _renders(test, range(n), targets, texture=1),
+        "truth resampled (other random marks)": render_all(test, range(n), targets, texture=1),
     }
     print(f"{n} test images of synthart (64 px), seeded targets; judge: the restyle task's cnn\n")
     print("| restyle | restyle_acc | restyle_psnr_gt (dB) | acc per target style |")
@@ -88,13 +90,13 @@ def main() -> None:
         image = image.clamp(0, 1)
         with torch.no_grad():
             hit = (judge(image).argmax(1) == t).float()
-        psnr = metrics.psnr(_quarter(image), _quarter(truth)).mean()
+        psnr = metrics.psnr(quarter(image), quarter(truth)).mean()
         per = " ".join(f"{hit[t == c].mean():.2f}" if (t == c).any() else "-" for c in range(len(classes)))
         print(f"| {name} | {hit.mean():.3f} | {psnr:.2f} | {per} |", flush=True)
     print("\nstyles, in the order of the last column: " + ", ".join(classes))
 
     # identity_psnr (own style in, own image out, full resolution) of two hand-made identities
-    own = _renders(test, range(n), labels[:n], texture=1)
+    own = render_all(test, range(n), labels[:n], texture=1)
     def up(z: torch.Tensor) -> torch.Tensor:  # the 4×4-pixel colours, upsampled: what the code keeps
         return F.interpolate(F.avg_pool2d(z, 4), scale_factor=4, mode="bilinear", align_corners=False)
 
@@ -134,7 +136,7 @@ def pop_art(test, n: int) -> None:
                             ("the scene + outlines where its colour changes", np.where(seen[..., None], 0.08, base)),
                             ("the scene + outlines round every region", np.where(every[..., None], 0.08, base))):
             x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-            rows.setdefault(name, []).append(float(metrics.psnr(_quarter(x), _quarter(truth))))
+            rows.setdefault(name, []).append(float(metrics.psnr(quarter(x), quarter(truth))))
     print(f"\n| restyle into Pop_Art ({n} test scenes) | restyle_psnr_gt (dB) |\n|---|---|")
     for name, scores in rows.items():
         print(f"| {name} | {np.mean(scores):.2f} |")
@@ -150,12 +152,12 @@ def paired_smooth(train, inputs: torch.Tensor, truth: torch.Tensor, targets: np.
     torch.manual_seed(SEED)
     net = registry.model("cond_ae", num_classes=len(classes), in_chans=3, image_size=inputs.shape[-1], stages=stages)
     x = torch.stack([train[i][0] for i in range(scenes)])
-    answers = torch.stack([_quarter(_renders(train, range(scenes), np.full(scenes, s))) for s in range(len(classes))], 1)
+    answers = torch.stack([quarter(render_all(train, range(scenes), np.full(scenes, s))) for s in range(len(classes))], 1)
     # cond_ae's optimizer settings in the runner (without its warm-up and decay of the rate)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.5, 0.999), weight_decay=1e-4)
     for _ in range(steps):
         i, s = torch.randint(0, scenes, (32,)), torch.randint(0, len(classes), (32,))
-        loss = F.mse_loss(_quarter(net.smooth(net.encode(x[i]), s)), answers[i, s])
+        loss = F.mse_loss(quarter(net.smooth(net.encode(x[i]), s)), answers[i, s])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -163,13 +165,13 @@ def paired_smooth(train, inputs: torch.Tensor, truth: torch.Tensor, targets: np.
     t = torch.as_tensor(targets)
     with torch.no_grad():
         restyled = net.smooth(net.encode(inputs), t).clamp(0, 1)
-    goal = _quarter(truth)
+    goal = quarter(truth)
     rows = {}
     print(f"\n| restyle ({len(inputs)} test images) | restyle_psnr_gt (dB) | per target style |\n|---|---|---|")
     for name, image in (("input", inputs),
                         (f"cond_ae's smooth path (stages={stages}) trained on ground-truth pairs ({scenes} scenes, "
                          f"{steps} steps)", restyled)):
-        psnr = metrics.psnr(_quarter(image), goal)
+        psnr = metrics.psnr(quarter(image), goal)
         rows[name] = [float(psnr[t == c].mean()) for c in range(len(classes))] + [float(psnr.mean())]
         print(f"| {name} | {rows[name][-1]:.2f} | " + " ".join(f"{v:.2f}" for v in rows[name][:-1]) + " |", flush=True)
     return rows

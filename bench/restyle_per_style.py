@@ -26,7 +26,9 @@ import torch
 import registry
 from runners import checkpoint
 from zoo import metrics
-from zoo.restyle import StyleCritic, _labels, _quarter, _renders, train_judge
+from zoo.judge import train_judge
+from zoo.restyle import StyleCritic, quarter, render_all
+from zoo.task import labels_of
 
 
 def _npz(path: Path) -> Path:
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     options = {"size": args.size, "image_size": args.image_size}
     train, test = (registry.dataset("synthart", split=s, **options) for s in ("train", "test"))
     classes, labels, targets = list(saved["classes"]), saved["labels"], saved["targets"]
-    if classes != list(test.classes) or not np.array_equal(labels, _labels(test)[: len(labels)]):
+    if classes != list(test.classes) or not np.array_equal(labels, labels_of(test)[: len(labels)]):
         raise SystemExit("the npz's classes or labels differ from synthart's test split with these options: "
                          "give the run's --size and --image-size")
     judge = train_judge(train, len(classes), torch.device("cpu"), steps=args.judge_steps)
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     restyled, truth, inputs = (_images(saved[k]) for k in ("restyled", "ground_truth", "images"))
     with torch.no_grad():
         called = torch.cat([judge(part).argmax(1) for part in restyled.split(256)]).numpy()
-    again = _renders(test, range(len(targets)), targets, texture=1)
-    psnr = {name: metrics.psnr(_quarter(image), _quarter(truth)).numpy()
+    again = render_all(test, range(len(targets)), targets, texture=1)
+    psnr = {name: metrics.psnr(quarter(image), quarter(truth)).numpy()
             for name, image in (("restyle", restyled), ("input", inputs), ("resample", again))}
 
     critic = _critic(path, len(classes), inputs.shape[1])

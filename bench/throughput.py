@@ -56,8 +56,9 @@ sys.path.insert(0, str(ROOT))
 import cpuload  # noqa: E402  (bench/, on sys.path as the script's folder)
 import registry  # noqa: E402
 from runners import loader  # noqa: E402
-from runners.train import _flip, channels_last, pick_device  # noqa: E402
+from runners.train import channels_last, pick_device, random_flips  # noqa: E402
 from zoo import synthart  # noqa: E402
+from zoo.task import place_auxiliary  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 MODES = ("fp32", "bf16", "fp32+compile", "bf16+compile")
@@ -114,6 +115,7 @@ def build(entry: str, data, image_size: int, device: torch.device, options: dict
         model = model.to(memory_format=torch.channels_last)
     task = registry.task(registry.load("model", entry).task, model=model, classes=list(data.classes))
     task.setup(data, device)
+    place_auxiliary(task, device)
     return task, torch.optim.AdamW(model.parameters(), lr=lr)
 
 
@@ -152,7 +154,7 @@ def _artzoo(dataset, batch_size: int, device: torch.device, workers: int, augmen
         order = rng.permutation(len(dataset))[:full]
         for images, labels in loader.batches(dataset, order, batch_size, device=device, workers=workers,
                                              channels_last=channels_last(device)):
-            yield (_flip(images) if augment else images), labels
+            yield (random_flips(images) if augment else images), labels
 
 
 def _naive(folder: Path, image_size: int, batch_size: int, device: torch.device):

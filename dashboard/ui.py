@@ -85,6 +85,12 @@ def headline(tasks) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def reports(task: str, metric: str) -> bool:
+    """Whether runs of ``task`` report ``metric`` (``test/...``) among its headline metrics: a page
+    picks what to show by what a task declares, never by the task's name."""
+    return metric in headline([task])
+
+
 def ordered(names, tasks) -> list[str]:
     """Metric names as people read them: the tasks' headline metrics first, then the rest sorted."""
     first = [m for m in headline(tasks) if m in names]

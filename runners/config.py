@@ -183,13 +183,9 @@ def _refuse_other_task_option(key: str, raw: str, model: str, task: str) -> None
 
 def _check_consistency(cfg: dict) -> None:
     task_cls = registry.load("task", cfg["task"]["name"])
-    if cfg["train"].get("imbalance") == "sampler" and not getattr(task_cls, "uses_labels", True):
-        raise ConfigError(f"train.imbalance=sampler draws batches by class label, but task {cfg['task']['name']} "
-                          f"trains without labels; use train.imbalance=none")
-    t = cfg["train"]
-    if t.get("imbalance") == "drw" and t.get("drw_epoch", 0) >= t["epochs"]:
-        raise ConfigError(f"train.drw_epoch={t['drw_epoch']} but train.epochs={t['epochs']}: imbalance=drw would "
-                          f"never use its weights; give train.drw_epoch below {t['epochs']} (0: four fifths in)")
+    problem = getattr(task_cls, "config_problem", lambda train: None)(cfg["train"])  # optional for a plugin
+    if problem:
+        raise ConfigError(f"task {cfg['task']['name']}: {problem}")
     if cfg["resume"] and cfg["seeds"]:
         raise ConfigError("resume= continues one run; it cannot be combined with seeds=")
 

@@ -94,22 +94,19 @@ def run(entry: str, configs: list[tuple[dict, dict]]) -> dict:
     """Train every configuration under one sweep parent run; returns the parent's ``run_id``,
     the table and whether every configuration finished."""
     from runners.run import train_seeds
-    from runners.tracking import Run, check_store, entry_tags, runs_root
+    from runners.tracking import entry_tags, tracked_run
     from runners.train import Stopped, train
 
-    check_store()
     keys = list(configs[0][0])
     first = configs[0][1]
     task_cls = registry.load("task", first["task"]["name"])
-    parent = Run.start(first["experiment"], name=f"{entry}-grid-" + "-".join(k.rpartition(".")[2] for k in keys),
-                       local_root=runs_root())
-    parent.start_heartbeat()  # alive while its children train: `runners.sync --mark-stale` leaves it
     logged = json.loads(json.dumps(first, default=str))
     for key in keys:  # the parent's params show each swept key's values
         set_key(logged, key, [get_key(cfg, key) for _, cfg in configs])
-    parent.log_config(logged, {**entry_tags(first), "zoo.sweep": "grid", "zoo.sweep_keys": json.dumps(keys)})
-    rows = []
-    try:
+    # the parent keeps a heartbeat while its children train: `runners.sync --mark-stale` leaves it
+    with tracked_run(first["experiment"], name=f"{entry}-grid-" + "-".join(k.rpartition(".")[2] for k in keys)) as parent:
+        parent.log_config(logged, {**entry_tags(first), "zoo.sweep": "grid", "zoo.sweep_keys": json.dumps(keys)})
+        rows = []
         for values, cfg in configs:
             name, tags = f"{entry} {label(values)}", {"zoo.sweep_config": json.dumps(values)}
             print(f"\n== configuration {len(rows) + 1}/{len(configs)}: {label(values)}", flush=True)
@@ -123,22 +120,20 @@ def run(entry: str, configs: list[tuple[dict, dict]]) -> dict:
                 print(f"warning: configuration {label(values)} failed: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)
                 rows.append({**values, "status": "FAILED"})
-    except BaseException:
-        parent.end("KILLED")
-        raise
-    table = pd.DataFrame(rows)
-    best = best_row(table, f"val/{task_cls.main_metric}_best", task_cls.greater_is_better)
-    table["best"] = table.index == best
-    parent.log_text(table.to_csv(index=False), "sweep.csv")
-    if best is not None:
-        row = table.loc[best]
-        parent.log_metrics({k.removesuffix("_mean"): row[k] for k in table if k.endswith("_mean")
-                            and isinstance(row[k], float) and math.isfinite(row[k])}, step=0)
-        parent.log_tags({"zoo.sweep_best": json.dumps({k: row[k] for k in keys}), "zoo.sweep_best_run": row["run_id"]})
-    finished = bool((table["status"] == "FINISHED").all())
-    parent.end("FINISHED" if (table["status"] == "FINISHED").any() else "FAILED")
+        table = pd.DataFrame(rows)
+        best = best_row(table, f"val/{task_cls.main_metric}_best", task_cls.greater_is_better)
+        table["best"] = table.index == best
+        parent.log_text(table.to_csv(index=False), "sweep.csv")
+        if best is not None:
+            row = table.loc[best]
+            parent.log_metrics({k.removesuffix("_mean"): row[k] for k in table if k.endswith("_mean")
+                                and isinstance(row[k], float) and math.isfinite(row[k])}, step=0)
+            parent.log_tags({"zoo.sweep_best": json.dumps({k: row[k] for k in keys}),
+                             "zoo.sweep_best_run": row["run_id"]})
+        if not (table["status"] == "FINISHED").any():
+            parent.final_status = "FAILED"
     print("\n" + markdown(table, keys, task_cls), flush=True)
-    return {"run_id": parent.id, "table": table, "finished": finished}
+    return {"run_id": parent.id, "table": table, "finished": bool((table["status"] == "FINISHED").all())}
 
 
 def _scores(result: dict) -> dict:

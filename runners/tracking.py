@@ -16,8 +16,11 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,53 @@ class TrackingError(RuntimeError):
     """The tracking store cannot be reached or written."""
 
 
+class Killed(Exception):
+    """A stop that was asked for (SIGTERM, Ctrl-C, a sweep's pruner): the run it ends is KILLED,
+    not FAILED, and can be resumed."""
+
+
+@contextmanager
+def tracked_run(experiment: str, *, name: str | None = None, parent: str | None = None,
+                resume: str | None = None, system_metrics: bool = False, enabled: bool = True) -> Iterator[Run | None]:
+    """A run for the block: started in ``experiment`` (or, with ``resume``, that run reopened),
+    its heartbeat kept, and ended by how the block ends: FINISHED; KILLED by a :class:`Killed`
+    or Ctrl-C; FAILED by any other exception, its traceback logged (``error.txt``, tag
+    ``zoo.error``). What the store did not take stays in the run's outbox, and is reported.
+
+    ``enabled=False`` (a torchrun rank other than 0) yields None and records nothing.
+    """
+    if not enabled:
+        yield None
+        return
+    check_store()
+    run = Run.start(experiment, name=name, parent=parent, resume=resume, local_root=runs_root())
+    run.start_heartbeat()
+    if system_metrics:
+        run.start_system_metrics()
+    try:
+        yield run
+    except (Killed, KeyboardInterrupt):
+        run.end("KILLED")
+        report_outbox(run)
+        raise
+    except BaseException as exc:
+        with suppress(Exception):
+            run.client.set_tag(run.id, "zoo.error", f"{type(exc).__name__}: {exc}"[:5000])
+            run.client.log_text(run.id, "".join(traceback.format_exception(exc)), "error.txt")
+        run.end("FAILED")
+        report_outbox(run)
+        raise
+    run.end(run.final_status)
+    report_outbox(run)
+
+
+def report_outbox(run: Run) -> None:
+    """Send what the run's outbox holds; if the store is still away, say where it is kept."""
+    if not run.flush():
+        print(f"the tracking store is still away: this run's records are kept in {run.outbox}; "
+              f"send them with `python -m runners.sync {run.id}`", file=sys.stderr, flush=True)
+
+
 def check_store(timeout: float = 5.0) -> str:
     """The tracking URI, after checking that a remote server answers (a clear error if not)."""
     uri = mlflow.get_tracking_uri()
@@ -93,6 +143,7 @@ class Run:
         self._logged: dict[str, int] = {}  # on resume: the highest step already in the store, per metric
         self._beating: tuple[threading.Event, threading.Thread] | None = None
         self._system: Any = None  # MLflow's SystemMetricsMonitor, while it samples
+        self.final_status = "FINISHED"  # what tracked_run ends the run with when its block ends normally
 
     @classmethod
     def start(cls, experiment: str, *, name: str | None = None, parent: str | None = None,

@@ -16,7 +16,6 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,15 +28,17 @@ from tqdm.auto import tqdm
 import registry
 from runners import checkpoint, dist, loader
 from runners.config import ConfigError
-from runners.tracking import Run, check_store, entry_tags, git_commit, runs_root
+from runners.tracking import Killed, Run, TrackingError, entry_tags, git_commit, runs_root, tracked_run
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3
 
+    from zoo.task import Auxiliary
+
 NUM_PREVIEW = 8  # validation images shown in the per-epoch grids
 
 
-class Stopped(Exception):
+class Stopped(Killed):
     """SIGTERM or Ctrl-C arrived; the run was checkpointed and marked KILLED."""
 
     def __init__(self, signum: int) -> None:
@@ -45,7 +46,7 @@ class Stopped(Exception):
         self.signum = signum
 
 
-class Pruned(Exception):
+class Pruned(Killed):
     """Raised by an ``on_epoch`` callback to end a run early (a sweep's pruner): the run is
     checkpointed and marked KILLED, its tag ``zoo.stopped`` says why."""
 
@@ -100,128 +101,173 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
     Ctrl-C, :class:`Pruned`; a checkpoint is saved first).
     """
     t = cfg["train"]
-    device = pick_device(t["device"])
+    device, world = _device_and_world(t["device"])
+    seed_everything(cfg["seed"], t["deterministic"])
+    sets = _datasets(cfg, world)
+    model, task = _model_and_task(cfg, sets["train"], device)  # the config checked against data and model
+    auxiliary = _auxiliary(task, device, world)
+    ema = _moving_average(model, t["ema"])
+    steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
+    optimizer, scheduler = _optimization(model, t, steps_per_epoch * t["epochs"])
+    # a checkpoint that cannot be read (or is refused as code) leaves the run as it was
+    ckpt = checkpoint.load(_resume_checkpoint(cfg["resume"], world)) if cfg["resume"] else None
+
+    with tracked_run(cfg["experiment"], resume=cfg["resume"], parent=parent,
+                     name=name or f"{cfg['entry']}-seed{cfg['seed']}", system_metrics=t["system_metrics"],
+                     enabled=world.main) as run:
+        run_id = dist.broadcast(run.id if run else None, world)
+        if run:
+            print(f"started run {run_id}; if it stops, continue it with "
+                  f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
+        if ckpt is not None:
+            state = _restore(ckpt, model, ema, optimizer, scheduler, task, auxiliary)
+        else:
+            state = _State()
+            if run:
+                _log_inputs(run, cfg, sets, tags, device, world)
+        task.model = _wrapped(model, t, device, world)
+        try:
+            loop = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, runs_root() / run_id,
+                         state, steps_per_epoch, ema, auxiliary, on_epoch)
+            with StopFlag() as stop:
+                loop.fit(stop)
+                metrics = loop.test()
+            best = {f"{loop.main_key}_best": math.nan if state.best is None else float(state.best)}
+            if run:
+                run.log_metrics(best, step=state.epoch)  # what picked checkpoints/best.pt, and what sweeps rank by
+                if t["log_model"] or t["register"]:
+                    _log_model(run, _logged_config(cfg, sets["train"]), loop.run_dir, t["register"])
+            return {**metrics, **best, "run_id": run_id}
+        except Killed as exc:
+            exc.run_id = run_id  # which run a sweep's trial was
+            if run and isinstance(exc, Pruned):
+                print(f"pruned: {exc}", file=sys.stderr, flush=True)
+                with contextlib.suppress(Exception):
+                    run.client.set_tag(run.id, "zoo.stopped", f"pruned: {exc}")
+            elif run:
+                print(f"\nstopped by {exc}; checkpoint saved. Continue with "
+                      f"`python -m runners.run {cfg['entry']} resume={run_id}`", file=sys.stderr, flush=True)
+            raise
+        finally:
+            task.model = model
+
+
+# -- the steps of train(), in order ----------------------------------------------------------
+
+
+def _device_and_world(name: str) -> tuple[torch.device, dist.World]:
+    device = pick_device(name)
     world = dist.init(device.type)
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    seed_everything(cfg["seed"], t["deterministic"])
+    return device, world
 
-    sets = _datasets(cfg, world)
-    classes = list(sets["train"].classes)
-    in_chans = int(sets["train"][0][0].shape[0])
+
+def _model_and_task(cfg: dict, train_set: Any, device: torch.device) -> tuple[nn.Module, Any]:
+    """The model and its task, after what the config says has been checked against the data and
+    the model: a mismatch is a ConfigError before any run is made."""
+    classes = list(train_set.classes)
+    in_chans = int(train_set[0][0].shape[0])
     image_size = cfg["data"]["image_size"]
     task_cls = registry.load("task", cfg["task"]["name"])
-    # pre-flight: what the config says must fit the data and the model before a run is made
-    _check_classes(cfg, sets["train"], task_cls)
-    model = _build_model(cfg, num_classes=len(classes), in_chans=in_chans, image_size=image_size).to(device)
+    _check_classes(cfg, train_set, task_cls)
+    model = build_model(cfg, num_classes=len(classes), in_chans=in_chans, image_size=image_size).to(device)
     problem = task_cls.model_problem(model, num_classes=len(classes), in_chans=in_chans, image_size=image_size)
     if problem:
         raise ConfigError(f"task {cfg['task']['name']} cannot train model {cfg['model']['name']}: {problem}. "
                           f"Leave task= out to train the model's own task ({registry.load('model', cfg['model']['name']).task})")
-    task_opts = {o.name: t[o.name] for o in registry.options(task_cls, "task")}
+    task_opts = {o.name: cfg["train"][o.name] for o in registry.options(task_cls, "task")}
     task = task_cls(model=model, classes=classes, **task_opts)
-    task.setup(sets["train"], device)
-    ema = None
-    if t["ema"]:
-        from timm.utils import ModelEmaV3  # seconds to import: only runs that average pay for it
+    task.setup(train_set, device)
+    return model, task
 
-        # a copy at the first step (timm's decay is 0 there), then the average; it follows the bare
-        # module, so compile and DistributedDataParallel wrap only the one being trained
-        ema = ModelEmaV3(model, decay=t["ema"])
 
-    steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
+def _auxiliary(task: Any, device: torch.device, world: dist.World) -> dict[str, Auxiliary]:
+    """The networks the task trains beside the model, placed, given their optimizers and, under
+    torchrun, wrapped in DistributedDataParallel (zoo/task.py's Auxiliary)."""
+    from zoo.task import place_auxiliary
+
+    def ddp(module: nn.Module, find_unused_parameters: bool) -> nn.Module:
+        return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                                   find_unused_parameters=find_unused_parameters)
+
+    return place_auxiliary(task, device, ddp if world.distributed else None)
+
+
+def _moving_average(model: nn.Module, decay: float) -> ModelEmaV3 | None:
+    if not decay:
+        return None
+    from timm.utils import ModelEmaV3  # seconds to import: only runs that average pay for it
+
+    # a copy at the first step (timm's decay is 0 there), then the average; it follows the bare
+    # module, so compile and DistributedDataParallel wrap only the one being trained
+    return ModelEmaV3(model, decay=decay)
+
+
+def _optimization(model: nn.Module, t: dict, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], 0.999),
                                   weight_decay=t["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, steps_per_epoch * t["epochs"]))
-    state = _State()
-    logged = {**cfg, "num_classes": len(classes), "in_chans": in_chans, "classes": classes}  # config.json
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, total_steps))
 
-    run = None
-    if world.main:
-        check_store()
-        if cfg["resume"]:  # status untouched until the checkpoint has loaded
-            run = Run.attach(cfg["resume"], local_root=runs_root())
-        else:
-            run = Run.start(cfg["experiment"], parent=parent, name=name or f"{cfg['entry']}-seed{cfg['seed']}",
-                            local_root=runs_root())
-    run_id = dist.broadcast(run.id if run else None, world)
-    run_dir = runs_root() / run_id
-    # a checkpoint that cannot be read (or is refused as code) leaves the run as it was
-    ckpt = checkpoint.load(_resume_checkpoint(run_dir, run)) if cfg["resume"] else None
 
+def _resume_checkpoint(run_id: str, world: dist.World) -> Path:
+    local = runs_root() / run_id / "checkpoints" / "last.pt"
+    if local.exists():
+        return local
+    if not world.main:
+        raise FileNotFoundError(f"no checkpoint at {local}")
     try:
-        if run:
-            if ckpt is not None:
-                run.reopen()
-            run.start_heartbeat()
-            if t["system_metrics"]:
-                run.start_system_metrics()
-            print(f"started run {run_id}; if it stops, continue it with "
-                  f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
-        if ckpt is not None:
-            model.load_state_dict(ckpt.get("model_raw", ckpt["model"]))
-            if ema is not None:
-                ema.module.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            task.load_state_dict(ckpt["task"])
-            state = _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
-            checkpoint.set_rng_state(ckpt["rng"])
-        elif run:
-            run.log_config(logged, {**_tags(cfg, classes, device, world), **(tags or {})})
-            for split, ds in sets.items():
-                run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
-            unreadable = {split: [{"path": p, "reason": r} for p, r in ds.skipped]
-                          for split, ds in sets.items() if getattr(ds, "skipped", None)}
-            if unreadable:
-                run.log_dict(unreadable, "data/unreadable.json")
-
-        train_model: nn.Module = model
-        if channels_last(device):
-            train_model = train_model.to(memory_format=torch.channels_last)
-        if t["compile"]:
-            train_model = torch.compile(train_model)
-        if world.distributed:
-            train_model = nn.parallel.DistributedDataParallel(
-                train_model, device_ids=[device.index] if device.type == "cuda" else None)
-        task.model = train_model
-
-        ctx = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, run_dir, state,
-                    steps_per_epoch, ema, on_epoch)
-        stop = StopFlag()
-        with stop:
-            ctx.fit(stop)
-            metrics = ctx.test()
-        best = {f"{ctx.main_key}_best": math.nan if ctx.state.best is None else float(ctx.state.best)}
-        if run:
-            run.log_metrics(best, step=ctx.state.epoch)  # what picked checkpoints/best.pt, and what sweeps rank by
-            if t["log_model"] or t["register"]:
-                _log_model(run, logged, run_dir, t["register"])
-            run.end("FINISHED")
-            _report_outbox(run)
-        return {**metrics, **best, "run_id": run_id}
-    except (Pruned, Stopped) as exc:
-        exc.run_id = run_id  # which run a sweep's trial was
-        if run:
-            if isinstance(exc, Pruned):
-                print(f"pruned: {exc}", file=sys.stderr, flush=True)
-                with contextlib.suppress(Exception):
-                    run.client.set_tag(run.id, "zoo.stopped", f"pruned: {exc}")
-            else:
-                print(f"\nstopped by {exc}; checkpoint saved. Continue with "
-                      f"`python -m runners.run {cfg['entry']} resume={run_id}`", file=sys.stderr, flush=True)
-            run.end("KILLED")
-            _report_outbox(run)
+        return Run.attach(run_id, local_root=runs_root()).download("checkpoints/last.pt")
+    except TrackingError:
         raise
-    except BaseException as exc:
-        if run:
-            _log_failure(run, exc)
-            run.end("FAILED")
-            _report_outbox(run)
-        raise
-    finally:
-        task.model = model
+    except Exception as exc:
+        raise FileNotFoundError(
+            f"run {run_id} has no checkpoint to resume from (looked in {local} and in its MLflow artifacts)") from exc
+
+
+def _restore(ckpt: dict, model: nn.Module, ema: ModelEmaV3 | None, optimizer, scheduler, task,
+             auxiliary: dict[str, Auxiliary]) -> _State:
+    model.load_state_dict(ckpt.get("model_raw", ckpt["model"]))
+    if ema is not None:
+        ema.module.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    task.load_state_dict(ckpt["task"])
+    for name, state in ckpt.get("auxiliary", {}).items():
+        auxiliary[name].optimizer.load_state_dict(state)
+    checkpoint.set_rng_state(ckpt["rng"])
+    return _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
+
+
+def _logged_config(cfg: dict, train_set: Any) -> dict:
+    """The run's config.json: the resolved config and what the data decided."""
+    classes = list(train_set.classes)
+    return {**cfg, "num_classes": len(classes), "in_chans": int(train_set[0][0].shape[0]), "classes": classes}
+
+
+def _log_inputs(run: Run, cfg: dict, sets: dict, tags: dict[str, str] | None, device: torch.device,
+                world: dist.World) -> None:
+    """A new run's params, tags, config.json, datasets and unreadable files."""
+    classes = list(sets["train"].classes)
+    run.log_config(_logged_config(cfg, sets["train"]), {**_tags(cfg, classes, device, world), **(tags or {})})
+    for split, ds in sets.items():
+        run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
+    unreadable = {split: [{"path": p, "reason": r} for p, r in ds.skipped]
+                  for split, ds in sets.items() if getattr(ds, "skipped", None)}
+    if unreadable:
+        run.log_dict(unreadable, "data/unreadable.json")
+
+
+def _wrapped(model: nn.Module, t: dict, device: torch.device, world: dist.World) -> nn.Module:
+    """The module the steps train: channels-last, compiled and DistributedDataParallel as set."""
+    if channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
+    if t["compile"]:
+        model = torch.compile(model)
+    if world.distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model
 
 
 class StopFlag:
@@ -266,6 +312,7 @@ class _Loop:
     state: _State
     steps_per_epoch: int
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema): what is evaluated and reported
+    auxiliary: dict[str, Auxiliary] = field(default_factory=dict)  # the task's other networks (their optimizers)
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
 
     def __post_init__(self) -> None:
@@ -321,7 +368,7 @@ class _Loop:
         seen, started = 0, time.perf_counter()
         for images, labels in bar:
             if self.cfg["data"]["augment"]:
-                images = _flip(images)
+                images = random_flips(images)
             with self.autocast:
                 out = self.task.training_step(images, labels)
             loss = out["loss"]
@@ -442,6 +489,7 @@ class _Loop:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "task": self.task.state_dict(),
+            "auxiliary": {name: aux.optimizer.state_dict() for name, aux in self.auxiliary.items()},
             "rng": checkpoint.rng_state(),
             "epoch": self.state.epoch,
             "step": self.state.step,
@@ -507,14 +555,15 @@ def _check_classes(cfg: dict, train_set: Any, task_cls: Any) -> None:
         f"classes with training images")
 
 
-def _build_model(cfg: dict, **provided: Any) -> nn.Module:
-    """The model; a builder that refuses its options (say an image size it cannot take) is a
+def build_model(cfg: dict, **provided: Any) -> nn.Module:
+    """The model of a run's config (``provided``: what the data decides: num_classes, in_chans,
+    image_size). A builder that refuses its options (say an image size it cannot take) is a
     config error naming the keys and values it was given, before any run is made."""
-    opts = {k: v for k, v in cfg["model"].items() if k != "name"}
     try:
-        return registry.model(cfg["model"]["name"], **provided, **opts)
+        return registry.model_of(cfg, **provided)
     except ValueError as exc:
-        given = ", ".join([f"data.image_size={provided['image_size']}", *(f"model.{k}={v}" for k, v in opts.items())])
+        given = ", ".join([f"data.image_size={provided['image_size']}",
+                           *(f"model.{k}={v}" for k, v in cfg["model"].items() if k != "name")])
         raise ConfigError(f"model {cfg['model']['name']} cannot be built with {given}: {exc}") from None
 
 
@@ -538,7 +587,8 @@ def _schedule(t: dict, total: int):
     return factor
 
 
-def _flip(images: torch.Tensor) -> torch.Tensor:
+def random_flips(images: torch.Tensor) -> torch.Tensor:
+    """Each image of the batch mirrored left-right with probability 1/2 (data.augment)."""
     mask = torch.rand(images.shape[0], device="cpu") < 0.5
     return torch.where(mask.to(images.device)[:, None, None, None], images.flip(-1), images)
 
@@ -557,19 +607,6 @@ def _tags(cfg: dict, classes: list[str], device: torch.device, world: dist.World
     return tags
 
 
-def _resume_checkpoint(run_dir: Path, run: Run | None) -> Path:
-    local = run_dir / "checkpoints" / "last.pt"
-    if local.exists():
-        return local
-    if run is None:
-        raise FileNotFoundError(f"no checkpoint at {local}")
-    try:
-        return run.download("checkpoints/last.pt")
-    except Exception as exc:
-        raise FileNotFoundError(
-            f"run {run.id} has no checkpoint to resume from (looked in {local} and in its MLflow artifacts)") from exc
-
-
 def _log_model(run: Run, cfg: dict, run_dir: Path, register: str) -> None:
     """The run's MLflow model (runners/pyfunc.py), and its registration; a store that refuses
     them costs the run nothing, and the command to do it later is printed."""
@@ -586,16 +623,3 @@ def _log_model(run: Run, cfg: dict, run_dir: Path, register: str) -> None:
     except Exception as exc:  # the run's results are logged already; the model can follow
         print(f"warning: the run's MLflow model was not logged ({type(exc).__name__}: {exc}); log it with {later}",
               file=sys.stderr, flush=True)
-
-
-def _report_outbox(run: Run) -> None:
-    if not run.flush():
-        print(f"the tracking store is still away: this run's records are kept in {run.outbox}; "
-              f"send them with `python -m runners.sync {run.id}`", file=sys.stderr, flush=True)
-
-
-def _log_failure(run: Run, exc: BaseException) -> None:
-    text = "".join(traceback.format_exception(exc))
-    with contextlib.suppress(Exception):
-        run.client.set_tag(run.id, "zoo.error", f"{type(exc).__name__}: {exc}"[:5000])
-        run.client.log_text(run.id, text, "error.txt")

@@ -125,13 +125,14 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
     import numpy as np
 
     import registry
-    from zoo.restyle import _labels, _renders, _uint8, restyle_targets
+    from zoo.restyle import render_all, restyle_targets
+    from zoo.task import labels_of, to_uint8
 
     test = registry.dataset("synthart", split="test", image_size=32, size=100)
-    labels = _labels(test)
+    labels = labels_of(test)
     targets = restyle_targets(labels, len(test.classes))
-    images = _uint8(torch.stack([test[i][0] for i in range(len(test))]))
-    truth = _uint8(_renders(test, range(len(test)), targets))
+    images = to_uint8(torch.stack([test[i][0] for i in range(len(test))]))
+    truth = to_uint8(render_all(test, range(len(test)), targets))
     run = tmp_path / "run" / "outputs" / "restyle"
     run.mkdir(parents=True)
 
@@ -203,13 +204,14 @@ def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
     restyle_bounds = bench_script("restyle_bounds")
     import registry
 
-    from zoo.restyle import _labels, _renders, restyle_targets
+    from zoo.restyle import render_all, restyle_targets
+    from zoo.task import labels_of
 
     train = registry.dataset("synthart", split="train", image_size=32, size=400)
     test = registry.dataset("synthart", split="test", image_size=32, size=400)
-    targets = restyle_targets(_labels(test), len(test.classes))[:40]
+    targets = restyle_targets(labels_of(test), len(test.classes))[:40]
     x = torch.stack([test[i][0] for i in range(40)])
-    rows = restyle_bounds.paired_smooth(train, x, _renders(test, range(40), targets), targets, scenes=48, steps=150)
+    rows = restyle_bounds.paired_smooth(train, x, render_all(test, range(40), targets), targets, scenes=48, steps=150)
     (_, given), (name, trained) = rows.items()
     assert "ground-truth pairs" in name and name in capsys.readouterr().out
     # it starts as the input's own colours (the smooth path's correction starts at zero); the

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import registry
-from conftest import REPO, plugin_env, use_store
+from conftest import REPO, free_port, plugin_env, use_store
 from images import png_header
 
 APP = REPO / "dashboard" / "app.py"
@@ -471,9 +470,7 @@ def test_an_empty_store_says_how_to_make_the_first_run(page, tmp_path, open_page
 
 
 def test_an_unreachable_tracking_server_is_named_without_a_traceback(open_page):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # closed again: nothing listens there
     at = open_page(f"http://127.0.0.1:{port}", "pages/run.py")
     assert f"the tracking server at http://127.0.0.1:{port} does not answer" in at.error[0].value
 
@@ -498,9 +495,7 @@ def test_the_served_dashboard_listens_on_this_machine_only(tmp_path):
 
     settings = tomllib.loads((REPO / "dashboard" / ".streamlit" / "config.toml").read_text())["server"]
     assert settings["address"] == "127.0.0.1" and settings["maxUploadSize"] == 20
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     try:
@@ -516,3 +511,12 @@ def test_the_served_dashboard_listens_on_this_machine_only(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_pages_choose_what_to_show_by_what_a_task_declares_not_by_its_name(with_plugin):
+    from dashboard import ui
+
+    assert ui.reports("restyle", "test/restyle_acc") and not ui.reports("reconstruct", "test/restyle_acc")
+    # a third party's classify subclass gets the classifier's views
+    assert ui.reports("focal", "test/acc") and not ui.reports("focal", "test/restyle_acc")
+    assert not ui.reports("nosuchtask", "test/acc")

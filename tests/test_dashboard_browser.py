@@ -8,7 +8,6 @@ each page in its tmp folder.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, skip_unless
+from conftest import REPO, free_port, skip_unless
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -29,12 +28,6 @@ TINY = ["data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size
 # What each page shows once it has rendered (a CSS selector).
 PAGES = {"": '[data-testid="stDataFrame"]', "run": ".js-plotly-plot", "clusters": ".js-plotly-plot",
          "restyle": '[data-testid="stFileUploader"], [data-testid="stNumberInput"], [data-testid="stAlert"]'}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
@@ -58,7 +51,7 @@ def server(tmp_path):
                           timeout=600)
     assert made.returncode == 0, made.stderr
     run_id = made.stdout.strip().splitlines()[-1].removeprefix("run_id: ")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
                              "--server.port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

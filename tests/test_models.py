@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import registry
+from zoo.task import place_auxiliary
 
 # Smaller than the defaults so that one CPU step is quick; any other model runs at its defaults.
 TINY_OPTIONS = {"cnn": {"width": 8}, "ae": {"width": 8, "latent_dim": 64}, "timm_net": {"backbone": "test_resnet"}}
@@ -26,6 +27,7 @@ def test_model_trains_one_step_with_its_default_task(name, digits_batch):
     model = registry.model(name, num_classes=len(data.classes), in_chans=3, image_size=32, **TINY_OPTIONS.get(name, {}))
     task = registry.task(builder.task, model=model, classes=data.classes)
     task.setup(data, torch.device("cpu"))
+    place_auxiliary(task, torch.device("cpu"))  # its critic or style network, as the runner places them
     model.train()
     out = task.training_step(images, labels)
     assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])

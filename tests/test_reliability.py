@@ -482,3 +482,25 @@ def test_training_on_a_folder_of_odd_and_broken_files_completes_and_names_the_br
     for path, word in expected_skips.items():
         assert word in reasons[path], (path, reasons[path])
 
+
+
+def test_tracked_run_ends_the_run_by_how_its_block_ends():
+    from runners.tracking import Killed, tracked_run
+
+    client = MlflowClient()
+    with tracked_run("blocks", name="fine") as fine:
+        fine.log_metrics({"x": 1.0}, step=0)
+    assert client.get_run(fine.id).info.status == "FINISHED"
+    with pytest.raises(Killed), tracked_run("blocks", name="asked") as asked:
+        raise Killed("a stop was asked for")
+    assert client.get_run(asked.id).info.status == "KILLED"
+    with pytest.raises(ZeroDivisionError), tracked_run("blocks", name="broken") as broken:
+        1 / 0
+    failed = client.get_run(broken.id)
+    assert failed.info.status == "FAILED" and failed.data.tags["zoo.error"].startswith("ZeroDivisionError")
+    text = Path(client.download_artifacts(broken.id, "error.txt")).read_text()
+    assert "Traceback" in text and "1 / 0" in text
+    with tracked_run("blocks", enabled=False) as none:  # a torchrun rank other than 0
+        assert none is None
+    exp = client.get_experiment_by_name("blocks").experiment_id
+    assert len(client.search_runs([exp])) == 3

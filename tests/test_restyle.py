@@ -3,12 +3,16 @@ and a training step that teaches the decoder and its critic each only what it sh
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import registry
+from zoo.task import place_auxiliary
 
 
 def _model(**options) -> torch.nn.Module:
@@ -100,6 +104,7 @@ def test_a_training_step_trains_the_critic_on_its_own_loss_and_the_decoder_on_th
     model = _model().train()
     task = registry.task("restyle", model=model, classes=list("abcd"), judge_steps=1, umap=False)
     task.setup(None, torch.device("cpu"))
+    place_auxiliary(task, torch.device("cpu"))
     x, y = torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     task.training_step(x, y)["loss"].backward()  # a first step: the zero-initialised correction starts to move
@@ -137,3 +142,39 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     # but it is another painting, not the truth scored against itself
     assert scores["restyle_psnr_gt_baseline"] + 1 < scores["restyle_psnr_gt_resample"] < 45
     assert 0 <= scores["restyle_acc"] <= 1 and np.isfinite(scores["restyle_psnr_gt"])
+
+
+def test_the_judge_is_any_registered_classifier_trained_once_and_cached():
+    from timm.models.resnet import ResNet
+
+    from zoo.judge import train_judge
+
+    train = registry.dataset("digits", split="train", image_size=16)
+    cnn = train_judge(train, len(train.classes), torch.device("cpu"), steps=2)
+    other = train_judge(train, len(train.classes), torch.device("cpu"), steps=2, model="timm_net")
+    assert isinstance(other, ResNet) and not isinstance(cnn, ResNet)  # timm_net's default backbone
+    cached = sorted(p.name.split("-")[0] for p in (Path(os.environ["ARTZOO_CACHE"]) / "judges").glob("*.pt"))
+    assert cached == ["cnn", "timm_net"]
+    again = train_judge(train, len(train.classes), torch.device("cpu"), steps=2, model="timm_net")  # from the cache
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), other.state_dict().values()))
+    with pytest.raises(registry.PluginError, match="nosuchnet"):
+        registry.task("restyle", model=_model(), classes=list("abcd"), judge_model="nosuchnet")
+
+
+def test_rendering_is_a_declared_dataset_capability():
+    from zoo.data import Renders
+
+    assert isinstance(registry.dataset("synthart", split="test", image_size=32, size=40), Renders)
+    assert not isinstance(registry.dataset("digits", split="test", image_size=16), Renders)
+
+
+def test_the_restyle_task_declares_its_critic_for_the_runner_to_place_and_wrap():
+    task = registry.task("restyle", model=_model(), classes=list("abcd"), umap=False)
+    task.setup(None, torch.device("cpu"))
+    wrapped = []
+    placed = place_auxiliary(task, torch.device("cpu"), wrap=lambda m, unused: wrapped.append((m, unused)) or m)
+    assert list(placed) == ["critic"] and placed["critic"].module is task.critic
+    assert wrapped == [(task.critic, False)]
+    assert isinstance(placed["critic"].optimizer, torch.optim.Adam)
+    assert placed["critic"].optimizer.defaults["betas"] == (0.5, 0.999)
+    assert task.auxiliary()["critic"] is placed["critic"]  # the same objects on every call

@@ -257,6 +257,10 @@ def test_a_third_party_task_is_chosen_with_task_and_takes_its_parents_options(wi
     (["cond_ae", "task=reconstruct"], ["task reconstruct cannot train model cond_ae", "calling it raised TypeError"]),
     (["cnn", "task=clasify"], ["unknown task 'clasify'", "Did you mean classify"]),
     (["tinynet", "data=pixelstripes", "train.log_model=false"], ["dataset plugin 'pixelstripes'", "dtype torch.uint8"]),
+    # a plugin task's own check of its settings taken together (Task.config_problem)
+    (["tinynet", "task=focal", "train.imbalance=logit_adjust"], ["task focal", "train.imbalance=logit_adjust",
+                                                                "focal loss"]),
+    (["cond_ae", "train.judge_model=nosuchnet"], ["nosuchnet"]),
 ])
 def test_a_task_or_dataset_that_does_not_fit_is_refused_before_a_run_is_made(with_plugin, capsys, args, words):
     code, _, err = runner(capsys, *args, *(TINY if "data=pixelstripes" not in args else []))
@@ -265,3 +269,29 @@ def test_a_task_or_dataset_that_does_not_fit_is_refused_before_a_run_is_made(wit
         assert word in err, err
     assert "Traceback" not in err
     assert MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]) == []
+
+
+@pytest.mark.slow
+def test_a_restyle_run_stopped_after_an_epoch_resumes_to_the_numbers_of_an_uninterrupted_one():
+    # The critic is an auxiliary network of the task: the runner places it and keeps its
+    # optimizer in the checkpoint, without which the resumed critic would start its Adam afresh.
+    args = ["train.judge_steps=5", "train.umap=false", "seed=4"]
+    whole = run("cond_ae", *args)
+
+    def stop_after_the_first(epoch: int, val: dict) -> None:
+        if epoch == 1:
+            raise train.Pruned("stopped after epoch 1")
+
+    with pytest.raises(train.Pruned) as stopped:
+        train.train(config.resolve("cond_ae", [*TINY, *args]), on_epoch=stop_after_the_first)
+    run_id = stopped.value.run_id
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    ckpt = torch.load(train.runs_root() / run_id / "checkpoints" / "last.pt", weights_only=True)
+    assert set(ckpt["auxiliary"]) == {"critic"} and ckpt["auxiliary"]["critic"]["state"]  # Adam's moments
+    assert "critic" in ckpt["task"]
+
+    resumed = train.train(config.resolve("cond_ae", [*TINY, *args, f"resume={run_id}"]))
+    assert resumed["run_id"] == run_id and mlflow.get_run(run_id).info.status == "FINISHED"
+    scores = [k for k in whole if k.startswith("test/") and not k.endswith("_seconds")]
+    assert "test/restyle_acc" in scores
+    assert {k: resumed[k] for k in scores} == {k: whole[k] for k in scores}

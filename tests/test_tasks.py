@@ -19,6 +19,7 @@ from zoo.classify import Classify, class_weights, classification_metrics, group_
 from zoo.data import ImageDataset
 from zoo.metrics import PSNR_MAX, psnr, ssim
 from zoo.reconstruct import Reconstruct
+from zoo.task import place_auxiliary
 
 CPU = torch.device("cpu")
 
@@ -386,6 +387,7 @@ def test_the_style_network_is_a_copy_trained_on_its_own_for_its_steps_and_checkp
         model = registry.model("ae", num_classes=10, image_size=16, width=8, latent_dim=64)
         task = Reconstruct(model=model, classes=data.classes, style_steps=3)
         task.setup(data, CPU)
+        place_auxiliary(task, CPU)
         return task
 
     task = task_of(0)
@@ -400,7 +402,7 @@ def test_the_style_network_is_a_copy_trained_on_its_own_for_its_steps_and_checkp
     assert any(not torch.equal(moved[k], start[k]) for k in start)
     assert all(torch.equal(kept[k], start[k]) for k in start)
     assert task.style_network() is task.style_net
-    # a resume restores the trained copy, its optimizer and its step count
+    # a resume restores the trained copy and its step count (its optimizer is the runner's to keep)
     again = task_of(0)
     again.load_state_dict(task.state_dict())
     assert again.style_step == 3
@@ -447,3 +449,18 @@ def test_the_analysis_copy_folds_batch_norm_into_the_convolutions_and_leaves_the
         torch.testing.assert_close(copy.encode(x), model.encode(x), rtol=1e-4, atol=1e-5)
         for a, b in zip(copy.style_features(x), model.style_features(x)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_image_grid_puts_item_i_in_row_i_and_its_k_th_picture_in_column_k():
+    from zoo.task import image_grid
+
+    cells = torch.zeros(2, 3, 1, 4, 5)  # 2 items, 3 pictures each, grey 4×5
+    for i in range(2):
+        for k in range(3):
+            cells[i, k] = (i * 3 + k) / 10
+    grid = image_grid(cells)
+    assert grid.shape == (2 * 4, 3 * 5, 3) and grid.dtype == np.uint8
+    for i in range(2):
+        for k in range(3):
+            block = grid[i * 4 : (i + 1) * 4, k * 5 : (k + 1) * 5]
+            assert (block == round((i * 3 + k) / 10 * 255)).all()

@@ -41,7 +41,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from torch import nn
 from torchvision.utils import make_grid
 
-from zoo.task import Task, dry_forward, shape_of, to_uint8
+from zoo.task import Task, dry_forward, labels_of, shape_of, to_uint8
 
 __all__ = ["Classify", "classification_metrics", "class_weights", "shot_groups", "shot_thresholds"]
 
@@ -108,15 +108,6 @@ def class_weights(counts: np.ndarray, beta: float | None = None) -> np.ndarray:
     return weights * k / weights.sum()
 
 
-def _train_labels(dataset: torch.utils.data.Dataset) -> np.ndarray:
-    for name in ("targets", "labels"):
-        labels = getattr(dataset, name, None)
-        if labels is not None:
-            return np.asarray(labels, dtype=np.int64)
-    # a plugin dataset without a label array: read them item by item, once
-    return np.array([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
-
-
 class Classify(Task):
     main_metric: ClassVar[str] = "macro_f1"
     greater_is_better: ClassVar[bool] = True
@@ -162,7 +153,7 @@ class Classify(Task):
         return None
 
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
-        self.train_counts = np.bincount(_train_labels(train_set), minlength=len(self.classes))
+        self.train_counts = np.bincount(labels_of(train_set), minlength=len(self.classes))
         counts = self.train_counts.astype(np.float64)
         if self.imbalance in ("weights", "cb", "drw"):
             beta = None if self.imbalance == "weights" else self.cb_beta
@@ -180,6 +171,15 @@ class Classify(Task):
                 raise ValueError(f"train.drw_epoch={self.drw_epoch} but training has {epochs} epochs (0 to "
                                  f"{epochs - 1}): the weights would never be used; give a smaller train.drw_epoch")
             self.class_weights = self._weights if epoch >= start else None
+
+    @classmethod
+    def config_problem(cls, train: dict) -> str | None:
+        if train.get("imbalance") == "sampler" and not cls.uses_labels:
+            return "train.imbalance=sampler draws batches by class label, but it trains without labels; use train.imbalance=none"
+        if train.get("imbalance") == "drw" and train.get("drw_epoch", 0) >= train["epochs"]:
+            return (f"train.drw_epoch={train['drw_epoch']} but train.epochs={train['epochs']}: imbalance=drw would "
+                    f"never use its weights; give train.drw_epoch below {train['epochs']} (0: four fifths in)")
+        return None
 
     def sample_weights(self, labels: np.ndarray) -> np.ndarray | None:
         if self.imbalance != "sampler":

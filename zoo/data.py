@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 import multiprocessing as mp
 
 import numpy as np
@@ -28,6 +29,16 @@ from tqdm.auto import tqdm
 # A decoder turns item i into an H×W×3 uint8 array, or raises UnreadableImage with the reason.
 Decoder = Callable[[int], np.ndarray]
 CACHE_FORMAT = 1  # bump to invalidate every cache entry after a change in how items are stored
+
+
+@runtime_checkable
+class Renders(Protocol):
+    """A dataset capability: it can paint any of its items' content in any of its classes, so a
+    restyle has a ground truth (synthart). ``render(i, self[i][1])`` is ``self[i][0]``; another
+    ``texture`` paints another sample of the same content and style (other random marks). The
+    result is a C×H×W float tensor in [0, 1] (or an H×W×C uint8 array)."""
+
+    def render(self, index: int, style: int, *, texture: int = 0) -> torch.Tensor: ...
 
 
 class UnreadableImage(Exception):

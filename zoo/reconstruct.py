@@ -43,6 +43,7 @@ every embedded item. bench/embedding_speed.py times it at WikiArt's scale (docs/
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import time
@@ -56,12 +57,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
-from torchvision.utils import make_grid
 
 from zoo.data import cache_root
 from zoo.metrics import cluster_scores, psnr, ssim
 from zoo.style import gram_vector, high_pass, info_nce, precision_at_k, views
-from zoo.task import Task, dry_forward, shape_of, to_uint8
+from zoo.task import Auxiliary, Task, dry_forward, image_grid, shape_of, to_uint8
 
 __all__ = ["Reconstruct"]
 
@@ -113,8 +113,7 @@ class Reconstruct(Task):
         self.style_batch = style_batch
         self._untrained: nn.Module | None = None
         self.style_net: nn.Module | None = None  # the contrastively trained copy
-        self._style_train: nn.Module | None = None  # the same, wrapped for torchrun
-        self.style_opt: torch.optim.Optimizer | None = None
+        self._style: Auxiliary | None = None  # its training (the runner places and wraps it)
         self.style_step = 0
 
     @classmethod
@@ -134,14 +133,13 @@ class Reconstruct(Task):
         net = self.style_network()
         self._untrained = copy.deepcopy(net).eval() if net is not None else None
         if net is not None and net is self.net and self.style_steps:
-            self.style_net = copy.deepcopy(net).to(device).train()
-            self._style_train = self.style_net
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                ids = [device.index] if device.type == "cuda" else None
-                # only its style layers get gradients: the rest of the copy is never used
-                self._style_train = nn.parallel.DistributedDataParallel(
-                    _StyleFeatures(self.style_net), device_ids=ids, find_unused_parameters=True)
-            self.style_opt = torch.optim.AdamW(self.style_net.parameters(), lr=self.style_lr)
+            self.style_net = copy.deepcopy(net).train()
+            # only its style layers get gradients: the rest of the copy is never used
+            self._style = Auxiliary(self.style_net, functools.partial(torch.optim.AdamW, lr=self.style_lr),
+                                    forward=_StyleFeatures(self.style_net), find_unused_parameters=True)
+
+    def auxiliary(self) -> dict[str, Auxiliary]:
+        return {"style": self._style} if self._style is not None else {}
 
     def style_network(self) -> nn.Module | None:
         """The network whose ``style_features(x)`` (a list of B×C×H×W maps) the style statistics
@@ -153,24 +151,22 @@ class Reconstruct(Task):
 
     def _train_style(self, images: torch.Tensor) -> torch.Tensor:
         """One step of the style network: two views of each image, InfoNCE on their statistics."""
-        run = self._style_train
-        features = run if isinstance(run, nn.parallel.DistributedDataParallel) else _StyleFeatures(run)
+        features, opt = self._style.train, self._style.optimizer
         # the blur is taken of the whole image, so its scale is the image's, as in the analysis
         marks = high_pass(images[: self.style_batch].float())
         # both views in one forward: DistributedDataParallel expects one forward per backward
         pair = features(torch.cat([views(marks), views(marks)]).contiguous(memory_format=_layout(marks.device)))
         loss = info_nce(*pair.chunk(2), self.style_tau)
-        self.style_opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.style_opt.step()
+        opt.step()
         self.style_step += 1
         return loss.detach()
 
     def state_dict(self) -> dict:
         if self.style_net is None:
             return {}
-        return {"style_net": self.style_net.state_dict(), "style_opt": self.style_opt.state_dict(),
-                "style_step": self.style_step}
+        return {"style_net": self.style_net.state_dict(), "style_step": self.style_step}
 
     def load_state_dict(self, state: dict) -> None:
         if "style_net" not in state:
@@ -178,8 +174,8 @@ class Reconstruct(Task):
         if self.style_net is None:  # inference: no setup, only the trained copy's weights
             self.style_net = copy.deepcopy(self.net).eval()
         self.style_net.load_state_dict(state["style_net"])
-        if self.style_opt is not None:
-            self.style_opt.load_state_dict(state["style_opt"])
+        if "style_opt" in state and self._style is not None and self._style.optimizer is not None:
+            self._style.optimizer.load_state_dict(state["style_opt"])  # where an older checkpoint keeps it
         self.style_step = state["style_step"]
 
     # -- training and evaluation ------------------------------------------------------------
@@ -213,8 +209,7 @@ class Reconstruct(Task):
     def images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
         """Inputs in the top row, their reconstructions below."""
         recon = self.net(images).float().clamp(0, 1)
-        grid = make_grid(torch.cat([images.float(), recon]), nrow=len(images), padding=2, pad_value=1.0)
-        return {"reconstruction": to_uint8(grid)}
+        return {"reconstruction": image_grid(torch.stack([images.float(), recon]), padding=2)}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
@@ -255,7 +250,7 @@ class Reconstruct(Task):
             return {}  # nothing meaningful to cluster
         out = Path(out)
         started = time.perf_counter()
-        index, codes, labels, thumbs, styles = self._encode(test_set, device)
+        index, codes, labels, thumbs, styles = self.encode_all(test_set, device)
         arrays: dict[str, np.ndarray] = {"codes": codes, "labels": labels, "index": index,
                                          "classes": np.array(self.classes, dtype=str), "thumbs": thumbs}
         # how many items each score used: the embedded items, the silhouette's subsample, the UMAP fit
@@ -288,7 +283,7 @@ class Reconstruct(Task):
             for name in ("pca", "umap"):
                 if f"{prefix}{name}" in arrays:
                     nmi = metrics[f"{prefix}cluster_nmi_{name}"]
-                    _scatter(arrays[f"{prefix}{name}"], labels, self.classes,
+                    scatter_plot(arrays[f"{prefix}{name}"], labels, self.classes,
                              out / "plots" / f"embedding_{prefix}{name}.png",
                              title=f"test {what}, {name.upper()} (NMI {nmi:.2f})")
         metrics["embedding_seconds"] = time.perf_counter() - started
@@ -304,7 +299,7 @@ class Reconstruct(Task):
         compared by cosine, in training and in the Gram-matrix literature, so they are
         clustered and searched on the sphere; the code and the pixels are MSE spaces."""
         k = len(self.classes)
-        reduced = _pca(points, PCA_DIMS)
+        reduced = pca_reduce(points, PCA_DIMS)
         if sphere:
             reduced = reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
         scores, assigned = cluster_scores(reduced, labels, k=k, seed=SEED, silhouette_points=self.silhouette_points)
@@ -313,7 +308,7 @@ class Reconstruct(Task):
         arrays = {"reduced": reduced.astype(np.float32), "pca": reduced[:, :2].astype(np.float32),
                   "kmeans_pca": assigned, "neighbours": neighbours}
         if with_umap:
-            layout = _umap(reduced, fit_points=self.umap_points)
+            layout = umap_layout(reduced, fit_points=self.umap_points)
             scores, arrays["kmeans_umap"] = cluster_scores(layout, labels, k=k, seed=SEED,
                                                            silhouette_points=self.silhouette_points)
             arrays["umap"] = layout.astype(np.float32)
@@ -321,7 +316,7 @@ class Reconstruct(Task):
         return metrics, arrays
 
     @torch.no_grad()
-    def _encode(self, dataset, device: torch.device) -> tuple:
+    def encode_all(self, dataset, device: torch.device) -> tuple:
         """The codes, labels and thumbnails of the embedded items, and their style statistics
         (``{"style": ..., "untrained_style": ...}``, empty without a style network)."""
         index = subsample(len(dataset), self.max_points)
@@ -386,7 +381,7 @@ def _named(scores: dict[str, float], space: str) -> dict[str, float]:
             f"silhouette_{space}": scores["silhouette"]}
 
 
-def _pca(points: np.ndarray, dims: int) -> np.ndarray:
+def pca_reduce(points: np.ndarray, dims: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     return PCA(n_components=min(dims, *points.shape), random_state=SEED).fit_transform(points)
@@ -399,7 +394,7 @@ def subsample(n: int, cap: int | None, seed: int = SEED) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
 
 
-def _umap(points: np.ndarray, fit_points: int | None = None) -> np.ndarray:
+def umap_layout(points: np.ndarray, fit_points: int | None = None) -> np.ndarray:
     """A seeded 2-D UMAP layout of every point, fit on at most ``fit_points`` of them.
 
     The neighbours are found exactly by scikit-learn (BLAS, no JIT) and handed to UMAP: its own
@@ -494,7 +489,7 @@ def _thumbnails(x: torch.Tensor) -> np.ndarray:
     return to_uint8(x[:, :3])
 
 
-def _scatter(points: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, *, title: str) -> None:
+def scatter_plot(points: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, *, title: str) -> None:
     from matplotlib import colormaps
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 

@@ -28,10 +28,7 @@ where the dataset can render any content in any style (synthart), against the gr
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
-import os
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -45,11 +42,12 @@ from PIL import Image
 
 import registry
 from zoo import metrics
-from zoo.data import cache_root
+from zoo.data import Renders
+from zoo.judge import load_judge, train_judge
 from zoo.reconstruct import Reconstruct
-from zoo.task import dry_forward, shape_of
+from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, shape_of, to_uint8
 
-SEED = 0  # restyle targets, the decoder's noise at test time and the judge's training are seeded
+SEED = 0  # restyle targets and the decoder's noise at test time are seeded
 BATCH = 128  # images per batch in the final analysis
 
 # -- the style critic --------------------------------------------------------------------------
@@ -114,8 +112,10 @@ class Restyle(Reconstruct):
         adv_weight: Annotated[float, Field(ge=0, description="weight of the style critic's verdict on restyles")] = 1.0,
         critic_lr: Annotated[float, Field(gt=0, description="learning rate of the style critic")] = 1e-3,
         judge: Annotated[str, Field(description="checkpoint of a classify run that scores restyles; empty: train "
-                                                "a cnn judge on the training set")] = "",
-        judge_steps: Annotated[int, Field(ge=0, description="training steps of the cnn judge (when judge is empty)")] = 1500,
+                                                "a judge_model on the training set")] = "",
+        judge_model: Annotated[str, Field(description="the registered classifier trained as the judge (when judge "
+                                                      "is empty; zoo/judge.py)")] = "cnn",
+        judge_steps: Annotated[int, Field(ge=0, description="training steps of the judge (when judge is empty)")] = 1500,
         umap: Annotated[bool, Field(description="also embed the test codes with UMAP")] = True,
     ) -> None:
         super().__init__(model=model, classes=classes, umap=umap)
@@ -123,12 +123,13 @@ class Restyle(Reconstruct):
             raise ValueError(f"restyle needs at least two styles to move between; the dataset has {self.classes}")
         self.weights = {"rec": rec_weight, "content": content_weight, "texture_mean": texture_mean_weight,
                         "adv": adv_weight}
-        self.critic_lr = critic_lr
         self.judge_path = judge
         self.judge_steps = judge_steps
+        self.judge_model = judge_model
+        registry.load("model", judge_model)  # an unknown or broken name is refused before any work
         self.critic = StyleCritic(getattr(self.net, "in_chans", 3), len(self.classes))
-        self._critic_train: nn.Module = self.critic
-        self.critic_opt: torch.optim.Optimizer | None = None
+        # beta1 = 0.5, as GANs are usually trained: the critic's target moves with the decoder
+        self._critic = Auxiliary(self.critic, functools.partial(torch.optim.Adam, lr=critic_lr, betas=(0.5, 0.999)))
 
     def style_network(self) -> nn.Module:
         """The critic: the part of a restyle run that looks at whole images at full resolution
@@ -151,14 +152,8 @@ class Restyle(Reconstruct):
                     f"{failed or 'gives ' + (shape_of(fake) if isinstance(out, dict) else shape_of(out))}")
         return None
 
-    def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
-        super().setup(train_set, device)  # keeps the untrained critic, the style baseline
-        self.critic.to(device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            ids = [device.index] if device.type == "cuda" else None
-            self._critic_train = nn.parallel.DistributedDataParallel(self.critic, device_ids=ids)
-        # beta1 = 0.5, as GANs are usually trained: the critic's target moves with the decoder
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr, betas=(0.5, 0.999))
+    def auxiliary(self) -> dict[str, Auxiliary]:
+        return {**super().auxiliary(), "critic": self._critic}
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -169,21 +164,22 @@ class Restyle(Reconstruct):
         out = self.model(images, labels, targets)
         fake = out["fake"]
         # The critic's step: real patches are their style, generated ones are class `num`.
-        logits = self._critic_train(torch.cat([images, fake.detach()]))
+        logits = self._critic.train(torch.cat([images, fake.detach()]))
         real, generated = logits.chunk(2)
         critic_loss = _patch_loss(real, labels) + _patch_loss(generated, torch.full_like(targets, num))
-        self.critic_opt.zero_grad(set_to_none=True)
+        opt = self._critic.optimizer
+        opt.zero_grad(set_to_none=True)
         critic_loss.backward()
-        self.critic_opt.step()
+        opt.step()
 
         # The decoder's side uses the bare critic: no gradient for it, nothing for DDP to sync.
         for p in self.critic.parameters():
             p.requires_grad_(False)
-        small = _quarter(images)
+        small = quarter(images)
         terms = {
-            "rec": F.mse_loss(_quarter(out["smooth"]), small),
-            "content": F.mse_loss(_quarter(fake), small),
-            "texture_mean": _quarter(out["texture"]).pow(2).mean(),
+            "rec": F.mse_loss(quarter(out["smooth"]), small),
+            "content": F.mse_loss(quarter(fake), small),
+            "texture_mean": quarter(out["texture"]).pow(2).mean(),
             "adv": _patch_loss(self.critic(fake), targets),
         }
         for p in self.critic.parameters():
@@ -205,7 +201,7 @@ class Restyle(Reconstruct):
         code = net.encode(images)
         columns = [images] + [net.decode(code, torch.full_like(labels, s)) for s in range(len(self.classes))]
         rec = net.decode(code, labels)
-        return {"restyle": _grid(torch.stack(columns, 1)), "reconstruction": _grid(torch.stack([images, rec], 1))}
+        return {"restyle": image_grid(torch.stack(columns, 1)), "reconstruction": image_grid(torch.stack([images, rec], 1))}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, style: torch.Tensor | None = None, seed: int = 0,
@@ -234,8 +230,7 @@ class Restyle(Reconstruct):
         ``classes`` (unicode); and ``images/restyle_test.png``: for a few test images, a row of
         the image restyled into every style, and below it (synthart) the ground truth.
 
-        Where the dataset renders with a ``texture`` argument (synthart), also
-        ``restyle_psnr_gt_resample``: the ground truth scored against itself painted with other
+        Where it renders, also ``restyle_psnr_gt_resample``: the ground truth scored against itself painted with other
         random marks (``texture=1``). It is what a restyle as faithful as the renderer scores when
         it samples its own dots and strokes, the ceiling of ``restyle_psnr_gt`` for crisp texture
         (a blurred mean of the marks can score above it, and fails the judge).
@@ -243,13 +238,12 @@ class Restyle(Reconstruct):
         out = Path(out)
         net = self.net.eval()
         judge = self._judge(train_set, device)
-        labels = _labels(test_set)
+        labels = labels_of(test_set)
         targets = restyle_targets(labels, len(self.classes))
-        renders = hasattr(test_set, "render")
+        renders = isinstance(test_set, Renders)
         arrays: dict[str, list[np.ndarray]] = {"images": [], "restyled": [], "ground_truth": []}
         scores: dict[str, list[torch.Tensor]] = {k: [] for k in ("hit", "judged", "psnr_gt", "psnr_base", "psnr_again",
                                                                    "identity")}
-        resample = renders and "texture" in inspect.signature(test_set.render).parameters
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(SEED)  # the decoder's noise: the same model gives the same restyles
             for idx in _chunks(len(test_set), BATCH):
@@ -260,24 +254,23 @@ class Restyle(Reconstruct):
                 scores["identity"].append(metrics.psnr(net.decode(code, y).float().clamp(0, 1), x))
                 scores["hit"].append(judge(restyled).argmax(1) == t)
                 scores["judged"].append(judge(x).argmax(1) == y)
-                arrays["images"].append(_uint8(x))
-                arrays["restyled"].append(_uint8(restyled))
+                arrays["images"].append(to_uint8(x))
+                arrays["restyled"].append(to_uint8(restyled))
                 if renders:
-                    truth = _renders(test_set, idx, targets[idx]).to(device)
-                    scores["psnr_gt"].append(metrics.psnr(_quarter(restyled), _quarter(truth)))
-                    scores["psnr_base"].append(metrics.psnr(_quarter(x), _quarter(truth)))
-                    if resample:  # the truth painted again with other random marks: a faithful restyle's score
-                        again = _renders(test_set, idx, targets[idx], texture=1).to(device)
-                        scores["psnr_again"].append(metrics.psnr(_quarter(again), _quarter(truth)))
-                    arrays["ground_truth"].append(_uint8(truth))
-            grid = self._test_grid(test_set, labels, device)
+                    truth = render_all(test_set, idx, targets[idx]).to(device)
+                    scores["psnr_gt"].append(metrics.psnr(quarter(restyled), quarter(truth)))
+                    scores["psnr_base"].append(metrics.psnr(quarter(x), quarter(truth)))
+                    # the truth painted again with other random marks: a faithful restyle's score
+                    again = render_all(test_set, idx, targets[idx], texture=1).to(device)
+                    scores["psnr_again"].append(metrics.psnr(quarter(again), quarter(truth)))
+                    arrays["ground_truth"].append(to_uint8(truth))
+            grid = self._testimage_grid(test_set, labels, device)
 
         result = {"restyle_acc": _mean(scores["hit"]), "judge_acc": _mean(scores["judged"]),
                   "identity_psnr": _mean(scores["identity"])}
         if renders:
-            result.update(restyle_psnr_gt=_mean(scores["psnr_gt"]), restyle_psnr_gt_baseline=_mean(scores["psnr_base"]))
-        if resample:
-            result["restyle_psnr_gt_resample"] = _mean(scores["psnr_again"])
+            result.update(restyle_psnr_gt=_mean(scores["psnr_gt"]), restyle_psnr_gt_baseline=_mean(scores["psnr_base"]),
+                          restyle_psnr_gt_resample=_mean(scores["psnr_again"]))
         saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
         (out / "restyle").mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "restyle" / "test.npz", labels=labels, targets=targets,
@@ -289,10 +282,10 @@ class Restyle(Reconstruct):
     def _judge(self, train_set, device: torch.device) -> nn.Module:
         if self.judge_path:
             return load_judge(self.judge_path, self.classes, device)
-        return train_judge(train_set, len(self.classes), device, steps=self.judge_steps)
+        return train_judge(train_set, len(self.classes), device, steps=self.judge_steps, model=self.judge_model)
 
     @torch.no_grad()
-    def _test_grid(self, test_set, labels: np.ndarray, device: torch.device) -> np.ndarray:
+    def _testimage_grid(self, test_set, labels: np.ndarray, device: torch.device) -> np.ndarray:
         """One test image of each style (up to 8): restyled into every style, ground truth below."""
         picks = [int(np.flatnonzero(labels == c)[0]) for c in range(len(self.classes)) if (labels == c).any()][:8]
         x = _stack(test_set, np.asarray(picks)).to(device)
@@ -301,120 +294,21 @@ class Restyle(Reconstruct):
         for j, i in enumerate(picks):
             styles = torch.arange(len(self.classes), device=device)
             rows.append(torch.cat([x[j : j + 1], self.net.decode(code[j : j + 1].expand(len(styles), -1, -1, -1), styles)]))
-            if hasattr(test_set, "render"):
-                rows.append(torch.cat([x[j : j + 1], _renders(test_set, [i] * len(styles), styles).to(device)]))
-        return _grid(torch.stack(rows))
+            if isinstance(test_set, Renders):
+                rows.append(torch.cat([x[j : j + 1], render_all(test_set, [i] * len(styles), styles).to(device)]))
+        return image_grid(torch.stack(rows))
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"critic": self.critic.state_dict(),
-                "critic_opt": self.critic_opt.state_dict() if self.critic_opt else {}}
+        return {"critic": self.critic.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.critic.load_state_dict(state["critic"])
-        if self.critic_opt and state["critic_opt"]:
-            self.critic_opt.load_state_dict(state["critic_opt"])
-
-
-def _grid(cells: torch.Tensor) -> np.ndarray:
-    """B×K×C×H×W images in [0, 1] -> one H×W×3 uint8 picture, a row per item, a column per k."""
-    b, k, c, h, w = cells.shape
-    pic = cells.float().clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(b * h, k * w, c)
-    if c == 1:
-        pic = pic.expand(-1, -1, 3)
-    return (pic * 255).round().byte().cpu().numpy()
-
-
-# -- the judge ---------------------------------------------------------------------------------
-
-JUDGE = {"width": 16, "batch": 64, "lr": 2e-3, "shift": 4}  # the fixed recipe of the cnn judge
-
-
-def train_judge(train_set, num_classes: int, device: torch.device, *, steps: int) -> nn.Module:
-    """A ``cnn`` style classifier trained on ``train_set`` alone, class-balanced, with flips and shifts.
-
-    Seeded and on its own random stream, so it is the same judge for every model it scores; it
-    is kept in the cache folder, keyed by the recipe and a fingerprint of the data, so the runs
-    of several seeds or models on one dataset train it once.
-    """
-    x0 = train_set[0][0]
-    judge = registry.model("cnn", num_classes=num_classes, in_chans=x0.shape[0], image_size=x0.shape[-1],
-                           width=JUDGE["width"]).to(device)
-    labels = torch.as_tensor(_labels(train_set))
-    key = hashlib.sha256(json.dumps({**JUDGE, "steps": steps, "classes": num_classes, "data": _fingerprint(train_set)},
-                                    sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_root() / "judges" / f"cnn-{key}.pt"
-    if path.exists():
-        judge.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-        return judge.eval()
-    counts = torch.bincount(labels, minlength=num_classes).clamp_min(1).float()
-    gen = torch.Generator().manual_seed(SEED)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(SEED)
-        opt = torch.optim.AdamW(judge.parameters(), lr=JUDGE["lr"], weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, JUDGE["lr"], total_steps=max(1, steps), pct_start=0.15)
-        judge.train()
-        for _ in range(steps):
-            idx = torch.multinomial(1 / counts[labels], JUDGE["batch"], replacement=True, generator=gen).numpy()
-            x = _augment(_stack(train_set, idx), gen).to(device)
-            loss = F.cross_entropy(judge(x), labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(judge.state_dict(), tmp)
-    os.replace(tmp, path)  # never a half-written judge for a concurrent run to read
-    return judge.eval()
-
-
-def _fingerprint(dataset) -> str:
-    """A hash of the labels and of up to 256 evenly spaced items' pixels: changes with the data."""
-    h = hashlib.sha256(np.asarray(_labels(dataset), dtype=np.int64).tobytes())
-    for i in np.linspace(0, len(dataset) - 1, min(256, len(dataset))).astype(int):
-        h.update(dataset[int(i)][0].mul(255).round().byte().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _labels(dataset) -> np.ndarray:
-    if hasattr(dataset, "targets"):
-        return np.asarray(dataset.targets, dtype=np.int64)
-    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
-
-
-def load_judge(path: str, classes: list[str], device: torch.device) -> nn.Module:
-    """The classifier of a classify run's checkpoint (``{"model": state_dict, "config": ...}``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"judge {path!r} is not a classify run's checkpoint (a dict with 'model' and 'config'); "
-                         f"give checkpoints/best.pt of a `python -m runners.run cnn` run, or leave judge empty")
-    cfg = json.loads(state["config"]) if isinstance(state["config"], str) else state["config"]
-    known = cfg.get("classes")
-    if known is not None and list(known) != list(classes):
-        raise ValueError(f"judge {path!r} was trained on the classes {known}, but this dataset has {classes}")
-    opts = {k: v for k, v in cfg["model"].items() if k != "name"}
-    judge = registry.model(cfg["model"]["name"], num_classes=len(classes), in_chans=cfg.get("in_chans", 3),
-                           image_size=cfg["data"]["image_size"], **opts)
-    try:
-        judge.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise ValueError(f"judge {path!r} does not fit {len(classes)} classes: {exc}") from exc
-    return judge.to(device).eval()
+        if state.get("critic_opt") and self._critic.optimizer is not None:
+            self._critic.optimizer.load_state_dict(state["critic_opt"])  # where an older checkpoint keeps it
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to JUDGE["shift"] px (reflected borders)."""
-    s = JUDGE["shift"]
-    flip = torch.rand(len(x), generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    padded = F.pad(x, (s, s, s, s), mode="reflect")
-    dx, dy = torch.randint(0, 2 * s + 1, (2, len(x)), generator=gen).tolist()
-    h, w = x.shape[-2:]
-    return torch.stack([p[:, i : i + h, j : j + w] for p, i, j in zip(padded, dy, dx)])
 
 
 def _chunks(n: int, size: int) -> list[np.ndarray]:
@@ -433,18 +327,14 @@ def _as_tensor(image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255
 
 
-def _renders(dataset, items, styles, **options) -> torch.Tensor:
+def render_all(dataset: Renders, items, styles, **options) -> torch.Tensor:
     """``dataset.render`` of each (item, style) pair, stacked as B×C×H×W floats."""
     return torch.stack([_as_tensor(dataset.render(int(i), int(s), **options)) for i, s in zip(items, styles)])
 
 
-def _quarter(x: torch.Tensor) -> torch.Tensor:
+def quarter(x: torch.Tensor) -> torch.Tensor:
     """Area-downsampled to a quarter of the side: random texture placement averages out."""
     return F.interpolate(x, scale_factor=0.25, mode="area")
-
-
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    return x.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _mean(parts: list[torch.Tensor]) -> float:

@@ -7,8 +7,12 @@ plugin subclasses :class:`Task` (or provides the same methods) and is registered
 
 Call order, per run::
 
+    Task.config_problem(train_options)          # before any work: the options taken together
+    Task.model_problem(model, ...)              # the built model fits the task, or why not
     task = Task(model=model, classes=classes, **options)
     task.setup(train_set, device)               # once, before training (every rank)
+    task.auxiliary()                            # networks it trains beside the model: the runner
+                                                # places, wraps and checkpoints them (Auxiliary)
     task.sample_weights(labels)                 # per-item weights for a weighted sampler, or None
     each epoch:  task.on_epoch_start(epoch, epochs)   # epoch from 0, also the one a resume continues
     for each batch: task.training_step(x, y)    # -> {"loss": tensor, ...}; runner backprops
@@ -30,12 +34,51 @@ used by ``python -m runners.predict``, the run's MLflow model and the dashboard.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from torchvision.utils import make_grid
+
+
+@dataclass(eq=False)
+class Auxiliary:
+    """A network a task trains beside the model with an optimizer of its own (a GAN's critic,
+    a style network), declared by :meth:`Task.auxiliary`.
+
+    The runner moves ``module`` to the device, builds ``optimizer`` from
+    ``make_optimizer(module.parameters())``, sets ``train`` to ``forward`` (default ``module``)
+    wrapped in DistributedDataParallel under torchrun, and checkpoints the optimizer. The task
+    calls ``train`` in ``training_step`` and steps ``optimizer`` there (the model's own step is
+    the runner's); the network's weights belong to the task's :meth:`Task.state_dict`, since
+    inference needs them.
+    """
+
+    module: nn.Module
+    make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
+    forward: nn.Module | None = None  # what a step calls, where not ``module`` itself (a view of it)
+    find_unused_parameters: bool = False  # DistributedDataParallel's: forward uses only part of it
+    train: nn.Module | None = field(default=None, init=False)
+    optimizer: torch.optim.Optimizer | None = field(default=None, init=False)
+
+
+def place_auxiliary(task, device: torch.device,
+                    wrap: Callable[[nn.Module, bool], nn.Module] | None = None) -> dict[str, Auxiliary]:
+    """What the runner does with a task's auxiliary networks after :meth:`Task.setup`: each moved
+    to ``device``, given its optimizer and its ``train`` module (``wrap(forward,
+    find_unused_parameters)``: the runner's DistributedDataParallel). Also for a task used
+    outside the runner (tests, benchmarks)."""
+    auxiliary = task.auxiliary() if hasattr(task, "auxiliary") else {}  # optional for a plugin task
+    for aux in auxiliary.values():
+        aux.module.to(device)
+        aux.optimizer = aux.make_optimizer(aux.module.parameters())
+        forward = aux.forward if aux.forward is not None else aux.module
+        aux.train = wrap(forward, aux.find_unused_parameters) if wrap is not None else forward
+    return auxiliary
 
 
 class Task:
@@ -69,8 +112,19 @@ class Task:
         here what it needs of a model (:func:`dry_forward` shows what the model gives)."""
         return None
 
+    @classmethod
+    def config_problem(cls, train: dict) -> str | None:
+        """What is wrong with the ``train.*`` settings taken together (each alone is checked by
+        its option's type and range), or None: the runner refuses a problem before any work."""
+        return None
+
     def setup(self, train_set: torch.utils.data.Dataset, device: torch.device) -> None:
         """Prepare from the training set (class weights, extra modules) before the first step."""
+
+    def auxiliary(self) -> dict[str, Auxiliary]:
+        """The networks this task trains beside the model, by name (the same objects on every
+        call), after :meth:`setup`; none by default. Optional for a plugin."""
+        return {}
 
     def sample_weights(self, labels: np.ndarray) -> np.ndarray | None:
         """Per-item sampling weights for the training set, or None for uniform shuffling."""
@@ -148,6 +202,22 @@ def shape_of(out: object) -> str:
     if isinstance(out, torch.Tensor):
         return "×".join(map(str, out.shape))
     return f"a {type(out).__name__}"
+
+
+def labels_of(dataset) -> np.ndarray:
+    """A dataset's labels as an int64 array: its ``.targets`` (or ``.labels``), else read item by
+    item, once."""
+    for name in ("targets", "labels"):
+        labels = getattr(dataset, name, None)
+        if labels is not None:
+            return np.asarray(labels, dtype=np.int64)
+    return np.array([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+
+
+def image_grid(cells: torch.Tensor, padding: int = 0) -> np.ndarray:
+    """B×K×C×H×W images in [0, 1] as one H×W×3 uint8 picture: a row per item, a column per k."""
+    return to_uint8(make_grid(cells.flatten(0, 1).float().clamp(0, 1), nrow=cells.shape[1], padding=padding,
+                              pad_value=1.0))
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

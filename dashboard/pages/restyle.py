@@ -29,10 +29,11 @@ def restyle(_task, run_id: str, image: np.ndarray, weights: tuple[float, ...], i
 
 
 uri, frame = ui.all_runs()
-run_id = ui.pick_run(frame, fits=frame["task"] == "restyle",
+RESTYLES = "test/restyle_acc"  # a task that reports it restyles
+run_id = ui.pick_run(frame, fits=frame["task"].map(lambda task: ui.reports(task, RESTYLES)).astype(bool),
                      none_fit="No restyle run yet; train one with `python -m runners.run cond_ae`.")
 info = ui.header(uri, run_id)
-if info["tags"].get("zoo.task") != "restyle":
+if not ui.reports(info["tags"].get("zoo.task", ""), RESTYLES):
     st.info(f"Restyling needs a run of the restyle task (a model that encodes and decodes with a style); this "
             f"run's task is {info['tags'].get('zoo.task', 'unknown')}. Pick another run in the sidebar.")
     st.stop()

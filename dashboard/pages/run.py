@@ -108,7 +108,7 @@ with tab_classes:
     confusion = store.table(uri, run_id, "tables/confusion.csv")
     per_class = store.table(uri, run_id, "tables/per_class.csv")
     if confusion is None and per_class is None:
-        if info["tags"].get("zoo.task") == "classify":
+        if ui.reports(info["tags"].get("zoo.task", ""), "test/acc"):  # a classifier's run
             ui.lacks("tables/confusion.csv", run_id, uri)
         else:
             st.info("A confusion matrix is made for classifiers; this run's task is "

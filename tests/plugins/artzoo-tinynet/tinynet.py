@@ -114,6 +114,13 @@ class Focal(Classify):
         super().__init__(**options)
         self.gamma = gamma
 
+    @classmethod
+    def config_problem(cls, train: dict) -> str | None:
+        if train.get("imbalance") == "logit_adjust":
+            return ("train.imbalance=logit_adjust adjusts classify's cross-entropy, which the focal loss replaces; "
+                    "use train.imbalance=weights or none")
+        return super().config_problem(train)
+
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.model(images).float()
         log_p = F.log_softmax(logits, 1).gather(1, labels[:, None])[:, 0]
