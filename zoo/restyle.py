@@ -126,10 +126,19 @@ class Restyle(Reconstruct):
         self.judge_path = judge
         self.judge_steps = judge_steps
         self.judge_model = judge_model
-        registry.load("model", judge_model)  # an unknown or broken name is refused before any work
         self.critic = StyleCritic(getattr(self.net, "in_chans", 3), len(self.classes))
         # beta1 = 0.5, as GANs are usually trained: the critic's target moves with the decoder
         self._critic = Auxiliary(self.critic, functools.partial(torch.optim.Adam, lr=critic_lr, betas=(0.5, 0.999)))
+
+    @classmethod
+    def config_problem(cls, train: dict) -> str | None:
+        # checked when the config is resolved, not when a trained run is loaded, which needs no judge
+        if not train.get("judge"):
+            try:
+                registry.load("model", train["judge_model"])
+            except registry.PluginError as exc:
+                return f"train.judge_model: {exc}"
+        return super().config_problem(train)
 
     def style_network(self) -> nn.Module:
         """The critic: the part of a restyle run that looks at whole images at full resolution
