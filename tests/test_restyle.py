@@ -144,11 +144,12 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     assert 0 <= scores["restyle_acc"] <= 1 and np.isfinite(scores["restyle_psnr_gt"])
 
 
-def test_the_judge_is_any_registered_classifier_trained_once_and_cached():
+def test_the_judge_is_any_registered_classifier_trained_once_and_cached(tmp_path, monkeypatch):
     from timm.models.resnet import ResNet
 
     from zoo.judge import train_judge
 
+    monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))  # only this test's judges in it
     train = registry.dataset("digits", split="train", image_size=16)
     cnn = train_judge(train, len(train.classes), torch.device("cpu"), steps=2)
     other = train_judge(train, len(train.classes), torch.device("cpu"), steps=2, model="timm_net")
