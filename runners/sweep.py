@@ -240,6 +240,14 @@ class Search:
                   if t.number < trial.number and t.state != TrialState.FAIL]
         return len(before) >= self.trials
 
+    def _retried_earlier(self, trial) -> bool:
+        """Whether a lower-numbered trial already retries the trial that ``trial`` retries: two
+        workers that start at the same moment may both queue the retry (the study's ``retried``
+        list is read, then written), and the later number gives way, so a run is continued once."""
+        of = trial.user_attrs.get("retry_of")
+        return of is not None and any(t.number < trial.number and t.user_attrs.get("retry_of") == of
+                                      for t in self.study.get_trials(deepcopy=False))
+
     def work(self, stop) -> None:
         """Run trials until the study has --trials (and its queued retries)."""
         import optuna
@@ -257,6 +265,9 @@ class Search:
         if self._surplus(trial):
             trial.set_user_attr("surplus", True)
             raise _Surplus(f"trial {trial.number}: the study had its {self.trials} trials when it was asked for")
+        if self._retried_earlier(trial):
+            trial.set_user_attr("surplus", True)
+            raise _Surplus(f"trial {trial.number}: trial {trial.user_attrs['retry_of']} is retried by an earlier trial")
         values = {p.key: p.suggest(trial) for p in self.space}
         overrides = [*self.fixed, *(f"{k}={v}" for k, v in values.items())]
         resume = trial.user_attrs.get("resume_run")
