@@ -239,10 +239,10 @@ class Restyle(Reconstruct):
         ``classes`` (unicode); and ``images/restyle_test.png``: for a few test images, a row of
         the image restyled into every style, and below it (synthart) the ground truth.
 
-        Where it renders, also ``restyle_psnr_gt_resample``: the ground truth scored against itself painted with other
-        random marks (``texture=1``). It is what a restyle as faithful as the renderer scores when
-        it samples its own dots and strokes, the ceiling of ``restyle_psnr_gt`` for crisp texture
-        (a blurred mean of the marks can score above it, and fails the judge).
+        Where it renders, also ``restyle_psnr_gt_resample``: the ground truth scored against itself
+        painted with other random marks (``texture=1``). It is what a restyle as faithful as the
+        renderer scores when it samples its own dots and strokes, the ceiling of ``restyle_psnr_gt``
+        for crisp texture (a blurred mean of the marks can score above it, and fails the judge).
         """
         out = Path(out)
         net = self.net.eval()
