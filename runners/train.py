@@ -109,6 +109,7 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
     ema = _moving_average(model, t["ema"])
     steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
     optimizer, scheduler = _optimization(model, t, steps_per_epoch * t["epochs"])
+    logged = _logged_config(cfg, sets["train"])
     # a checkpoint that cannot be read (or is refused as code) leaves the run as it was
     ckpt = checkpoint.load(_resume_checkpoint(cfg["resume"], world)) if cfg["resume"] else None
 
@@ -124,7 +125,7 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
         else:
             state = _State()
             if run:
-                _log_inputs(run, cfg, sets, tags, device, world)
+                _log_inputs(run, logged, sets, tags, device, world)
         task.model = _wrapped(model, t, device, world)
         try:
             loop = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, runs_root() / run_id,
@@ -136,7 +137,7 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
             if run:
                 run.log_metrics(best, step=state.epoch)  # what picked checkpoints/best.pt, and what sweeps rank by
                 if t["log_model"] or t["register"]:
-                    _log_model(run, _logged_config(cfg, sets["train"]), loop.run_dir, t["register"])
+                    _log_model(run, logged, loop.run_dir, t["register"])
             return {**metrics, **best, "run_id": run_id}
         except Killed as exc:
             exc.run_id = run_id  # which run a sweep's trial was
@@ -246,13 +247,12 @@ def _logged_config(cfg: dict, train_set: Any) -> dict:
     return {**cfg, "num_classes": len(classes), "in_chans": int(train_set[0][0].shape[0]), "classes": classes}
 
 
-def _log_inputs(run: Run, cfg: dict, sets: dict, tags: dict[str, str] | None, device: torch.device,
+def _log_inputs(run: Run, logged: dict, sets: dict, tags: dict[str, str] | None, device: torch.device,
                 world: dist.World) -> None:
-    """A new run's params, tags, config.json, datasets and unreadable files."""
-    classes = list(sets["train"].classes)
-    run.log_config(_logged_config(cfg, sets["train"]), {**_tags(cfg, classes, device, world), **(tags or {})})
+    """A new run's params, tags, config.json (``logged``), datasets and unreadable files."""
+    run.log_config(logged, {**_tags(logged, device, world), **(tags or {})})
     for split, ds in sets.items():
-        run.log_dataset(ds, cfg["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
+        run.log_dataset(ds, logged["data"], {"train": "training", "valid": "validation", "test": "test"}[split])
     unreadable = {split: [{"path": p, "reason": r} for p, r in ds.skipped]
                   for split, ds in sets.items() if getattr(ds, "skipped", None)}
     if unreadable:
@@ -593,13 +593,14 @@ def random_flips(images: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.to(images.device)[:, None, None, None], images.flip(-1), images)
 
 
-def _tags(cfg: dict, classes: list[str], device: torch.device, world: dist.World) -> dict[str, str]:
+def _tags(logged: dict, device: torch.device, world: dist.World) -> dict[str, str]:
+    """The run's tags, from its config.json (``logged``) and where it trains."""
     tags = {
-        **entry_tags(cfg),
-        "zoo.classes": json.dumps(classes),
+        **entry_tags(logged),
+        "zoo.classes": json.dumps(logged["classes"]),
         "zoo.device": f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "zoo.world_size": str(world.size),
-        "zoo.seed": str(cfg["seed"]),
+        "zoo.seed": str(logged["seed"]),
     }
     commit = git_commit()
     if commit:

@@ -37,7 +37,7 @@ def train_judge(train_set, num_classes: int, device: torch.device, *, steps: int
                            **options).to(device)
     labels = torch.as_tensor(labels_of(train_set))
     recipe = {**RECIPE, **options, "steps": steps, "classes": num_classes, "data": fingerprint(train_set)}
-    if model != "cnn":
+    if model != "cnn":  # the default judge's key leaves the model out, so the judges cached already stay valid
         recipe["model"] = model
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_root() / "judges" / f"{model}-{key}.pt"
