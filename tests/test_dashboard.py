@@ -319,6 +319,22 @@ def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, m
 
 
 @pytest.mark.slow
+def test_restyle_page_shows_each_judges_accuracy_per_target_style(filled, open_page):
+    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    table = next(d.value for d in at.dataframe if "panel" in d.value.columns)
+    metrics = MlflowClient(filled["uri"]).get_run(filled["cond_ae"]).data.metrics
+    judges = sorted(k.removeprefix("test/restyle_acc_by_") for k in metrics if k.startswith("test/restyle_acc_by_"))
+    assert judges == ["cnn", "timm_net"], "the default panel: two judges of different architectures"
+    assert (table["panel"] == table[["acc_cnn", "acc_timm_net"]].min(axis=1)).all()
+    assert metrics["test/restyle_acc_panel"] == pytest.approx(table["panel"].mean(), abs=1e-4)
+    chart = figure(next(c for c in at.get("plotly_chart") if "acc_by_style" in c.proto.id))
+    bars = {t["name"]: (list(t["y"]), array(t["x"])) for t in chart["data"]}
+    assert bars.keys() == {"cnn", "timm_net"}
+    styles, accs = bars["timm_net"]
+    assert styles == list(table["style"]) and np.allclose(accs, table["acc_timm_net"])
+
+
+@pytest.mark.slow
 def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled, media, open_page):
     at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
     at.radio(key="source").set_value("your own picture").run()

@@ -3,6 +3,7 @@ and a training step that teaches the decoder and its critic each only what it sh
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -142,6 +143,40 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     # but it is another painting, not the truth scored against itself
     assert scores["restyle_psnr_gt_baseline"] + 1 < scores["restyle_psnr_gt_resample"] < 45
     assert 0 <= scores["restyle_acc"] <= 1 and np.isfinite(scores["restyle_psnr_gt"])
+    # a panel of two judges of different architectures (the default), each scored, and per style
+    assert scores["restyle_acc_by_cnn"] == scores["restyle_acc"] and 0 <= scores["restyle_acc_by_timm_net"] <= 1
+    table = list(csv.DictReader(open(tmp_path / "tables" / "restyle_per_style.csv")))
+    targets = saved["targets"]
+    assert [row["style"] for row in table] == [train.classes[s] for s in sorted(set(targets))]
+    assert [int(row["restyles"]) for row in table] == np.bincount(targets)[sorted(set(targets))].tolist()
+    for row in table:
+        assert float(row["panel"]) == min(float(row["acc_cnn"]), float(row["acc_timm_net"]))
+    n_style = np.array([int(row["restyles"]) for row in table])
+    for key in ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample"):  # the per-style means make up the whole
+        by_style = np.array([float(row[key]) for row in table])
+        assert (n_style * by_style).sum() / n_style.sum() == pytest.approx(scores[f"restyle_{key}"], abs=1e-3)
+    assert scores["restyle_acc_panel"] == pytest.approx(np.mean([float(row["panel"]) for row in table]), abs=1e-4)
+
+
+def test_the_panel_scores_each_style_by_its_lowest_judge():
+    from zoo.restyle import per_style
+
+    targets = np.array([0, 0, 0, 0, 2, 2])  # no restyle into style b
+    hits = {"hit/one": np.array([1, 1, 1, 0, 1, 0.]), "hit/two": np.array([1, 0, 0, 0, 1, 1.]),
+            "psnr_gt": np.array([20, 22, 24, 26, 30, 31.])}
+    rows = per_style(list("abc"), targets, hits, ["one", "two"])
+    assert rows == [{"style": "a", "restyles": 4, "acc_one": 0.75, "acc_two": 0.25, "panel": 0.25, "psnr_gt": 23.0},
+                    {"style": "c", "restyles": 2, "acc_one": 0.5, "acc_two": 1.0, "panel": 0.5, "psnr_gt": 30.5}]
+
+
+def test_a_panel_judge_must_be_registered_and_not_repeat_another():
+    restyle = registry.load("task", "restyle")
+    problem = restyle.config_problem({"judge": "", "judge_model": "cnn", "panel": "timm_net, nosuchnet"})
+    assert "train.panel" in problem and "nosuchnet" in problem
+    problem = restyle.config_problem({"judge": "", "judge_model": "cnn", "panel": "timm_net,cnn"})
+    assert "repeats" in problem and "cnn" in problem
+    assert restyle.config_problem({"judge": "", "judge_model": "timm_net", "panel": "cnn"}) is None
+    assert restyle.config_problem({"judge": "", "judge_model": "cnn", "panel": ""}) is None
 
 
 def test_the_judge_is_any_registered_classifier_trained_once_and_cached(tmp_path, monkeypatch):

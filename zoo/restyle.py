@@ -22,13 +22,16 @@ Why the plain recipe fails, and what this one does instead:
   both higher restyle_acc and restyle_psnr_gt (docs/results.md).
 
 Only (image, label) pairs are used for training. Scoring happens in :meth:`Restyle.finalize`
-against a separately trained style classifier (the judge, never part of any training loss) and,
+against separately trained style classifiers of different architectures (the judges, never part
+of any training loss: a style counts as painted when all of them agree) and,
 where the dataset can render any content in any style (synthart), against the ground truth.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
 
@@ -96,7 +99,7 @@ class Restyle(Reconstruct):
     """
 
     uses_labels = True
-    headline_metrics = ("restyle_acc", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr")
+    headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr")
 
     def __init__(
         self,
@@ -115,7 +118,10 @@ class Restyle(Reconstruct):
                                                 "a judge_model on the training set")] = "",
         judge_model: Annotated[str, Field(description="the registered classifier trained as the judge (when judge "
                                                       "is empty; zoo/judge.py)")] = "cnn",
-        judge_steps: Annotated[int, Field(ge=0, description="training steps of the judge (when judge is empty)")] = 1500,
+        judge_steps: Annotated[int, Field(ge=0, description="training steps of each judge trained here")] = 1500,
+        panel: Annotated[str, Field(description="further registered classifiers, comma-separated, each trained "
+                                                "as a judge the same way: restyle_acc_panel takes the lowest "
+                                                "judge's accuracy per style (empty: the first judge alone)")] = "timm_net",
         umap: Annotated[bool, Field(description="also embed the test codes with UMAP")] = True,
     ) -> None:
         super().__init__(model=model, classes=classes, umap=umap)
@@ -126,6 +132,7 @@ class Restyle(Reconstruct):
         self.judge_path = judge
         self.judge_steps = judge_steps
         self.judge_model = judge_model
+        self.panel = panel_of(panel)
         self.critic = StyleCritic(getattr(self.net, "in_chans", 3), len(self.classes))
         # beta1 = 0.5, as GANs are usually trained: the critic's target moves with the decoder
         self._critic = Auxiliary(self.critic, functools.partial(torch.optim.Adam, lr=critic_lr, betas=(0.5, 0.999)))
@@ -133,11 +140,17 @@ class Restyle(Reconstruct):
     @classmethod
     def config_problem(cls, train: dict) -> str | None:
         # checked when the config is resolved, not when a trained run is loaded, which needs no judge
-        if not train.get("judge"):
-            try:
-                registry.load("model", train["judge_model"])
-            except registry.PluginError as exc:
-                return f"train.judge_model: {exc}"
+        panel = panel_of(train.get("panel", ""))
+        for key, names in (("judge_model", [] if train.get("judge") else [train["judge_model"]]), ("panel", panel)):
+            for name in names:
+                try:
+                    registry.load("model", name)
+                except registry.PluginError as exc:
+                    return f"train.{key}: {exc}"
+        first = "judge" if train.get("judge") else train["judge_model"]
+        if len({first, *panel}) < 1 + len(panel):
+            return (f"train.panel={train['panel']!r} repeats a judge (the first is {first}): each judge of the "
+                    f"panel is another classifier; drop the repeat")
         return super().config_problem(train)
 
     def style_network(self) -> nn.Module:
@@ -237,7 +250,9 @@ class Restyle(Reconstruct):
         Writes ``restyle/test.npz`` (no pickles): ``images``, ``restyled`` and, where the dataset
         can render (synthart), ``ground_truth`` (N×H×W×C uint8), ``labels`` and ``targets`` (N),
         ``classes`` (unicode); and ``images/restyle_test.png``: for a few test images, a row of
-        the image restyled into every style, and below it (synthart) the ground truth.
+        the image restyled into every style, and below it (synthart) the ground truth; and
+        ``tables/restyle_per_style.csv`` (:func:`per_style`): per target style, each judge's
+        accuracy, the panel's (the lowest) and the PSNRs.
 
         Where it renders, also ``restyle_psnr_gt_resample``: the ground truth scored against itself
         painted with other random marks (``texture=1``). It is what a restyle as faithful as the
@@ -246,13 +261,12 @@ class Restyle(Reconstruct):
         """
         out = Path(out)
         net = self.net.eval()
-        judge = self._judge(train_set, device)
+        judges = self._judges(train_set, device)
         labels = labels_of(test_set)
         targets = restyle_targets(labels, len(self.classes))
         renders = isinstance(test_set, Renders)
         arrays: dict[str, list[np.ndarray]] = {"images": [], "restyled": [], "ground_truth": []}
-        scores: dict[str, list[torch.Tensor]] = {k: [] for k in ("hit", "judged", "psnr_gt", "psnr_base", "psnr_again",
-                                                                   "identity")}
+        scores: dict[str, list[torch.Tensor]] = defaultdict(list)  # per test image
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(SEED)  # the decoder's noise: the same model gives the same restyles
             for idx in _chunks(len(test_set), BATCH):
@@ -261,37 +275,54 @@ class Restyle(Reconstruct):
                 code = net.encode(x)
                 restyled = net.decode(code, t).float().clamp(0, 1)
                 scores["identity"].append(metrics.psnr(net.decode(code, y).float().clamp(0, 1), x))
-                scores["hit"].append(judge(restyled).argmax(1) == t)
-                scores["judged"].append(judge(x).argmax(1) == y)
+                for name, judge in judges.items():
+                    scores[f"hit/{name}"].append(judge(restyled).argmax(1) == t)
+                    scores[f"judged/{name}"].append(judge(x).argmax(1) == y)
                 arrays["images"].append(to_uint8(x))
                 arrays["restyled"].append(to_uint8(restyled))
                 if renders:
                     truth = render_all(test_set, idx, targets[idx]).to(device)
                     scores["psnr_gt"].append(metrics.psnr(quarter(restyled), quarter(truth)))
-                    scores["psnr_base"].append(metrics.psnr(quarter(x), quarter(truth)))
+                    scores["psnr_gt_baseline"].append(metrics.psnr(quarter(x), quarter(truth)))
                     # the truth painted again with other random marks: a faithful restyle's score
                     again = render_all(test_set, idx, targets[idx], texture=1).to(device)
-                    scores["psnr_again"].append(metrics.psnr(quarter(again), quarter(truth)))
+                    scores["psnr_gt_resample"].append(metrics.psnr(quarter(again), quarter(truth)))
                     arrays["ground_truth"].append(to_uint8(truth))
             grid = self._testimage_grid(test_set, labels, device)
 
-        result = {"restyle_acc": _mean(scores["hit"]), "judge_acc": _mean(scores["judged"]),
-                  "identity_psnr": _mean(scores["identity"])}
+        per_item = {k: torch.cat(v).float().cpu().numpy() for k, v in scores.items()}
+        first = next(iter(judges))
+        result = {"restyle_acc": per_item[f"hit/{first}"].mean(), "judge_acc": per_item[f"judged/{first}"].mean(),
+                  "identity_psnr": per_item["identity"].mean()}
+        for name in judges:
+            result[f"restyle_acc_by_{name}"] = per_item[f"hit/{name}"].mean()
+            result[f"judge_acc_by_{name}"] = per_item[f"judged/{name}"].mean()
         if renders:
-            result.update(restyle_psnr_gt=_mean(scores["psnr_gt"]), restyle_psnr_gt_baseline=_mean(scores["psnr_base"]),
-                          restyle_psnr_gt_resample=_mean(scores["psnr_again"]))
+            result.update({f"restyle_{k}": per_item[k].mean() for k in ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")})
+        rows = per_style(self.classes, targets, per_item, list(judges))
+        result["restyle_acc_panel"] = float(np.mean([row["panel"] for row in rows]))
+        _write_table(out / "tables" / "restyle_per_style.csv", rows)
+
         saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
         (out / "restyle").mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "restyle" / "test.npz", labels=labels, targets=targets,
                             classes=np.array(self.classes, dtype=str), **saved)
         (out / "images").mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(out / "images" / "restyle_test.png")
+        result = {k: float(v) for k, v in result.items()}
         return {**super().finalize(train_set=train_set, test_set=test_set, out=out, device=device), **result}
 
-    def _judge(self, train_set, device: torch.device) -> nn.Module:
+    def _judges(self, train_set, device: torch.device) -> dict[str, nn.Module]:
+        """The panel, by name: first the judge of ``restyle_acc`` (``judge``, a checkpoint, or
+        ``judge_model``), then each model of ``panel``, all trained on ``train_set`` alone."""
         if self.judge_path:
-            return load_judge(self.judge_path, self.classes, device)
-        return train_judge(train_set, len(self.classes), device, steps=self.judge_steps, model=self.judge_model)
+            judges = {"judge": load_judge(self.judge_path, self.classes, device)}
+        else:
+            judges = {self.judge_model: train_judge(train_set, len(self.classes), device, steps=self.judge_steps,
+                                                    model=self.judge_model)}
+        for name in self.panel:
+            judges[name] = train_judge(train_set, len(self.classes), device, steps=self.judge_steps, model=name)
+        return judges
 
     @torch.no_grad()
     def _testimage_grid(self, test_set, labels: np.ndarray, device: torch.device) -> np.ndarray:
@@ -346,5 +377,31 @@ def quarter(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=0.25, mode="area")
 
 
-def _mean(parts: list[torch.Tensor]) -> float:
-    return float(torch.cat(parts).float().mean()) if parts else float("nan")
+def panel_of(panel: str) -> list[str]:
+    """``"timm_net, other"`` -> ``["timm_net", "other"]``."""
+    return [name.strip() for name in panel.split(",") if name.strip()]
+
+
+def per_style(classes: list[str], targets: np.ndarray, per_item: dict[str, np.ndarray],
+              judges: list[str]) -> list[dict]:
+    """One row per target style of the test restyles: ``style``, ``restyles`` (how many),
+    ``acc_<judge>`` for each judge, ``panel`` (the lowest of them) and the mean of each PSNR of
+    ``per_item`` (``psnr_gt``, ``psnr_gt_baseline``, ``psnr_gt_resample``) that it holds."""
+    rows = []
+    for s, style in enumerate(classes):
+        pick = targets == s
+        if not pick.any():
+            continue  # no test image is restyled into it
+        accs = {f"acc_{name}": float(per_item[f"hit/{name}"][pick].mean()) for name in judges}
+        psnr = {k: float(per_item[k][pick].mean()) for k in ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")
+                if k in per_item}
+        rows.append({"style": style, "restyles": int(pick.sum()), **accs, "panel": min(accs.values()), **psnr})
+    return rows
+
+
+def _write_table(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)

@@ -1,7 +1,9 @@
 """Repaint a test image, or your own picture, in another style with a run's checkpoint, live on
-the CPU, or in a blend of two styles set with a slider."""
+the CPU, or in a blend of two styles set with a slider; and see, per target style, how often each
+judge of the panel calls the run's restyles that style."""
 
 import numpy as np
+import plotly.express as px
 import streamlit as st
 import torch
 
@@ -47,7 +49,7 @@ logged = store.arrays(uri, run_id, "restyle/test.npz")
 classes = [str(c) for c in (cfg.get("classes") or (logged["classes"] if logged is not None else []))]
 size = int(cfg.get("data", {}).get("image_size") or (logged["images"].shape[1] if logged is not None else 64))
 
-live, grids = st.tabs(["Restyle", "Logged grids"])
+live, by_style, grids = st.tabs(["Restyle", "By style", "Logged grids"])
 with live:
     if task is not None and len(classes) >= 2:
         choices = (["a test image"] if logged is not None else []) + ["your own picture"]
@@ -99,6 +101,25 @@ with live:
                     pics[3].image(logged["ground_truth"][item], caption=f"ground truth · {classes[t]}", width="stretch")
     elif task is not None:
         st.info("This run has fewer than two styles: there is nothing to restyle into.")
+
+with by_style:
+    table = store.table(uri, run_id, "tables/restyle_per_style.csv")
+    if table is None:
+        ui.lacks("tables/restyle_per_style.csv", run_id, uri)
+    else:
+        judges = [c for c in table.columns if c.startswith("acc_")]
+        st.caption("Each judge is a style classifier of its own architecture, trained on the training split alone and "
+                   "never part of a training loss. A style counts as painted when every judge agrees: the panel "
+                   "column is the lowest judge's accuracy (its mean over styles is restyle_acc_panel).")
+        long = table.reset_index().melt(id_vars="style", value_vars=judges, var_name="judge", value_name="accuracy")
+        long["judge"] = long["judge"].str.removeprefix("acc_")
+        fig = px.bar(long, y="style", x="accuracy", color="judge", barmode="group", orientation="h",
+                     range_x=[0, 1.02], labels=dict(accuracy="restyles judged the target style", style="target style"))
+        fig.update_layout(height=140 + 22 * len(table) * max(len(judges), 1), margin=dict(t=30, b=40),
+                          yaxis=dict(autorange="reversed"))
+        st.plotly_chart(fig, key="acc_by_style")
+        st.dataframe(table.reset_index(), hide_index=True,
+                     column_config={"style": st.column_config.TextColumn(width="large")})
 
 with grids:
     files = store.artifact_paths(uri, run_id)
