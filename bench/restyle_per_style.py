@@ -1,6 +1,8 @@
-"""A restyle run's scores per target style, from the restyle/test.npz it saved.
+"""A restyle run's scores per target style, from the restyle/test.npz it saved; or the mean ± std of
+several runs' own per-style tables (tables/restyle_per_style.csv: each judge of the panel).
 
     python bench/restyle_per_style.py artzoo_runs/<run_id>        # a run folder, or the npz itself
+    python bench/restyle_per_style.py --table artzoo_runs/<id0> artzoo_runs/<id1> artzoo_runs/<id2>
 
 For a run on synthart (the default dataset; give ``--size``/``--image-size`` where the run changed
 them), prints per target style: how often the task's cnn judge calls the restyle that style,
@@ -67,19 +69,47 @@ def _style_probability(critic: StyleCritic, images: torch.Tensor, style: int) ->
     return f"{probs.mean():.2f}"
 
 
+def seed_table(runs: list[Path]) -> str:
+    """The runs' tables/restyle_per_style.csv, each cell the mean ± std over the runs, with a last
+    row of the column means over styles (for ``panel``: restyle_acc_panel)."""
+    import pandas as pd
+
+    frames = []
+    for run in runs:
+        found = sorted(run.glob("**/tables/restyle_per_style.csv")) if run.is_dir() else [run]
+        if not found or not found[0].is_file():
+            raise SystemExit(f"{run} holds no tables/restyle_per_style.csv: give the folders of finished restyle runs")
+        frames.append(pd.read_csv(found[0], index_col="style"))
+    columns = [c for c in frames[0].columns if c != "restyles"]
+    stacked = np.stack([f.loc[frames[0].index, columns].to_numpy(float) for f in frames])
+    stacked = np.concatenate([stacked, stacked.mean(1, keepdims=True)], 1)  # the mean over styles
+    names = [*frames[0].index, "mean over styles"]
+    lines = ["| target style | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for i, name in enumerate(names):
+        cells = [f"{m:.2f} ± {sd:.2f}" for m, sd in zip(stacked[:, i].mean(0), stacked[:, i].std(0))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _images(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="a restyle run's folder or its restyle/test.npz")
+    parser.add_argument("run", type=Path, nargs="+", help="a restyle run's folder or its restyle/test.npz; "
+                                                            "with --table, several runs' folders")
+    parser.add_argument("--table", action="store_true", help="the mean ± std of the runs' own per-style tables")
     parser.add_argument("--size", type=int, default=4000, help="synthart training size of the run")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--judge-steps", type=int, default=1500, help="the run's train.judge_steps")
     args = parser.parse_args(argv)
-
-    path = _npz(args.run)
+    if args.table:
+        print(f"{len(args.run)} runs, mean ± std\n\n{seed_table(args.run)}")
+        return
+    if len(args.run) > 1:
+        parser.error("give one run, or several with --table")
+    path = _npz(args.run[0])
     saved = np.load(path)
     if "ground_truth" not in saved:
         raise SystemExit("this run's npz has no ground_truth: only a synthart run can be scored per style")

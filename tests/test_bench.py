@@ -185,6 +185,25 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
         restyle_per_style.main([str(tmp_path / "cache")])
 
 
+def test_restyle_per_style_table_gives_the_mean_and_spread_of_several_runs(tmp_path, capsys):
+    restyle_per_style = bench_script("restyle_per_style")
+    for i, (a, b) in enumerate([(0.5, 1.0), (0.7, 0.0)]):  # two runs' own tables
+        folder = tmp_path / f"run{i}" / "outputs" / "tables"
+        folder.mkdir(parents=True)
+        (folder / "restyle_per_style.csv").write_text(
+            f"style,restyles,acc_cnn,acc_timm_net,panel,psnr_gt\nCubism,10,{a},0.9,{min(a, 0.9)},20\n"
+            f"Pop_Art,12,{b},1.0,{b},{22 + 2 * i}\n")
+    restyle_per_style.main(["--table", str(tmp_path / "run0"), str(tmp_path / "run1")])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows["target style"] == ["acc_cnn", "acc_timm_net", "panel", "psnr_gt"]
+    assert rows["Cubism"] == ["0.60 ± 0.10", "0.90 ± 0.00", "0.60 ± 0.10", "20.00 ± 0.00"]
+    assert rows["Pop_Art"] == ["0.50 ± 0.50", "1.00 ± 0.00", "0.50 ± 0.50", "23.00 ± 1.00"]
+    assert rows["mean over styles"][2] == "0.55 ± 0.20"  # restyle_acc_panel: 0.75 and 0.35
+    with pytest.raises(SystemExit, match="no tables/restyle_per_style.csv"):
+        restyle_per_style.main(["--table", str(tmp_path / "run0"), str(tmp_path)  + "/none"])
+
+
 def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
     restyle_bounds = bench_script("restyle_bounds")
     import registry
