@@ -52,6 +52,7 @@ from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, shape_of, to
 
 SEED = 0  # restyle targets and the decoder's noise at test time are seeded
 BATCH = 128  # images per batch in the final analysis
+PSNRS = ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")  # the restyle_* scores against the ground truth
 
 # -- the style critic --------------------------------------------------------------------------
 
@@ -99,7 +100,8 @@ class Restyle(Reconstruct):
     """
 
     uses_labels = True
-    headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr")
+    headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_psnr_gt", "restyle_psnr_gt_baseline",
+                        "identity_psnr")
 
     def __init__(
         self,
@@ -121,7 +123,8 @@ class Restyle(Reconstruct):
         judge_steps: Annotated[int, Field(ge=0, description="training steps of each judge trained here")] = 1500,
         panel: Annotated[str, Field(description="further registered classifiers, comma-separated, each trained "
                                                 "as a judge the same way: restyle_acc_panel takes the lowest "
-                                                "judge's accuracy per style (empty: the first judge alone)")] = "timm_net",
+                                                "judge's accuracy per style (empty: the first judge "
+                                                "alone)")] = "timm_net",
         umap: Annotated[bool, Field(description="also embed the test codes with UMAP")] = True,
     ) -> None:
         super().__init__(model=model, classes=classes, umap=umap)
@@ -298,10 +301,11 @@ class Restyle(Reconstruct):
             result[f"restyle_acc_by_{name}"] = per_item[f"hit/{name}"].mean()
             result[f"judge_acc_by_{name}"] = per_item[f"judged/{name}"].mean()
         if renders:
-            result.update({f"restyle_{k}": per_item[k].mean() for k in ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")})
+            result.update({f"restyle_{k}": per_item[k].mean() for k in PSNRS})
         rows = per_style(self.classes, targets, per_item, list(judges))
-        result["restyle_acc_panel"] = float(np.mean([row["panel"] for row in rows]))
-        _write_table(out / "tables" / "restyle_per_style.csv", rows)
+        if rows:  # a test split with images
+            result["restyle_acc_panel"] = float(np.mean([row["panel"] for row in rows]))
+            _write_table(out / "tables" / "restyle_per_style.csv", rows)
 
         saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
         (out / "restyle").mkdir(parents=True, exist_ok=True)
@@ -393,8 +397,7 @@ def per_style(classes: list[str], targets: np.ndarray, per_item: dict[str, np.nd
         if not pick.any():
             continue  # no test image is restyled into it
         accs = {f"acc_{name}": float(per_item[f"hit/{name}"][pick].mean()) for name in judges}
-        psnr = {k: float(per_item[k][pick].mean()) for k in ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")
-                if k in per_item}
+        psnr = {k: float(per_item[k][pick].mean()) for k in PSNRS if k in per_item}
         rows.append({"style": style, "restyles": int(pick.sum()), **accs, "panel": min(accs.values()), **psnr})
     return rows
 
