@@ -111,21 +111,28 @@ def plugin_site(tmp_path_factory) -> Path:
     return site
 
 
-@pytest.fixture
-def with_plugin(plugin_site: Path, monkeypatch):
-    """The plugin package installed in this process for the duration of a test."""
-    import sys
-
+@contextmanager
+def plugin_installed(plugin_site: Path, monkeypatch: pytest.MonkeyPatch):
+    """The plugin package installed in this process inside the block (``monkeypatch`` undoes the path)."""
     import registry
 
     monkeypatch.syspath_prepend(str(plugin_site))
     registry.entries.cache_clear()
     registry.load.cache_clear()
-    yield plugin_site
-    registry.entries.cache_clear()
-    registry.load.cache_clear()
-    for name in ("tinynet", "tinynet_broken"):
-        sys.modules.pop(name, None)
+    try:
+        yield plugin_site
+    finally:
+        registry.entries.cache_clear()
+        registry.load.cache_clear()
+        for name in ("tinynet", "tinynet_broken"):
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def with_plugin(plugin_site: Path, monkeypatch):
+    """The plugin package installed in this process for the duration of a test."""
+    with plugin_installed(plugin_site, monkeypatch):
+        yield plugin_site
 
 
 def plugin_env(plugin_site: Path) -> dict[str, str]:

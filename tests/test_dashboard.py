@@ -27,7 +27,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import registry
-from conftest import REPO, free_port, plugin_env, use_store
+from conftest import REPO, free_port, plugin_env, plugin_installed, use_store
 from images import png_header
 
 APP = REPO / "dashboard" / "app.py"
@@ -66,12 +66,8 @@ def broken(tmp_path_factory, session_cache, empty_store, plugin_site) -> dict[st
         # in this process (a subprocess costs its imports); test_runner checks the exit status
         from runners.run import main
 
-        mp.syspath_prepend(str(plugin_site))
-        registry.entries.cache_clear()
-        registry.load.cache_clear()
-        assert main(["failnet", "model.fail_at=2", *TINY]) == 1
-        registry.entries.cache_clear()
-        registry.load.cache_clear()
+        with plugin_installed(plugin_site, mp):
+            assert main(["failnet", "model.fail_at=2", *TINY]) == 1
         env = plugin_env(plugin_site)
         # SIGTERM once the first epoch is logged: the run keeps its checkpoint and early images
         # but never reaches its test evaluation (no scores, no restyle/test.npz, no embeddings).
