@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.restyle import Restyle
+
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "dashboard" / "app.py"
 REAL = {"cnn": [], "ae": ["train.max_points=200"], "cond_ae": ["train.judge_steps=50"]}
@@ -32,7 +34,7 @@ TASKS = {
     "classify": ("cnn", ["acc", "macro_f1", "balanced_acc"]),
     "reconstruct": ("ae", ["mse", "psnr", "ssim", "cluster_nmi_pca", "cluster_ari_pca", "silhouette_pca",
                            "cluster_nmi_umap", "cluster_ari_umap", "silhouette_umap"]),
-    "restyle": ("cond_ae", ["restyle_acc", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr"]),
+    "restyle": ("cond_ae", list(Restyle.headline_metrics)),
 }
 CLASSES = ["Baroque", "Cubism", "Expressionism", "Impressionism", "Pointillism", "Pop_Art", "Realism", "Ukiyo_e"]
 

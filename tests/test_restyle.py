@@ -145,7 +145,9 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     assert 0 <= scores["restyle_acc"] <= 1 and np.isfinite(scores["restyle_psnr_gt"])
     # a panel of two judges of different architectures (the default), each scored, and per style
     assert scores["restyle_acc_by_cnn"] == scores["restyle_acc"] and 0 <= scores["restyle_acc_by_timm_net"] <= 1
-    table = list(csv.DictReader(open(tmp_path / "tables" / "restyle_per_style.csv")))
+    judges = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "judges").glob("*.pt"))
+    assert judges == ["cnn", "timm_net"], "each judge of the panel trained (and cached) on its own"
+    table = list(csv.DictReader((tmp_path / "tables" / "restyle_per_style.csv").read_text().splitlines()))
     targets = saved["targets"]
     assert [row["style"] for row in table] == [train.classes[s] for s in sorted(set(targets))]
     assert [int(row["restyles"]) for row in table] == np.bincount(targets)[sorted(set(targets))].tolist()
