@@ -199,6 +199,22 @@ def test_the_judge_is_any_registered_classifier_trained_once_and_cached(tmp_path
     assert "train.judge_model" in problem and "nosuchnet" in problem
 
 
+def test_a_judge_trained_afresh_is_the_judge_a_cache_holds_whatever_ran_before(tmp_path, monkeypatch):
+    from zoo.judge import train_judge
+
+    # two runs that share a cache meet it with different global generators (their seeds, their
+    # training): the judge either one trains must not depend on that
+    train = registry.dataset("digits", split="train", image_size=16)
+    judges = []
+    for seed in (1, 2):
+        monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / f"cache{seed}"))
+        torch.manual_seed(seed)
+        judges.append(train_judge(train, len(train.classes), torch.device("cpu"), steps=3, model="timm_net"))
+    first, second = (j.state_dict() for j in judges)
+    assert all(torch.equal(first[k], second[k]) for k in first), "the judge's first weights came from the caller's stream"
+    assert torch.initial_seed() == 2, "the caller's generator is left as it was"
+
+
 def test_rendering_is_a_declared_dataset_capability():
     from zoo.data import Renders
 

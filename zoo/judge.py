@@ -1,9 +1,10 @@
 """The judge of restyles: a style classifier trained on the training split alone, never part of
 any training loss, that says which style a restyled image is painted in (``test/restyle_acc``).
 
-It is trained with a fixed, seeded recipe on its own random stream, so every model it scores
-meets the same judge, and kept in the cache folder, keyed by the recipe and a fingerprint of the
-data: the runs of several seeds or models on one dataset train it once. A classify run's
+It is built and trained with a fixed, seeded recipe on its own random stream, so every model it
+scores meets the same judge, and kept in the cache folder, keyed by the recipe, a fingerprint of
+the data and (on a CPU) the thread count: the runs of several seeds or models on one dataset
+train it once, and a fresh cache gives the judge a cached one was. A classify run's
 checkpoint can stand in for it (:func:`load_judge`).
 """
 
@@ -24,6 +25,7 @@ from zoo.data import cache_root
 from zoo.task import labels_of
 
 SEED = 0
+VERSION = 2  # part of the cache key: bump when the same recipe gives another judge
 RECIPE = {"batch": 64, "lr": 2e-3, "shift": 4}  # the fixed training recipe, for every judge model
 # a judge model's options where they differ from its defaults; timm_net: a resnet small enough to
 # train in minutes on a CPU, that still calls every real synthart test image right
@@ -35,21 +37,24 @@ def train_judge(train_set, num_classes: int, device: torch.device, *, steps: int
     class-balanced, with flips and shifts; from the cache where it was trained before."""
     x0 = train_set[0][0]
     options = MODEL_OPTIONS.get(model, {})
-    judge = registry.model(model, num_classes=num_classes, in_chans=x0.shape[0], image_size=x0.shape[-1],
-                           **options).to(device)
     labels = torch.as_tensor(labels_of(train_set))
-    recipe = {**RECIPE, **options, "steps": steps, "classes": num_classes, "data": fingerprint(train_set)}
-    if model != "cnn":  # the default judge's key leaves the model out, so the judges cached already stay valid
-        recipe["model"] = model
+    recipe = {**RECIPE, **options, "version": VERSION, "model": model, "steps": steps, "classes": num_classes,
+              "data": fingerprint(train_set)}
+    if device.type == "cpu":  # the thread count changes how floats are summed, so the judge's last digits
+        recipe["threads"] = torch.get_num_threads()
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_root() / "judges" / f"{model}-{key}.pt"
-    if path.exists():
-        judge.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-        return judge.eval()
     counts = torch.bincount(labels, minlength=num_classes).clamp_min(1).float()
     gen = torch.Generator().manual_seed(SEED)
+    # the whole judge, its first weights included, comes from its own stream: not from whatever
+    # the caller's global generator holds, which differs between the runs that share the cache
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(SEED)
+        judge = registry.model(model, num_classes=num_classes, in_chans=x0.shape[0], image_size=x0.shape[-1],
+                               **options).to(device)
+        if path.exists():
+            judge.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+            return judge.eval()
         opt = torch.optim.AdamW(judge.parameters(), lr=RECIPE["lr"], weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, RECIPE["lr"], total_steps=max(1, steps), pct_start=0.15)
         judge.train()
