@@ -31,6 +31,7 @@ ROWS = [
     ("ae, synthart", "ae", []),
     ("cond_ae concat, synthart", "cond_ae", ["model.conditioning=concat"]),
     ("cond_ae cin, synthart", "cond_ae", ["model.conditioning=cin"]),
+    ("cond_ae concat, learned marks, synthart", "cond_ae", ["model.conditioning=concat", "model.marks=learned"]),
 ]
 
 

@@ -55,7 +55,7 @@ def test_an_untrained_smooth_path_paints_the_codes_colours_upsampled():
 
 @pytest.mark.parametrize("conditioning", ["concat", "cin"])
 def test_the_label_changes_the_painting_and_the_noise_changes_the_marks(conditioning):
-    model = _model(conditioning=conditioning)
+    model = _model(conditioning=conditioning, marks="learned")
     code = model.encode(torch.rand(1, 3, 32, 32))
     a, b = _decode(model, code, torch.tensor([0])), _decode(model, code, torch.tensor([1]))
     assert a.shape == b.shape == (1, 3, 32, 32)
@@ -66,7 +66,7 @@ def test_the_label_changes_the_painting_and_the_noise_changes_the_marks(conditio
 
 @pytest.mark.parametrize("conditioning", ["concat", "cin"])
 def test_a_style_whose_loudness_is_zero_paints_no_marks(conditioning):
-    model = _model(conditioning=conditioning)
+    model = _model(conditioning=conditioning, marks="learned")
     with torch.no_grad():
         model.texture_gain[1] = 0  # what a wash style can learn
     code = model.encode(torch.rand(2, 3, 32, 32))
@@ -74,6 +74,69 @@ def test_a_style_whose_loudness_is_zero_paints_no_marks(conditioning):
     painted, smooth = _decode(model, code, styles), model.smooth(code, styles).detach()
     assert torch.equal(painted[0], smooth[0])
     assert (painted[1] - smooth[1]).abs().mean() > 1e-3, "the other style keeps its marks"
+
+
+def _flat(value: float, marks: torch.Tensor) -> torch.Tensor:
+    """A 1×3×32×32 image of one grey ``value`` with ``marks`` (32×32, zero mean over 4×4 squares)."""
+    return (torch.full((1, 3, 32, 32), value) + marks).clamp(0, 1)
+
+
+CHECKER = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2).float() * 0.2 - 0.1
+STRIPES = (torch.arange(32)[None, :].expand(32, 32) % 2).float() * 0.3 - 0.15
+
+
+def _exemplar_model(bank: int = 32) -> torch.nn.Module:
+    model = _model(marks="exemplar", tile=8, bank=bank).train()
+    with torch.no_grad():  # what training shows it: a dark image with a checkerboard, a light one with stripes
+        model(torch.cat([_flat(0.2, CHECKER), _flat(0.8, STRIPES)]), torch.tensor([0, 0]))
+    return model.eval()
+
+
+def test_exemplar_marks_are_those_of_the_kept_tile_whose_colours_are_nearest():
+    model = _exemplar_model()
+    assert model.exemplars.kept.tolist() == [32, 0, 0, 0]  # 16 tiles of 8 px from each 32 px image
+    # a picture light on its left half, dark on its right: stripes where it is light, checks where dark
+    x = torch.cat([torch.full((1, 3, 32, 16), 0.75), torch.full((1, 3, 32, 16), 0.25)], -1)
+    code = model.encode(x)
+    with torch.no_grad():
+        marks = model.decode(code, torch.tensor([0])) - model.smooth(code, torch.tensor([0]))
+    q = 1 / 255  # the tiles are kept as uint8, as images are
+    inner = (slice(None), slice(None), slice(8, 24))  # away from the seam, where the upsampled colours blend
+    assert torch.allclose(marks[..., :8][inner], STRIPES[8:24, :8].expand(1, 3, 16, 8), atol=2 * q)
+    assert torch.allclose(marks[..., 24:][inner], CHECKER[8:24, 24:].expand(1, 3, 16, 8), atol=2 * q)
+    # the marks keep the layout: their mean over each of the code's squares is zero
+    assert F.avg_pool2d(marks, 4).abs().max() < 1e-6
+
+
+def test_a_style_without_kept_tiles_paints_no_marks_and_a_full_bank_keeps_its_first_tiles():
+    model = _exemplar_model(bank=16)
+    assert model.exemplars.kept.tolist() == [16, 0, 0, 0]
+    code = model.encode(_flat(0.8, torch.zeros(32, 32)))
+    with torch.no_grad():
+        marks = model.decode(code, torch.tensor([0])) - model.smooth(code, torch.tensor([0]))
+        assert torch.equal(model.decode(code, torch.tensor([1])), model.smooth(code, torch.tensor([1])))
+    # only the dark checked image fits: the light one's stripes are never kept
+    assert torch.allclose(marks[..., 8:24, 8:24], CHECKER[8:24, 8:24].expand(1, 3, 16, 16), atol=2 / 255)
+
+
+def test_the_kept_tiles_travel_with_the_weights_their_moving_average_and_channels_last():
+    from timm.utils import ModelEmaV3
+
+    model = _exemplar_model()
+    fresh = _model(marks="exemplar", tile=8, bank=32)
+    ema = ModelEmaV3(fresh, decay=0.99)
+    ema.update(model, step=10)  # past timm's warm-up: floating-point weights are averaged, not copied
+    assert torch.equal(ema.module.exemplars.tiles, model.exemplars.tiles)
+    fresh.load_state_dict(model.state_dict())
+    fresh.to(memory_format=torch.channels_last).eval()
+    code = model.encode(_flat(0.5, torch.zeros(32, 32)))
+    assert torch.equal(_decode(model, code, torch.tensor([0])), _decode(fresh, code, torch.tensor([0])))
+    # a side the tiles do not divide is padded for the matching and cropped back
+    odd = registry.model("cond_ae", num_classes=4, image_size=36, marks="exemplar", tile=8, bank=32)
+    odd.load_state_dict(model.state_dict())
+    x = torch.rand(2, 3, 36, 36)
+    with torch.no_grad():
+        assert odd.eval().decode(odd.encode(x), torch.tensor([0, 1])).shape == (2, 3, 36, 36)
 
 
 def test_the_texture_path_paints_from_fine_and_coarse_noise():
@@ -89,7 +152,7 @@ def test_the_texture_path_paints_from_fine_and_coarse_noise():
 
 
 def test_a_cin_blend_mixes_the_two_styles_parameters():
-    model = _model(conditioning="cin")
+    model = _model(conditioning="cin", marks="learned")
     code = model.encode(torch.rand(1, 3, 32, 32))
     pure = _decode(model, code, torch.tensor([[1.0, 0, 0, 0]]))
     label = _decode(model, code, torch.tensor([0]))
@@ -101,8 +164,9 @@ def test_a_cin_blend_mixes_the_two_styles_parameters():
         model.decode(code, torch.tensor([[0.5, 0.5]]))
 
 
-def test_a_training_step_trains_the_critic_on_its_own_loss_and_the_decoder_on_the_rest():
-    model = _model().train()
+@pytest.mark.parametrize("marks", ["learned", "exemplar"])
+def test_a_training_step_trains_the_critic_on_its_own_loss_and_the_decoder_on_the_rest(marks):
+    model = _model(marks=marks).train()
     task = registry.task("restyle", model=model, classes=list("abcd"), judge_steps=1, umap=False)
     task.setup(None, torch.device("cpu"))
     place_auxiliary(task, torch.device("cpu"))
@@ -118,7 +182,13 @@ def test_a_training_step_trains_the_critic_on_its_own_loss_and_the_decoder_on_th
     logs["loss"].backward()  # what the runner does with the decoder's loss
     assert all(torch.equal(g, p.grad) for g, p in zip(critic_grads, task.critic.parameters())), \
         "the decoder's loss must not reach the critic"
-    for part in (model.texture_blocks, model.smooth_blocks, model.correction, model.features):
+    parts = [model.smooth_blocks, model.correction, model.features]
+    if marks == "learned":
+        parts.append(model.texture_blocks)
+    else:
+        # two steps on images of styles 0, 1, 2, 3, 0, 1, four 16 px tiles from each
+        assert model.exemplars.kept.tolist() == [16, 16, 8, 8], "it kept the tiles of the images it saw"
+    for part in parts:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
     assert {"g_rec", "g_content", "g_texture_mean", "g_adv", "critic_loss"} <= logs.keys()
     assert all(torch.isfinite(v) for v in logs.values())

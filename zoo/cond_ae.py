@@ -7,8 +7,9 @@ An image is painted in two layers, and the model keeps them apart:
   that cannot reach the code, and the code is those colours plus learned features of them. The
   decoder's *smooth path* adds a style-dependent correction to the colours (a style darkens its
   outlines, blurs its washes) and upsamples;
-* the *texture* (what a restyle changes): a full-resolution network paints fine marks from
-  random noise, reading the smooth image (marks follow edges and tones) and the style. Sampling
+* the *texture* (what a restyle changes): fine marks, copied from real paintings of the
+  target style or painted by a full-resolution network (``marks``, below). The network paints
+  them from random noise, reading the smooth image (marks follow edges and tones) and the style. Sampling
   from noise is what lets it paint crisp dots and strokes rather than their blurred mean. The
   noise comes per pixel and constant over 4- and 8-pixel squares, so mosaic tiles and facets
   have a coarse random field to start from; each style has a loudness (a gain on its marks),
@@ -26,8 +27,23 @@ The style reaches both paths in one of two ways (``conditioning``):
   parameters. They start apart (random, not all ones and zeros), so that each style's texture
   begins different instead of having to break a tie.
 
-What makes the decoder use its label and paint real marks is the training recipe of the
-``restyle`` task (zoo/restyle.py); this module is only the network.
+The marks come from one of two places (``marks``):
+
+* ``learned``: the texture path above, taught by the ``restyle`` task's critic;
+* ``exemplar`` (the default; docs/restyle-notes.md): copied from training images of the target
+  style, as in image analogies (Hertzmann et al. 2001), in the tiles of image quilting (Efros &
+  Freeman 2001). While it trains, the model keeps up to ``bank`` square tiles of the images it
+  sees, per style, as they were (uint8). A restyle cuts its smooth image into tiles of the same
+  side, finds for each the kept tile of the target style whose coarse colours (the code's,
+  averaged over the same squares) are nearest, and adds that tile's marks: the tile minus its
+  coarse colours upsampled, less their mean over each of the code's squares, so that they keep
+  the layout. A style's marks thus follow the colours they were painted over in real paintings
+  of it: outlines where regions meet, shaded facets inside regions, which marks sampled from
+  noise never learned. Nothing learns the marks; the critic still teaches the smooth path each
+  style's colours. The price is identity_psnr: another painting's marks are not the image's own.
+
+What makes the decoder use its label is the training recipe of the ``restyle`` task
+(zoo/restyle.py); this module is only the network.
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ from torch import nn
 __all__ = ["CondAE", "cond_ae", "style_weights"]
 
 Conditioning = Literal["concat", "cin"]
+Marks = Literal["learned", "exemplar"]
 STYLE_INIT = 0.5  # spread of the per-style scales and shifts at the start (cin)
 NOISE_CHANS = 2  # channels of random noise per scale that the texture path paints from
 # Noise per pixel, and constant over 4- and 8-pixel squares: tiles and facets, larger than what a
@@ -109,6 +126,75 @@ def _noise(like: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, 1)
 
 
+class ExemplarMarks(nn.Module):
+    """Tiles of training images kept per style, and the marks of the nearest ones (module docstring)."""
+
+    def __init__(self, num_styles: int, in_chans: int, scale: int, tile: int, size: int) -> None:
+        super().__init__()
+        if tile % scale:
+            raise ValueError(f"cond_ae: model.tile={tile} must be a multiple of the code's square, 2**stages = {scale}")
+        self.scale, self.tile = scale, tile
+        # uint8, as the images were: lossless, a quarter of float32, and copied, not averaged, by
+        # the weights' moving average (timm's ModelEmaV3 averages only floating-point tensors);
+        # flat, so that a conversion to channels-last leaves it alone
+        self.in_chans = in_chans
+        self.register_buffer("tiles", torch.zeros(num_styles, size, in_chans * tile * tile, dtype=torch.uint8))
+        self.register_buffer("kept", torch.zeros(num_styles, dtype=torch.long))
+
+    def _cut(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """B×C×H×W (H, W multiples of the tile) -> B×L×C×tile×tile, and L."""
+        t = self.tile
+        tiles = F.unfold(x, t, stride=t)  # B×(C·t·t)×L
+        return tiles.transpose(1, 2).reshape(len(x), -1, x.shape[1], t, t), tiles.shape[-1]
+
+    def _colours(self, tiles: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(tiles, self.scale)
+
+    @torch.no_grad()
+    def remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Keep tiles of ``images`` (in [0, 1]) under their style until that style's bank is full:
+        the first tiles of a shuffled stream are a uniform sample of it."""
+        h, w = images.shape[-2:]
+        if h % self.tile or w % self.tile:
+            images = images[..., : h - h % self.tile, : w - w % self.tile]
+        tiles, _ = self._cut(images.float())
+        size = self.tiles.shape[1]
+        for style in labels.unique().tolist():
+            start = int(self.kept[style])
+            new = tiles[labels == style].flatten(0, 1)[: size - start].flatten(1)
+            self.tiles[style, start : start + len(new)] = new.mul(255).round().clamp(0, 255).to(torch.uint8)
+            self.kept[style] += len(new)
+
+    def forward(self, smooth: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The marks for ``smooth`` (B×C×H×W) in the styles ``weights`` (B×styles; a blend blends
+        the styles' marks). A style with no kept tile paints none."""
+        h, w = smooth.shape[-2:]
+        t = self.tile
+        pad = (0, -w % t, 0, -h % t)
+        query, count = self._cut(F.pad(smooth.detach().float(), pad, mode="replicate"))
+        query = self._colours(query.flatten(0, 1)).flatten(1).view(len(smooth), count, -1)
+        marks = torch.zeros(len(smooth), count, smooth.shape[1] * t * t, device=smooth.device)
+        for style in (weights > 0).any(0).nonzero().flatten().tolist():
+            kept = int(self.kept[style])
+            rows = weights[:, style] > 0
+            if not kept:
+                continue
+            bank = self.tiles[style, :kept].float().div(255).view(kept, self.in_chans, t, t)
+            colours = self._colours(bank)
+            bank_marks = bank - F.interpolate(colours, scale_factor=self.scale, mode="bilinear", align_corners=False)
+            q = query[rows].flatten(0, 1)
+            nearest = torch.cat([torch.cdist(part, colours.flatten(1)).argmin(1) for part in q.split(4096)])
+            chosen = bank_marks.flatten(1)[nearest].view(int(rows.sum()), count, -1)
+            marks[rows] += weights[rows, style, None, None].float() * chosen
+        size = (h + pad[3], w + pad[1])
+        painted = F.fold(marks.transpose(1, 2), size, t, stride=t)
+        # marks keep the layout: their mean over each of the code's squares is taken out, so the
+        # restyle's colours at that scale are the smooth path's (what texture_mean asks of
+        # learned marks)
+        painted = painted - F.interpolate(F.avg_pool2d(painted, self.scale), scale_factor=self.scale, mode="nearest")
+        return painted[..., :h, :w].to(smooth.dtype)
+
+
 class CondAE(nn.Module):
     """Encoder to a coarse content code; decoder from (code, style) to smooth image + texture."""
 
@@ -122,6 +208,9 @@ class CondAE(nn.Module):
         texture_width: int = 32,
         conditioning: Conditioning = "concat",
         embed_dim: int = 16,
+        marks: Marks = "learned",
+        tile: int = 16,
+        bank: int = 1024,
     ) -> None:
         super().__init__()
         self.num_styles = num_classes
@@ -143,6 +232,10 @@ class CondAE(nn.Module):
         self.correction = nn.Conv2d(width, in_chans, 3, padding=1)
         nn.init.zeros_(self.correction.weight)  # starts as the plain upsampled colours
         nn.init.zeros_(self.correction.bias)
+        self.marks = marks
+        self.exemplars = ExemplarMarks(num_classes, in_chans, self.scale, tile, bank) if marks == "exemplar" else None
+        if self.exemplars is not None:
+            return
         # dilations 1, 2, 4, 1: a 17-pixel field, the size of a stroke or a facet at 64 px
         chans = NOISE_CHANS * len(NOISE_SCALES) + in_chans + extra
         self.texture_blocks = nn.ModuleList()
@@ -175,8 +268,11 @@ class CondAE(nn.Module):
         return F.interpolate(colours, scale_factor=self.scale, mode="bilinear", align_corners=False)
 
     def texture(self, smooth: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """Fine marks of ``style`` sampled from fresh noise, following the tones of ``smooth``."""
+        """Fine marks of ``style`` following the tones of ``smooth``: sampled from fresh noise
+        (``learned``) or copied from the nearest kept tiles (``exemplar``)."""
         weights = style_weights(style, self.num_styles).to(smooth.dtype)
+        if self.exemplars is not None:
+            return self.exemplars(smooth, weights)
         h = self._tiled(torch.cat([_noise(smooth), smooth], 1), weights)
         for block in self.texture_blocks:
             h = block(h, weights)
@@ -201,6 +297,9 @@ class CondAE(nn.Module):
             smooth = self.smooth(code.detach(), target)
             texture = self.texture(smooth.detach(), target)
             out.update(fake=smooth + texture, texture=texture)
+        if self.exemplars is not None and self.training:
+            # after painting, so that a restyle never copies the tiles of its own image
+            self.exemplars.remember(x, style)
         return out
 
 
@@ -219,6 +318,12 @@ def cond_ae(
                                                 "embedding beside its input; the default, higher restyle_acc in bench/quality.py) or cin "
                                                 "(conditional instance norm)")] = "concat",
     embed_dim: Annotated[int, Field(gt=0, description="size of the style embedding (concat only)")] = 16,
+    marks: Annotated[Marks, Field(description="where the marks come from: learned (a texture path painting "
+                                  "from noise) or exemplar (tiles of training images of the style, matched "
+                                  "on their coarse colours)")] = "exemplar",
+    tile: Annotated[int, Field(gt=0, description="side of the tiles of exemplar marks, in pixels (a "
+                               "multiple of 2**stages)")] = 16,
+    bank: Annotated[int, Field(gt=0, description="tiles kept per style for exemplar marks")] = 1024,
 ) -> CondAE:
     """The label-conditioned autoencoder of the restyle task."""
     if image_size % 2**stages:
@@ -227,12 +332,13 @@ def cond_ae(
             f"choose model.stages so that it is (at most {int(math.log2(image_size & -image_size))})"
         )
     return CondAE(num_classes, in_chans, latent_dim=latent_dim, stages=stages, width=width,
-                  texture_width=texture_width, conditioning=conditioning, embed_dim=embed_dim)
+                  texture_width=texture_width, conditioning=conditioning, embed_dim=embed_dim,
+                  marks=marks, tile=tile, bank=bank)
 
 
 cond_ae.task = "restyle"
-# 7 epochs of 32-image steps (875 steps): longer training paints louder marks, which the judge
-# accepts more often but which cost restyle_psnr_gt. beta1 0.5 as in GANs, since the decoder's
+# 7 epochs of 32-image steps (875 steps); with learned marks, longer training paints louder
+# ones, which the judge accepts more often but which cost restyle_psnr_gt. beta1 0.5 as in GANs, since the decoder's
 # target (the style critic) moves as it learns. As GAN generators are usually evaluated, the model
 # reported is a moving average of the weights (train.ema, about the last 200 steps): it smooths
 # the colours that restyles keep; a much longer average would average the marks away too.
