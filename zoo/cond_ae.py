@@ -176,9 +176,9 @@ class ExemplarMarks(nn.Module):
         marks = torch.zeros(len(smooth), count, smooth.shape[1] * t * t, device=smooth.device)
         for style in (weights > 0).any(0).nonzero().flatten().tolist():
             kept = int(self.kept[style])
-            rows = weights[:, style] > 0
             if not kept:
                 continue
+            rows = weights[:, style] > 0
             bank = self.tiles[style, :kept].float().div(255).view(kept, self.in_chans, t, t)
             colours = self._colours(bank)
             bank_marks = bank - F.interpolate(colours, scale_factor=self.scale, mode="bilinear", align_corners=False)

@@ -5,8 +5,9 @@ Why the plain recipe fails, and what this one does instead:
 * With only a pixel loss the code keeps everything, style included, and the decoder ignores its
   label; and where the label is used, the decoder paints a style's *average* texture, a blur.
 * So the model (zoo/cond_ae.py) splits the painting: a coarse content code (the image averaged
-  over squares, too coarse for marks to pass) decoded into a smooth image, and a texture path
-  that samples the marks from noise. Only the smooth path can be compared with the input: the
+  over squares, too coarse for marks to pass) decoded into a smooth image, and marks copied
+  from the target style's training tiles (the default) or sampled from noise by a texture
+  path. Only the smooth path can be compared with the input: the
   identity loss is an MSE at a quarter of the side, where random marks average out.
 * The texture, and the style's changes to the smooth image, are taught by a jointly trained
   *style critic*: a patch classifier with one class per style and one for "generated" (the
@@ -233,8 +234,9 @@ class Restyle(Reconstruct):
                 **options) -> dict[str, np.ndarray]:
         """``code`` and ``style_embedding`` (the critic's style statistics), and with ``style`` (B target
         labels, or B×classes blend weights) ``restyled``: the images painted in it (B×C×H×W in
-        [0, 1]). The decoder paints its marks from noise, drawn per image from ``seed``: the
-        same image and style give the same picture, whatever else is in the batch."""
+        [0, 1]). Learned marks are painted from noise, drawn per image from ``seed``: the
+        same image and style give the same picture, whatever else is in the batch (exemplar
+        marks need no noise)."""
         out = self._embeddings(self.net, self.critic, images)
         if style is not None:
             code, style = self.net.encode(images), style.to(images.device)

@@ -16,7 +16,7 @@ from zoo.task import to_rgb8
 # is decoded. 64 megapixels admits a phone's 48-50 MP photo and bounds the memory a file costs.
 UPLOAD_MB = 20
 UPLOAD_PIXELS = 64_000_000
-NOISE_SEED = 0  # the decoder paints its marks from noise: a fixed seed keeps a picture steady across reruns
+NOISE_SEED = 0  # learned marks are painted from noise: a fixed seed keeps a picture steady across reruns
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
