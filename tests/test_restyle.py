@@ -131,6 +131,13 @@ def test_the_kept_tiles_travel_with_the_weights_their_moving_average_and_channel
     fresh.to(memory_format=torch.channels_last).eval()
     code = model.encode(_flat(0.5, torch.zeros(32, 32)))
     assert torch.equal(_decode(model, code, torch.tensor([0])), _decode(fresh, code, torch.tensor([0])))
+    # a checkpoint with as many tiles but other ones replaces what a restyle copies
+    other = _model(marks="exemplar", tile=8, bank=32).train()
+    with torch.no_grad():
+        other(torch.cat([_flat(0.3, STRIPES), _flat(0.7, CHECKER)]), torch.tensor([0, 0]))
+    fresh.load_state_dict(other.state_dict())
+    assert torch.equal(_decode(fresh, code, torch.tensor([0])), _decode(other.eval(), code, torch.tensor([0])))
+    assert not torch.equal(_decode(fresh, code, torch.tensor([0])), _decode(model, code, torch.tensor([0])))
     # a side the tiles do not divide is padded for the matching and cropped back
     odd = registry.model("cond_ae", num_classes=4, image_size=36, marks="exemplar", tile=8, bank=32)
     odd.load_state_dict(model.state_dict())

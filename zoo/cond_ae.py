@@ -140,6 +140,7 @@ class ExemplarMarks(nn.Module):
         self.in_chans = in_chans
         self.register_buffer("tiles", torch.zeros(num_styles, size, in_chans * tile * tile, dtype=torch.uint8))
         self.register_buffer("kept", torch.zeros(num_styles, dtype=torch.long))
+        self._cache: dict[int, tuple] = {}
 
     def _cut(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
         """B×C×H×W (H, W multiples of the tile) -> B×L×C×tile×tile, and L."""
@@ -149,6 +150,19 @@ class ExemplarMarks(nn.Module):
 
     def _colours(self, tiles: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(tiles, self.scale)
+
+    def _kept_colours(self, style: int) -> torch.Tensor | None:
+        """The coarse colours of ``style``'s kept tiles (kept × C·(tile/scale)²), or None if it has
+        none; cached until the bank changes (any write to it bumps the buffer's version: a tile
+        kept, a checkpoint loaded, the moving average's copy)."""
+        kept = int(self.kept[style])
+        if not kept:
+            return None
+        key = (kept, self.tiles._version, self.tiles.device)
+        if self._cache.get(style, (None,))[0] != key:
+            tiles = self.tiles[style, :kept].float().div(255).view(kept, self.in_chans, self.tile, self.tile)
+            self._cache[style] = (key, self._colours(tiles).flatten(1))
+        return self._cache[style][1]
 
     @torch.no_grad()
     def remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -175,17 +189,17 @@ class ExemplarMarks(nn.Module):
         query = self._colours(query.flatten(0, 1)).flatten(1).view(len(smooth), count, -1)
         marks = torch.zeros(len(smooth), count, smooth.shape[1] * t * t, device=smooth.device)
         for style in (weights > 0).any(0).nonzero().flatten().tolist():
-            kept = int(self.kept[style])
-            if not kept:
+            colours = self._kept_colours(style)
+            if colours is None:
                 continue
             rows = weights[:, style] > 0
-            bank = self.tiles[style, :kept].float().div(255).view(kept, self.in_chans, t, t)
-            colours = self._colours(bank)
-            bank_marks = bank - F.interpolate(colours, scale_factor=self.scale, mode="bilinear", align_corners=False)
             q = query[rows].flatten(0, 1)
-            nearest = torch.cat([torch.cdist(part, colours.flatten(1)).argmin(1) for part in q.split(4096)])
-            chosen = bank_marks.flatten(1)[nearest].view(int(rows.sum()), count, -1)
-            marks[rows] += weights[rows, style, None, None].float() * chosen
+            nearest = torch.cat([torch.cdist(part, colours).argmin(1) for part in q.split(4096)])
+            # only the chosen tiles are unpacked: the bank is far larger than one batch's tiles
+            tiles = self.tiles[style, nearest].float().div(255).view(len(nearest), self.in_chans, t, t)
+            coarse = colours[nearest].view(len(nearest), self.in_chans, t // self.scale, t // self.scale)
+            chosen = tiles - F.interpolate(coarse, scale_factor=self.scale, mode="bilinear", align_corners=False)
+            marks[rows] += weights[rows, style, None, None].float() * chosen.flatten(1).view(int(rows.sum()), count, -1)
         size = (h + pad[3], w + pad[1])
         painted = F.fold(marks.transpose(1, 2), size, t, stride=t)
         # marks keep the layout: their mean over each of the code's squares is taken out, so the
@@ -210,7 +224,7 @@ class CondAE(nn.Module):
         embed_dim: int = 16,
         marks: Marks = "learned",
         tile: int = 16,
-        bank: int = 1024,
+        bank: int = 4096,
     ) -> None:
         super().__init__()
         self.num_styles = num_classes
@@ -323,7 +337,7 @@ def cond_ae(
                                   "on their coarse colours)")] = "exemplar",
     tile: Annotated[int, Field(gt=0, description="side of the tiles of exemplar marks, in pixels (a "
                                "multiple of 2**stages)")] = 16,
-    bank: Annotated[int, Field(gt=0, description="tiles kept per style for exemplar marks")] = 1024,
+    bank: Annotated[int, Field(gt=0, description="tiles kept per style for exemplar marks")] = 4096,
 ) -> CondAE:
     """The label-conditioned autoencoder of the restyle task."""
     if image_size % 2**stages:
