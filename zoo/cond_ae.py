@@ -222,7 +222,7 @@ class CondAE(nn.Module):
         texture_width: int = 32,
         conditioning: Conditioning = "concat",
         embed_dim: int = 16,
-        marks: Marks = "learned",
+        marks: Marks = "exemplar",
         tile: int = 16,
         bank: int = 4096,
     ) -> None:
@@ -246,20 +246,24 @@ class CondAE(nn.Module):
         self.correction = nn.Conv2d(width, in_chans, 3, padding=1)
         nn.init.zeros_(self.correction.weight)  # starts as the plain upsampled colours
         nn.init.zeros_(self.correction.bias)
-        self.marks = marks
-        self.exemplars = ExemplarMarks(num_classes, in_chans, self.scale, tile, bank) if marks == "exemplar" else None
-        if self.exemplars is not None:
-            return
+        if marks == "exemplar":
+            self.exemplars = ExemplarMarks(num_classes, in_chans, self.scale, tile, bank)
+        else:
+            self.exemplars = None
+            self._texture_path(in_chans + extra, texture_width, conditioning)
+
+    def _texture_path(self, in_chans: int, width: int, conditioning: Conditioning) -> None:
+        """The learned marks' network: noise and the smooth image (and the style) in, marks out."""
         # dilations 1, 2, 4, 1: a 17-pixel field, the size of a stroke or a facet at 64 px
-        chans = NOISE_CHANS * len(NOISE_SCALES) + in_chans + extra
+        chans = NOISE_CHANS * len(NOISE_SCALES) + in_chans
         self.texture_blocks = nn.ModuleList()
         for dilation in (1, 2, 4, 1):
-            self.texture_blocks.append(Block(chans, texture_width, num_classes, conditioning, normalize=True,
+            self.texture_blocks.append(Block(chans, width, self.num_styles, conditioning, normalize=True,
                                              dilation=dilation))
-            chans = texture_width
-        self.to_texture = nn.Conv2d(chans, in_chans, 3, padding=1)
+            chans = width
+        self.to_texture = nn.Conv2d(chans, self.in_chans, 3, padding=1)
         # one loudness per style: a style of washes rather than marks can turn its texture down
-        self.texture_gain = nn.Parameter(torch.ones(num_classes))
+        self.texture_gain = nn.Parameter(torch.ones(self.num_styles))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The content code, (in_chans + latent_dim) × H/2**stages × W/2**stages: the image's
@@ -352,8 +356,8 @@ def cond_ae(
 
 cond_ae.task = "restyle"
 # 7 epochs of 32-image steps (875 steps); with learned marks, longer training paints louder
-# ones, which the judge accepts more often but which cost restyle_psnr_gt. beta1 0.5 as in GANs, since the decoder's
-# target (the style critic) moves as it learns. As GAN generators are usually evaluated, the model
+# ones, which the judge accepts more often but which cost restyle_psnr_gt. beta1 0.5 as in GANs,
+# since the decoder's target (the style critic) moves as it learns. As GAN generators are usually evaluated, the model
 # reported is a moving average of the weights (train.ema, about the last 200 steps): it smooths
 # the colours that restyles keep; a much longer average would average the marks away too.
 # The measurements behind these choices: docs/results.md, docs/restyle-notes.md.
