@@ -35,16 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = train.train(cfg)
     minutes = (time.perf_counter() - started) / 60
-    run = MlflowClient().get_run(result["run_id"])
-    print(next_steps(run.info.experiment_id, run.info.run_id, minutes))
+    client = MlflowClient()
+    run = client.get_run(result["run_id"])
+    print(next_steps(run.info.experiment_id, run.info.run_id, minutes, training_minutes(client, run)))
     return 0
 
 
-def next_steps(experiment_id: str, run_id: str, minutes: float) -> str:
+def training_minutes(client, run) -> float:
+    """From the run's start to its last training step's metrics: the model's training, without the
+    test analysis after it (which trains the judges when their cache is empty)."""
+    last = client.get_metric_history(run.info.run_id, "train/loss")[-1].timestamp
+    return (last - run.info.start_time) / 60_000
+
+
+def next_steps(experiment_id: str, run_id: str, minutes: float, training: float) -> str:
     mlflow, streamlit = _command("mlflow"), _command("streamlit")
     return "\n".join([
         "",
-        f"Trained in {minutes:.1f} min. Look at it, from this folder:",
+        f"Done in {minutes:.1f} min: {training:.1f} training the model, the rest scoring it on the test split "
+        f"(the first time, that trains the judges). Look at it, from this folder:",
         f"  {mlflow} ui".ljust(46) + f"  {mlflow_link(experiment_id, run_id)}",
         f"  {streamlit} run dashboard/app.py".ljust(46) + f"  {DASHBOARD}/restyle?run={run_id}",
     ])

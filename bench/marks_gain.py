@@ -1,0 +1,75 @@
+"""What a trained cond_ae's copied marks cost in identity_psnr, and what turning them down costs the judges.
+
+    python bench/marks_gain.py artzoo_runs/<run_id>                      # gains 1, 0.9, 0.85, 0.8, 0.7
+    python bench/marks_gain.py artzoo_runs/<run_id> --gains 1 0.5 0
+
+No model is trained. The run's network (its checkpoint, the weights' moving average) repaints
+every test image of the default synthart in its own style (``identity_psnr``) and in the restyle
+task's seeded other styles, with its marks multiplied by each gain; the restyles are scored by
+the run's panel of judges (cached, as the task trains them). Since the marks have no mean over
+the code's squares, ``restyle_psnr_gt`` (at a quarter of the side) does not depend on the gain
+and is left out. Per row: identity_psnr, each judge's restyle_acc, restyle_acc_panel (per
+target style the lowest judge's accuracy, averaged) and that per-style panel, in the order of
+the dataset's classes. Gain 1 is the model as trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import registry
+from runners import checkpoint
+from zoo import metrics
+from zoo.judge import train_judge
+from zoo.restyle import panel_of, restyle_targets
+from zoo.task import labels_of
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a cond_ae run's folder (artzoo_runs/<run_id>)")
+    parser.add_argument("--gains", type=float, nargs="+", default=[1.0, 0.9, 0.85, 0.8, 0.7])
+    args = parser.parse_args()
+    configs = sorted(args.run.glob("**/config.json"))
+    if not configs or not (args.run / "checkpoints" / "last.pt").is_file():
+        raise SystemExit(f"{args.run} holds no config.json and checkpoints/last.pt: give a cond_ae run's folder")
+    cfg = json.loads(configs[0].read_text())
+    state = checkpoint.load(args.run / "checkpoints" / "last.pt")
+    net = registry.trained(cfg, {"model": state["model"], "task": state.get("task", {})}).net.eval()
+    data = {k: v for k, v in cfg["data"].items() if k not in ("name", "workers", "augment", "image_size")}
+    train = registry.dataset(cfg["data"]["name"], split="train", image_size=cfg["data"]["image_size"], **data)
+    test = registry.dataset(cfg["data"]["name"], split="test", image_size=cfg["data"]["image_size"], **data)
+    t = cfg["train"]
+    device = torch.device("cpu")
+    names = [t["judge_model"], *panel_of(t["panel"])]
+    judges = {n: train_judge(train, len(train.classes), device, steps=t["judge_steps"], model=n) for n in names}
+
+    x = torch.stack([test[i][0] for i in range(len(test))])
+    labels = labels_of(test)
+    y, targets = torch.as_tensor(labels), torch.as_tensor(restyle_targets(labels, len(train.classes)))
+    with torch.no_grad():
+        code = net.encode(x)
+        own, other = net.smooth(code, y), net.smooth(code, targets)
+        own_marks, other_marks = net.texture(own, y), net.texture(other, targets)
+    print(f"{args.run}: {len(test)} test images; per-style panel in the order {', '.join(train.classes)}")
+    print("| gain | identity_psnr | " + " | ".join(f"acc {n}" for n in names) + " | panel | per-style panel |")
+    print("|---" * (len(names) + 4) + "|")
+    for gain in args.gains:
+        with torch.no_grad():
+            identity = metrics.psnr((own + gain * own_marks).clamp(0, 1), x).mean().item()
+            restyled = (other + gain * other_marks).clamp(0, 1)
+            hits = {n: (j(restyled).argmax(1) == targets).float().numpy() for n, j in judges.items()}
+        per_style = {n: np.array([h[targets.numpy() == s].mean() for s in range(len(train.classes))
+                                  if (targets.numpy() == s).any()]) for n, h in hits.items()}
+        panel = np.min(np.stack(list(per_style.values())), 0)
+        print(f"| {gain:g} | {identity:.2f} | " + " | ".join(f"{h.mean():.3f}" for h in hits.values())
+              + f" | {panel.mean():.3f} | {' '.join(f'{p:.2f}' for p in panel)} |")
+
+
+if __name__ == "__main__":
+    main()
