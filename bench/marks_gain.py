@@ -30,11 +30,11 @@ from zoo.restyle import panel_of, restyle_targets
 from zoo.task import labels_of
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a cond_ae run's folder (artzoo_runs/<run_id>)")
     parser.add_argument("--gains", type=float, nargs="+", default=[1.0, 0.9, 0.85, 0.8, 0.7])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     configs = sorted(args.run.glob("**/config.json"))
     if not configs or not (args.run / "checkpoints" / "last.pt").is_file():
         raise SystemExit(f"{args.run} holds no config.json and checkpoints/last.pt: give a cond_ae run's folder")

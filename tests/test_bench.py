@@ -276,3 +276,31 @@ def test_imbalance_bench_runs_small_and_writes_its_table(tmp_path, monkeypatch, 
     assert "best remedy by mean balanced accuracy: drw" in written and "cores" in written.splitlines()[0]
     rows = [line for line in written.splitlines() if line.startswith("| cnn |")]
     assert len(rows) == 2 and all(line.count("±") == 6 for line in rows)
+
+
+@pytest.mark.slow
+def test_marks_gain_at_one_scores_what_the_restyle_run_scored(capsys):
+    from mlflow.tracking import MlflowClient
+
+    from runners import config, train
+
+    cfg = config.resolve("cond_ae", ["data.size=100", "data.image_size=32", "train.epochs=1", "train.batch_size=16",
+                                     "train.judge_steps=5", "train.umap=false", "train.log_model=false",
+                                     "train.system_metrics=false"])
+    run_id = train.train(cfg)["run_id"]
+    logged = MlflowClient().get_run(run_id).data.metrics
+    capsys.readouterr()
+    bench_script("marks_gain").main([f"artzoo_runs/{run_id}", "--gains", "1", "0.5"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
+    assert [r["gain"] for r in rows] == ["1", "0.5"]
+    trained = rows[0]
+    assert float(trained["identity_psnr"]) == pytest.approx(logged["test/identity_psnr"], abs=0.01)
+    for judge in ("cnn", "timm_net"):
+        assert float(trained[f"acc {judge}"]) == pytest.approx(logged[f"test/restyle_acc_by_{judge}"], abs=1e-3)
+    assert float(trained["panel"]) == pytest.approx(logged["test/restyle_acc_panel"], abs=1e-3)
+    assert rows[1]["identity_psnr"] != trained["identity_psnr"], "the gain reaches the marks"
+
+    with pytest.raises(SystemExit, match="no config.json"):
+        bench_script("marks_gain").main(["artzoo_runs"])
