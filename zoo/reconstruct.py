@@ -95,7 +95,7 @@ class Reconstruct(Task):
         style_steps: Annotated[int, Field(ge=0, description="training steps of the style network (a copy of the "
                                                             "model's style layers trained contrastively on their Gram "
                                                             "statistics, no labels), one per step from the first; 0: "
-                                                            "the style statistics are the trained model's own")] = 800,
+                                                            "the style statistics are the trained model's own")] = 1250,
         style_tau: Annotated[float, Field(gt=0, description="temperature of the style network's InfoNCE loss")] = 0.3,
         style_lr: Annotated[float, Field(gt=0, description="learning rate of the style network")] = 2e-3,
         style_batch: Annotated[int, Field(gt=1, description="images of each batch (its first) the style network "
