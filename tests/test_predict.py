@@ -58,7 +58,8 @@ def trained(tmp_path_factory, session_cache, empty_store) -> dict:
             "cnn": train.train(config.resolve("cnn", [f"data={art}", f"data.image_size={SIZE}", "train.epochs=3",
                                                       "train.batch_size=16", "model.width=8",
                                                       "train.register=tiny-cnn"]))["run_id"],
-            "cond_ae": train.train(config.resolve("cond_ae", [*DIGITS, "train.judge_steps=10"]))["run_id"],
+            "cond_ae": train.train(config.resolve("cond_ae", [*DIGITS, "train.judge_steps=10",
+                                                              "train.umap=false"]))["run_id"],
             "ae": train.train(config.resolve("ae", [*DIGITS, "train.style_steps=3", "train.max_points=60",
                                                     "train.umap=false"]))["run_id"],
         }
