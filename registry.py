@@ -285,6 +285,14 @@ def model_of(cfg: dict, **provided: Any):
     return model(cfg["model"]["name"], **given, **{k: v for k, v in cfg["model"].items() if k != "name"})
 
 
+def dataset_of(cfg: dict, split: str):
+    """The ``split`` of the dataset a run's config names, with its ``data.*`` options (the keys the
+    runner reads itself, ``augment`` and ``workers``, left out): what the run trained and scored on."""
+    data = cfg["data"]
+    options = {k: v for k, v in data.items() if k not in ("name", "augment", "workers", "image_size")}
+    return dataset(data["name"], split=split, image_size=data["image_size"], **options)
+
+
 def trained(cfg: dict, state: dict[str, Any], device: Any = "cpu"):
     """A trained run's task around its network, rebuilt from the run's ``config.json`` (``cfg``)
     and a checkpoint's ``state`` (``model`` weights, ``task`` state), in eval mode on ``device``:

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 import registry
-from runners import checkpoint
+from runners import checkpoint, inference
 from zoo import metrics
-from zoo.judge import train_judge
-from zoo.restyle import panel_of, restyle_targets
+from zoo.restyle import per_style, restyle_targets
 from zoo.task import labels_of
 
 
@@ -39,36 +38,30 @@ def main(argv: list[str] | None = None) -> None:
     if not configs or not (args.run / "checkpoints" / "last.pt").is_file():
         raise SystemExit(f"{args.run} holds no config.json and checkpoints/last.pt: give a cond_ae run's folder")
     cfg = json.loads(configs[0].read_text())
-    state = checkpoint.load(args.run / "checkpoints" / "last.pt")
-    net = registry.trained(cfg, {"model": state["model"], "task": state.get("task", {})}).net.eval()
-    data = {k: v for k, v in cfg["data"].items() if k not in ("name", "workers", "augment", "image_size")}
-    train = registry.dataset(cfg["data"]["name"], split="train", image_size=cfg["data"]["image_size"], **data)
-    test = registry.dataset(cfg["data"]["name"], split="test", image_size=cfg["data"]["image_size"], **data)
-    t = cfg["train"]
-    device = torch.device("cpu")
-    names = [t["judge_model"], *panel_of(t["panel"])]
-    judges = {n: train_judge(train, len(train.classes), device, steps=t["judge_steps"], model=n) for n in names}
+    task = inference.build(cfg, inference.inference_state(checkpoint.load(args.run / "checkpoints" / "last.pt")))
+    net = task.net
+    train, test = registry.dataset_of(cfg, "train"), registry.dataset_of(cfg, "test")
+    judges = task.judges(train, torch.device("cpu"))  # the run's panel, from the cache where it trained them
 
     x = torch.stack([test[i][0] for i in range(len(test))])
     labels = labels_of(test)
-    y, targets = torch.as_tensor(labels), torch.as_tensor(restyle_targets(labels, len(train.classes)))
+    targets = restyle_targets(labels, len(task.classes))
+    y, t = torch.as_tensor(labels), torch.as_tensor(targets)
     with torch.no_grad():
         code = net.encode(x)
-        own, other = net.smooth(code, y), net.smooth(code, targets)
-        own_marks, other_marks = net.texture(own, y), net.texture(other, targets)
-    print(f"{args.run}: {len(test)} test images; per-style panel in the order {', '.join(train.classes)}")
-    print("| gain | identity_psnr | " + " | ".join(f"acc {n}" for n in names) + " | panel | per-style panel |")
-    print("|---" * (len(names) + 4) + "|")
+        own, other = net.smooth(code, y), net.smooth(code, t)
+        own_marks, other_marks = net.texture(own, y), net.texture(other, t)
+    print(f"{args.run}: {len(test)} test images; per-style panel in the order {', '.join(task.classes)}")
+    print("| gain | identity_psnr | " + " | ".join(f"acc {n}" for n in judges) + " | panel | per-style panel |")
+    print("|---" * (len(judges) + 4) + "|")
     for gain in args.gains:
         with torch.no_grad():
             identity = metrics.psnr((own + gain * own_marks).clamp(0, 1), x).mean().item()
             restyled = (other + gain * other_marks).clamp(0, 1)
-            hits = {n: (j(restyled).argmax(1) == targets).float().numpy() for n, j in judges.items()}
-        per_style = {n: np.array([h[targets.numpy() == s].mean() for s in range(len(train.classes))
-                                  if (targets.numpy() == s).any()]) for n, h in hits.items()}
-        panel = np.min(np.stack(list(per_style.values())), 0)
+            hits = {f"hit/{n}": (j(restyled).argmax(1) == t).float().numpy() for n, j in judges.items()}
+        panel = [row["panel"] for row in per_style(task.classes, targets, hits, list(judges))]
         print(f"| {gain:g} | {identity:.2f} | " + " | ".join(f"{h.mean():.3f}" for h in hits.values())
-              + f" | {panel.mean():.3f} | {' '.join(f'{p:.2f}' for p in panel)} |")
+              + f" | {np.mean(panel):.3f} | {' '.join(f'{p:.2f}' for p in panel)} |")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 def training_minutes(client, run) -> float:
     """From the run's start to its last training step's metrics: the model's training, without the
     test analysis after it (which trains the judges when their cache is empty)."""
-    last = client.get_metric_history(run.info.run_id, "train/loss")[-1].timestamp
+    last = max(m.timestamp for m in client.get_metric_history(run.info.run_id, "train/loss"))
     return (last - run.info.start_time) / 60_000
 
 

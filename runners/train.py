@@ -516,12 +516,8 @@ def headline_table(task_cls: Any, cells: dict[str, str]) -> str:
 
 
 def _datasets(cfg: dict, world: dist.World) -> dict[str, Any]:
-    data = cfg["data"]
-    opts = {k: v for k, v in data.items() if k not in ("name", "augment", "workers", "image_size")}
-
     def build() -> dict[str, Any]:
-        return {split: registry.dataset(data["name"], split=split, image_size=data["image_size"], **opts)
-                for split in ("train", "valid", "test")}
+        return {split: registry.dataset_of(cfg, split) for split in ("train", "valid", "test")}
 
     # rank 0 fills the decode cache first; the others then only read it
     if world.distributed and not world.main:

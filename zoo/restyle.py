@@ -266,7 +266,7 @@ class Restyle(Reconstruct):
         """
         out = Path(out)
         net = self.net.eval()
-        judges = self._judges(train_set, device)
+        judges = self.judges(train_set, device)
         labels = labels_of(test_set)
         targets = restyle_targets(labels, len(self.classes))
         renders = isinstance(test_set, Renders)
@@ -318,7 +318,7 @@ class Restyle(Reconstruct):
         result = {k: float(v) for k, v in result.items()}
         return {**super().finalize(train_set=train_set, test_set=test_set, out=out, device=device), **result}
 
-    def _judges(self, train_set, device: torch.device) -> dict[str, nn.Module]:
+    def judges(self, train_set, device: torch.device) -> dict[str, nn.Module]:
         """The panel, by name: first the judge of ``restyle_acc`` (``judge``, a checkpoint, or
         ``judge_model``), then each model of ``panel``, all trained on ``train_set`` alone."""
         if self.judge_path:
