@@ -282,6 +282,7 @@ def test_imbalance_bench_runs_small_and_writes_its_table(tmp_path, monkeypatch, 
 def test_marks_gain_at_one_scores_what_the_restyle_run_scored(capsys):
     from mlflow.tracking import MlflowClient
 
+    import registry
     from runners import config, train
 
     cfg = config.resolve("cond_ae", ["data.size=100", "data.image_size=32", "train.epochs=1", "train.batch_size=16",
@@ -290,8 +291,10 @@ def test_marks_gain_at_one_scores_what_the_restyle_run_scored(capsys):
     run_id = train.train(cfg)["run_id"]
     logged = MlflowClient().get_run(run_id).data.metrics
     capsys.readouterr()
-    bench_script("marks_gain").main([f"artzoo_runs/{run_id}", "--gains", "1", "0.5"])
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    bench_script("marks_gain").main([f"artzoo_runs/{run_id}", "--gains", "1", "0.5", "--by-style"])
+    tables = [[line for line in table.splitlines() if line.startswith("| ")]
+              for table in capsys.readouterr().out.split("\n\n")]
+    lines, styles = tables[0], tables[1]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
     assert [r["gain"] for r in rows] == ["1", "0.5"]
@@ -301,6 +304,15 @@ def test_marks_gain_at_one_scores_what_the_restyle_run_scored(capsys):
         assert float(trained[f"acc {judge}"]) == pytest.approx(logged[f"test/restyle_acc_by_{judge}"], abs=1e-3)
     assert float(trained["panel"]) == pytest.approx(logged["test/restyle_acc_panel"], abs=1e-3)
     assert rows[1]["identity_psnr"] != trained["identity_psnr"], "the gain reaches the marks"
+    # per style: the identity of its images, weighted by their count, makes the row's identity;
+    # the panel on restyles into it is the row's per-style panel
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in styles[1:]]
+    assert [c[0] for c in cells] == registry.dataset_of(cfg, "test").classes
+    for g, row in enumerate(rows):
+        per = [(int(c[1]), *c[2 + g].split(" / ")) for c in cells]
+        mean = sum(n * float(identity) for n, identity, _ in per if n) / sum(n for n, _, _ in per)
+        assert mean == pytest.approx(float(row["identity_psnr"]), abs=0.02)
+        assert [panel for _, _, panel in per if panel != "-"] == row["per-style panel"].split()
 
     with pytest.raises(SystemExit, match="no config.json"):
         bench_script("marks_gain").main(["artzoo_runs"])
