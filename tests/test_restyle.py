@@ -44,12 +44,13 @@ def test_an_image_size_the_code_square_cannot_divide_is_refused_by_name():
         registry.model("cond_ae", num_classes=4, image_size=30, stages=2)
 
 
-def test_an_untrained_smooth_path_paints_the_codes_colours_upsampled():
-    model = _model()
+@pytest.mark.parametrize("upsample", ["bicubic", "bilinear"])
+def test_an_untrained_smooth_path_paints_the_codes_colours_upsampled(upsample):
+    model = _model(upsample=upsample)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         smooth = model.smooth(model.encode(x), torch.tensor([0, 1]))
-    coarse = F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="bilinear", align_corners=False)
+    coarse = F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode=upsample, align_corners=False)
     assert torch.allclose(smooth, coarse, atol=1e-6)
 
 
@@ -106,6 +107,26 @@ def test_exemplar_marks_are_those_of_the_kept_tile_whose_colours_are_nearest():
     assert torch.allclose(marks[..., 24:][inner], CHECKER[8:24, 24:].expand(1, 3, 16, 8), atol=2 * q)
     # the marks keep the layout: their mean over each of the code's squares is zero
     assert F.avg_pool2d(marks, 4).abs().max() < 1e-6
+
+
+def _edges(left: float, right: float) -> torch.Tensor:
+    """1×3×32×32: in every 8 px tile, a 4 px column of ``left`` beside one of ``right``."""
+    return torch.tensor([left, right]).repeat_interleave(4).repeat(4).expand(1, 3, 32, 32).clone()
+
+
+@pytest.mark.parametrize("layout, copied", [(0.0, CHECKER), (2.0, STRIPES)])
+def test_exemplar_tiles_are_matched_on_their_pattern_of_colours_as_well_as_the_colours(layout, copied):
+    model = _model(marks="exemplar", tile=8, bank=32, layout=layout)
+    # two kept paintings with an edge in every tile: a faint one (0.25 | 0.55) with checks, and a
+    # strong one (0.3 | 0.8) with stripes; the picture's edge (0.1 | 0.7) is nearer the faint
+    # one's colours, and the strong one's pattern
+    model.exemplars.remember(torch.cat([_edges(0.25, 0.55) + CHECKER, _edges(0.3, 0.8) + STRIPES]),
+                             torch.tensor([0, 0]))
+    with torch.no_grad():
+        marks = model.exemplars(_edges(0.1, 0.7), torch.tensor([[1.0, 0, 0, 0]]))[0, 0]
+    other = STRIPES if copied is CHECKER else CHECKER
+    # the copied tile's marks also hold its own edge, sharper than the upsampled colours: hence not 1
+    assert (marks * copied).mean() > 0.5 * copied.pow(2).mean() > (marks * other).mean().abs()
 
 
 def test_a_style_without_kept_tiles_paints_no_marks_and_a_full_bank_keeps_its_first_tiles():

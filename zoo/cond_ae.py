@@ -6,7 +6,7 @@ An image is painted in two layers, and the model keeps them apart:
   the image over squares of ``2**stages`` pixels, so brush marks, dots and hatching finer than
   that cannot reach the code, and the code is those colours plus learned features of them. The
   decoder's *smooth path* adds a style-dependent correction to the colours (a style darkens its
-  outlines, blurs its washes) and upsamples;
+  outlines, blurs its washes) and upsamples them (``upsample``);
 * the *texture* (what a restyle changes): fine marks, copied from real paintings of the
   target style or painted by a full-resolution network (``marks``, below). The network paints
   them from random noise, reading the smooth image (marks follow edges and tones) and the style. Sampling
@@ -37,7 +37,10 @@ The marks come from one of two places (``marks``):
   side, finds for each the kept tile of the target style whose coarse colours (the code's,
   averaged over the same squares) are nearest, and adds that tile's marks: the tile minus its
   coarse colours upsampled, less their mean over each of the code's squares, so that they keep
-  the layout. A style's marks thus follow the colours they were painted over in real paintings
+  the layout. The match weighs each tile's *pattern* of colours (the colours less their mean
+  over the tile) ``layout`` times beside the colours themselves: an edge between two regions is
+  matched to an edge, where a style's outline or seam lies, even where no kept tile has quite
+  its colours. A style's marks thus follow the colours they were painted over in real paintings
   of it: outlines where regions meet, shaded facets inside regions, which marks sampled from
   noise never learned. Nothing learns the marks; the critic still teaches the smooth path each
   style's colours. The price is identity_psnr: another painting's marks are not the image's own.
@@ -60,6 +63,7 @@ __all__ = ["CondAE", "cond_ae", "style_weights"]
 
 Conditioning = Literal["concat", "cin"]
 Marks = Literal["learned", "exemplar"]
+Upsample = Literal["bilinear", "bicubic"]
 STYLE_INIT = 0.5  # spread of the per-style scales and shifts at the start (cin)
 NOISE_CHANS = 2  # channels of random noise per scale that the texture path paints from
 # Noise per pixel, and constant over 4- and 8-pixel squares: tiles and facets, larger than what a
@@ -129,11 +133,13 @@ def _noise(like: torch.Tensor) -> torch.Tensor:
 class ExemplarMarks(nn.Module):
     """Tiles of training images kept per style, and the marks of the nearest ones (module docstring)."""
 
-    def __init__(self, num_styles: int, in_chans: int, scale: int, tile: int, size: int) -> None:
+    def __init__(self, num_styles: int, in_chans: int, scale: int, tile: int, size: int, *,
+                 layout: float = 0.0, upsample: Upsample = "bilinear") -> None:
         super().__init__()
         if tile % scale:
             raise ValueError(f"cond_ae: model.tile={tile} must be a multiple of the code's square, 2**stages = {scale}")
         self.scale, self.tile = scale, tile
+        self.layout, self.upsample = layout, upsample
         # uint8, as the images were: lossless, a quarter of float32, and copied, not averaged, by
         # the weights' moving average (timm's ModelEmaV3 averages only floating-point tensors);
         # flat, so that a conversion to channels-last leaves it alone
@@ -151,17 +157,26 @@ class ExemplarMarks(nn.Module):
     def _colours(self, tiles: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(tiles, self.scale)
 
-    def _kept_colours(self, style: int) -> torch.Tensor | None:
-        """The coarse colours of ``style``'s kept tiles (kept × C·(tile/scale)²), or None if it has
-        none; cached until the bank changes (any write to it bumps the buffer's version: a tile
-        kept, a checkpoint loaded, the moving average's copy)."""
+    def _keys(self, colours: torch.Tensor) -> torch.Tensor:
+        """What a match compares, per tile (N×C×g×g coarse colours): the colours and, ``layout``
+        times, their pattern (the colours less their mean over the tile)."""
+        if not self.layout:
+            return colours.flatten(1)
+        pattern = colours - colours.mean((-2, -1), keepdim=True)
+        return torch.cat([colours.flatten(1), self.layout * pattern.flatten(1)], 1)
+
+    def _kept_colours(self, style: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The coarse colours of ``style``'s kept tiles (kept × C·(tile/scale)²) and their match
+        keys, or None if it has none; cached until the bank changes (any write to it bumps the
+        buffer's version: a tile kept, a checkpoint loaded, the moving average's copy)."""
         kept = int(self.kept[style])
         if not kept:
             return None
         key = (kept, self.tiles._version, self.tiles.device)
         if self._cache.get(style, (None,))[0] != key:
             tiles = self.tiles[style, :kept].float().div(255).view(kept, self.in_chans, self.tile, self.tile)
-            self._cache[style] = (key, self._colours(tiles).flatten(1))
+            colours = self._colours(tiles)
+            self._cache[style] = (key, (colours.flatten(1), self._keys(colours)))
         return self._cache[style][1]
 
     @torch.no_grad()
@@ -186,19 +201,20 @@ class ExemplarMarks(nn.Module):
         t = self.tile
         pad = (0, -w % t, 0, -h % t)
         query, count = self._cut(F.pad(smooth.detach().float(), pad, mode="replicate"))
-        query = self._colours(query.flatten(0, 1)).flatten(1).view(len(smooth), count, -1)
+        query = self._keys(self._colours(query.flatten(0, 1))).view(len(smooth), count, -1)
         marks = torch.zeros(len(smooth), count, smooth.shape[1] * t * t, device=smooth.device)
         for style in (weights > 0).any(0).nonzero().flatten().tolist():
-            colours = self._kept_colours(style)
-            if colours is None:
+            kept = self._kept_colours(style)
+            if kept is None:
                 continue
+            colours, keys = kept
             rows = weights[:, style] > 0
             q = query[rows].flatten(0, 1)
-            nearest = torch.cat([torch.cdist(part, colours).argmin(1) for part in q.split(4096)])
+            nearest = torch.cat([torch.cdist(part, keys).argmin(1) for part in q.split(4096)])
             # only the chosen tiles are unpacked: the bank is far larger than one batch's tiles
             tiles = self.tiles[style, nearest].float().div(255).view(len(nearest), self.in_chans, t, t)
             coarse = colours[nearest].view(len(nearest), self.in_chans, t // self.scale, t // self.scale)
-            chosen = tiles - F.interpolate(coarse, scale_factor=self.scale, mode="bilinear", align_corners=False)
+            chosen = tiles - F.interpolate(coarse, scale_factor=self.scale, mode=self.upsample, align_corners=False)
             marks[rows] += weights[rows, style, None, None].float() * chosen.flatten(1).view(int(rows.sum()), count, -1)
         size = (h + pad[3], w + pad[1])
         painted = F.fold(marks.transpose(1, 2), size, t, stride=t)
@@ -225,6 +241,8 @@ class CondAE(nn.Module):
         marks: Marks = "exemplar",
         tile: int = 16,
         bank: int = 4096,
+        layout: float = 2.0,
+        upsample: Upsample = "bilinear",
     ) -> None:
         super().__init__()
         self.num_styles = num_classes
@@ -232,6 +250,7 @@ class CondAE(nn.Module):
         self.conditioning = conditioning
         self.latent_dim = in_chans + latent_dim  # the code: the coarse colours, then learned features
         self.scale = 2**stages
+        self.upsample = upsample
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, width, 3, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
@@ -247,7 +266,7 @@ class CondAE(nn.Module):
         nn.init.zeros_(self.correction.weight)  # starts as the plain upsampled colours
         nn.init.zeros_(self.correction.bias)
         if marks == "exemplar":
-            self.exemplars = ExemplarMarks(num_classes, in_chans, self.scale, tile, bank)
+            self.exemplars = ExemplarMarks(num_classes, in_chans, self.scale, tile, bank, layout=layout, upsample=upsample)
         else:
             self.exemplars = None
             self._texture_path(in_chans + extra, texture_width, conditioning)
@@ -283,7 +302,7 @@ class CondAE(nn.Module):
         for block in self.smooth_blocks:
             h = block(h, weights)
         colours = code[:, : self.in_chans] + self.correction(h)
-        return F.interpolate(colours, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
 
     def texture(self, smooth: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Fine marks of ``style`` following the tones of ``smooth``: sampled from fresh noise
@@ -342,6 +361,12 @@ def cond_ae(
     tile: Annotated[int, Field(gt=0, description="side of the tiles of exemplar marks, in pixels (a "
                                "multiple of 2**stages)")] = 16,
     bank: Annotated[int, Field(gt=0, description="tiles kept per style for exemplar marks")] = 4096,
+    layout: Annotated[float, Field(ge=0, description="exemplar marks: weight of a tile's pattern of colours "
+                                   "(less their mean) beside the colours themselves when matching kept tiles "
+                                   "(0: the colours alone)")] = 2.0,
+    upsample: Annotated[Upsample, Field(description="how the smooth path (and the exemplar marks' residual) "
+                                        "upsamples the code's colours; bicubic draws sharper edges and "
+                                        "scores lower restyle_psnr_gt (docs/restyle-notes.md)")] = "bilinear",
 ) -> CondAE:
     """The label-conditioned autoencoder of the restyle task."""
     if image_size % 2**stages:
@@ -351,7 +376,7 @@ def cond_ae(
         )
     return CondAE(num_classes, in_chans, latent_dim=latent_dim, stages=stages, width=width,
                   texture_width=texture_width, conditioning=conditioning, embed_dim=embed_dim,
-                  marks=marks, tile=tile, bank=bank)
+                  marks=marks, tile=tile, bank=bank, layout=layout, upsample=upsample)
 
 
 cond_ae.task = "restyle"
