@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         print("|---" * (len(args.gains) + 2) + "|")
         for s, name in enumerate(task.classes):
             mine = labels == s
-            cells = [(f"{identity[mine].mean():.2f}" if mine.any() else "-") + " / "
-                     + (f"{panel[name]:.2f}" if name in panel else "-") for identity, panel in by_style]
+            cells = [(f"{psnrs[mine].mean():.2f}" if mine.any() else "-") + " / "
+                     + (f"{panels[name]:.2f}" if name in panels else "-") for psnrs, panels in by_style]
             print(f"| {name} | {int(mine.sum())} | " + " | ".join(cells) + " |")
 
 

@@ -134,7 +134,7 @@ class ExemplarMarks(nn.Module):
     """Tiles of training images kept per style, and the marks of the nearest ones (module docstring)."""
 
     def __init__(self, num_styles: int, in_chans: int, scale: int, tile: int, size: int, *,
-                 layout: float = 0.0, upsample: Upsample = "bilinear") -> None:
+                 layout: float, upsample: Upsample) -> None:
         super().__init__()
         if tile % scale:
             raise ValueError(f"cond_ae: model.tile={tile} must be a multiple of the code's square, 2**stages = {scale}")
@@ -165,7 +165,7 @@ class ExemplarMarks(nn.Module):
         pattern = colours - colours.mean((-2, -1), keepdim=True)
         return torch.cat([colours.flatten(1), self.layout * pattern.flatten(1)], 1)
 
-    def _kept_colours(self, style: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _kept(self, style: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The coarse colours of ``style``'s kept tiles (kept × C·(tile/scale)²) and their match
         keys, or None if it has none; cached until the bank changes (any write to it bumps the
         buffer's version: a tile kept, a checkpoint loaded, the moving average's copy)."""
@@ -204,7 +204,7 @@ class ExemplarMarks(nn.Module):
         query = self._keys(self._colours(query.flatten(0, 1))).view(len(smooth), count, -1)
         marks = torch.zeros(len(smooth), count, smooth.shape[1] * t * t, device=smooth.device)
         for style in (weights > 0).any(0).nonzero().flatten().tolist():
-            kept = self._kept_colours(style)
+            kept = self._kept(style)
             if kept is None:
                 continue
             colours, keys = kept
