@@ -293,6 +293,18 @@ def dataset_of(cfg: dict, split: str):
     return dataset(data["name"], split=split, image_size=data["image_size"], **options)
 
 
+def served_checkpoints(cfg: dict) -> tuple[str, str]:
+    """The artifact path of the checkpoint a run of ``cfg`` is scored on its test split with and
+    served from (its task's ``serves``: zoo/task.py), then the other's, for a run that lacks it.
+    Best first where the task's plugin is gone: building it will then say what is missing."""
+    try:
+        serves = getattr(load("task", cfg["task"]["name"]), "serves", "best")
+    except (PluginError, KeyError, TypeError):
+        serves = "best"
+    names = ("checkpoints/best.pt", "checkpoints/last.pt")
+    return names[::-1] if serves == "last" else names
+
+
 def trained(cfg: dict, state: dict[str, Any], device: Any = "cpu"):
     """A trained run's task around its network, rebuilt from the run's ``config.json`` (``cfg``)
     and a checkpoint's ``state`` (``model`` weights, ``task`` state), in eval mode on ``device``:

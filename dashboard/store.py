@@ -257,25 +257,23 @@ class ModelError(RuntimeError):
     """A run's model cannot be rebuilt; the message says why."""
 
 
-CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/last.pt")  # the first a run has is used
-
-
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def task(uri: str, run_id: str) -> tuple[Any, dict[str, Any]]:
     """The run's task around its trained network, on the CPU in eval mode
-    (:func:`registry.trained`), from ``config.json`` and its best checkpoint (else the last),
-    with the config: what its ``predict`` answers. Raises :class:`ModelError` naming what is
-    missing."""
+    (:func:`registry.trained`), from ``config.json`` and the checkpoint its task serves (the
+    one its test metrics score: registry.served_checkpoints), with the config: what its ``predict``
+    answers. Raises :class:`ModelError` naming what is missing."""
     import torch
 
     cfg = config(uri, run_id)
     if cfg is None:
         raise ModelError("the run has no readable config.json")
     files = artifact_paths(uri, run_id)
-    name = next((p for p in CHECKPOINTS if p in files), None)
+    choices = registry.served_checkpoints(cfg)
+    name = next((p for p in choices if p in files), None)
     ckpt = artifact(uri, run_id, name) if name else None
     if ckpt is None:
-        raise ModelError(f"the run has no checkpoint ({' or '.join(CHECKPOINTS)})")
+        raise ModelError(f"the run has no checkpoint ({' or '.join(choices)})")
     try:
         # A checkpoint is data, never code: no pickled objects are accepted.
         return registry.trained(cfg, torch.load(ckpt, map_location="cpu", weights_only=True)), cfg

@@ -37,6 +37,12 @@ def save(path: Path, state: dict[str, Any]) -> None:
         stale.unlink(missing_ok=True)
 
 
+def inference_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The part of a checkpoint that prediction needs: the reported weights and the task's state
+    (a style network, a critic), not the optimizers' moments or the random generators."""
+    return {"model": state["model"], "task": state.get("task", {})}
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -21,10 +21,10 @@ from mlflow.tracking import MlflowClient
 
 import registry
 from runners import checkpoint
+from runners.checkpoint import inference_state
 
 __all__ = ["ModelError", "build", "download", "inference_state", "load", "run_id_of"]
 
-CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/last.pt")  # the first a run has is used
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -63,8 +63,9 @@ def run_id_of(ref: str, client: MlflowClient | None = None) -> str:
 
 
 def download(run_id: str, folder: str, client: MlflowClient | None = None) -> tuple[dict, Path]:
-    """The run's config and the path of its best checkpoint (else its last), downloaded into
-    ``folder``; :class:`ModelError` where either is missing."""
+    """The run's config and the path of the checkpoint its task serves (zoo/task.py's ``serves``:
+    the one its test metrics score; else the other), downloaded into ``folder``;
+    :class:`ModelError` where either is missing."""
     client = client or MlflowClient()
     try:
         cfg = json.loads(Path(client.download_artifacts(run_id, "config.json", folder)).read_text())
@@ -72,9 +73,10 @@ def download(run_id: str, folder: str, client: MlflowClient | None = None) -> tu
         raise ModelError(f"run {run_id} has no readable config.json: it was not made by runners.run, "
                          f"or its artifacts are gone") from None
     names = {f.path for f in client.list_artifacts(run_id, "checkpoints")}
-    name = next((n for n in CHECKPOINTS if n in names), None)
+    choices = registry.served_checkpoints(cfg)
+    name = next((n for n in choices if n in names), None)
     if name is None:
-        raise ModelError(f"run {run_id} has no checkpoint ({' or '.join(CHECKPOINTS)}): it ended before its "
+        raise ModelError(f"run {run_id} has no checkpoint ({' or '.join(choices)}): it ended before its "
                          f"first epoch did; train it again, or continue it with "
                          f"`python -m runners.run {cfg.get('entry', 'ENTRY')} resume={run_id}`")
     return cfg, Path(client.download_artifacts(run_id, name, folder))
@@ -82,19 +84,13 @@ def download(run_id: str, folder: str, client: MlflowClient | None = None) -> tu
 
 def load(ref: str, device: torch.device | str = "cpu", client: MlflowClient | None = None):
     """``(task, cfg, run_id)``: the task of the run ``ref`` names, its network loaded from the
-    run's best checkpoint (else its last) in eval mode on ``device``, and the run's config."""
+    checkpoint it serves (:func:`download`) in eval mode on ``device``, and the run's config."""
     client = client or MlflowClient()
     run_id = run_id_of(ref, client)
     with tempfile.TemporaryDirectory(prefix="artzoo-predict-") as tmp:
         cfg, path = download(run_id, tmp, client)
         state = checkpoint.load(path)
     return build(cfg, state, device), cfg, run_id
-
-
-def inference_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The part of a checkpoint that prediction needs: the reported weights and the task's state
-    (a style network, a critic), not the optimizers' moments or the random generators."""
-    return {"model": state["model"], "task": state.get("task", {})}
 
 
 def build(cfg: dict, state: dict[str, Any], device: torch.device | str = "cpu"):

@@ -3,7 +3,8 @@ serve it with ``mlflow models serve``.
 
 Every finished run logs one (``train.log_model``, on by default) under the name ``model``:
 ``runs:/<id>/model``, listed under the run's "Logged models" in the MLflow UI. It holds the
-run's ``config.json`` and the inference part of its best checkpoint (the weights and the task's
+run's ``config.json`` and the inference part of the checkpoint its task serves, the one its test
+split scored (the weights and the task's
 state, read back with ``torch.load(weights_only=True)``), and :class:`ArtzooModel`, which
 rebuilds the network through the registry: artzoo (and the plugin package a run's model or task
 came from) must be installed where the model is loaded, as a timm model needs timm. Serve it
@@ -131,7 +132,7 @@ def log_model(run_id: str, cfg: dict, checkpoint_path: Path):
     """Log ``runs:/<run_id>/model`` from the run's config and checkpoint; returns MLflow's ModelInfo."""
     from mlflow.tracking import MlflowClient
 
-    from runners import checkpoint, inference
+    from runners import checkpoint
 
     client = MlflowClient()
     run = client.get_run(run_id)
@@ -141,7 +142,7 @@ def log_model(run_id: str, cfg: dict, checkpoint_path: Path):
                                        tags={"artzoo.entry": str(cfg.get("entry", ""))})
     with tempfile.TemporaryDirectory(prefix="artzoo-model-") as tmp:
         weights, config = Path(tmp) / "weights.pt", Path(tmp) / "config.json"
-        torch.save(inference.inference_state(checkpoint.load(checkpoint_path)), weights)
+        torch.save(checkpoint.inference_state(checkpoint.load(checkpoint_path)), weights)
         config.write_text(json.dumps(cfg, indent=2, default=str))
         return mlflow.models.Model.log(
             artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id,

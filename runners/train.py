@@ -436,6 +436,7 @@ class _Loop:
         return metrics
 
     def test(self) -> dict[str, float]:
+        self._load_served()
         metrics = self.evaluate("test")
         if self.world.main:
             # kept in the run folder: if the store is away, the outbox sends them later
@@ -453,6 +454,19 @@ class _Loop:
                   flush=True)
             print(headline_table(type(self.task), {k: f"{v:.4g}" for k, v in metrics.items()}), flush=True)
         return metrics
+
+    def _load_served(self) -> None:
+        """Where the task serves ``best.pt`` (zoo/task.py's ``serves``), its weights and task state
+        are what the test split scores: the model users load is the model whose scores they read."""
+        if getattr(self.task, "serves", "best") != "best":
+            return
+        path = self.run_dir / "checkpoints" / "best.pt"
+        state = checkpoint.inference_state(checkpoint.load(path)) if self.world.main and path.is_file() else None
+        state = dist.broadcast(state, self.world)  # every rank scores its share with the same weights
+        if state is None:
+            return
+        (self.ema.module if self.ema is not None else self.model).load_state_dict(state["model"])
+        self.task.load_state_dict(state["task"])
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _is_best(self, val: dict[str, float]) -> bool:
@@ -530,7 +544,10 @@ def _datasets(cfg: dict, world: dist.World) -> dict[str, Any]:
             if hasattr(ds, "summary"):
                 print(ds.summary(), flush=True)
     if len(sets["train"]) == 0:
-        raise ValueError(f"dataset {data['name']!r} has no training images")
+        skipped = len(getattr(sets["train"], "skipped", ()))
+        raise ConfigError(f"data={cfg['data'].get('root') or cfg['data']['name']}: its training split has no "
+                          f"readable images" + (f" ({skipped} skipped as unreadable, listed above)" if skipped else "")
+                          + "; give a dataset with training images")
     return sets
 
 
@@ -609,7 +626,7 @@ def _log_model(run: Run, cfg: dict, run_dir: Path, register: str) -> None:
     them costs the run nothing, and the command to do it later is printed."""
     from runners import pyfunc
 
-    path = next((p for p in (run_dir / "checkpoints" / n for n in ("best.pt", "last.pt")) if p.is_file()), None)
+    path = next((p for p in map(run_dir.joinpath, registry.served_checkpoints(cfg)) if p.is_file()), None)
     if path is None:
         return
     later = f"`python -m runners.pyfunc {run.id}" + (f" --register {register}`" if register else "`")

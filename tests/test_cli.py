@@ -111,6 +111,19 @@ def test_a_file_given_as_the_dataset_folder_is_refused(cli, tmp_path):
     assert out.returncode == 2 and "is a file" in out.stderr
 
 
+def test_a_training_split_with_no_readable_image_is_refused_by_name(cli, tmp_path):
+    from images import PALETTE, solid
+
+    for c, name in enumerate(("Cubism", "Pop_Art")):
+        (tmp_path / "art" / "train" / name).mkdir(parents=True)
+        (tmp_path / "art" / "train" / name / "broken.jpg").write_bytes(b"")  # every training file unreadable
+        solid(tmp_path / "art" / "test" / name / "fine.png", PALETTE[c])
+    out = cli("cnn", f"data={tmp_path / 'art'}", "data.image_size=16")
+    assert out.returncode == 2, out.stderr
+    assert f"data={tmp_path / 'art'}: its training split has no readable images (2 skipped" in out.stderr
+    assert "Traceback" not in out.stderr and no_runs()
+
+
 def test_unknown_entry_names_close_matches(cli):
     out = cli("cond_aa")
     assert out.returncode == 2 and "cond_ae" in out.stderr

@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -55,10 +56,10 @@ def trained(tmp_path_factory, session_cache, empty_store) -> dict:
         uri = use_store(mp, folder, empty_store, session_cache)
         art = _paintings(folder / "art")
         ids = {
-            "cnn": train.train(config.resolve("cnn", [f"data={art}", f"data.image_size={SIZE}", "train.epochs=3",
+            "cnn": train.train(config.resolve("cnn", [f"data={art}", f"data.image_size={SIZE}", "train.epochs=4",
                                                       "train.batch_size=16", "model.width=8",
                                                       "train.register=tiny-cnn"]))["run_id"],
-            "cond_ae": train.train(config.resolve("cond_ae", [*DIGITS, "train.judge_steps=10",
+            "cond_ae": train.train(config.resolve("cond_ae", [*DIGITS, "train.epochs=2", "train.judge_steps=10",
                                                               "train.umap=false"]))["run_id"],
             "ae": train.train(config.resolve("ae", [*DIGITS, "train.style_steps=3", "train.max_points=60",
                                                     "train.umap=false"]))["run_id"],
@@ -84,7 +85,7 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _pixels(path: Path) -> np.ndarray:
+def _pixels(path: Path | io.BytesIO) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 
@@ -239,6 +240,74 @@ def test_the_runs_mlflow_model_predicts_what_runners_predict_does(store, capsys,
         with Image.open(io.BytesIO(image)) as im:
             np.testing.assert_array_equal(np.asarray(im.convert("RGB")),
                                           _pixels(tmp_path / "restyled" / "restyled" / style / "p.png"))
+
+
+def _served_weights(run_id: str) -> dict:
+    return mlflow.pyfunc.load_model(f"runs:/{run_id}/model").unwrap_python_model().task.net.state_dict()
+
+
+def _checkpoint(run_id: str, name: str) -> dict:
+    from runners import checkpoint
+
+    return checkpoint.load(Path(MlflowClient().download_artifacts(run_id, f"checkpoints/{name}")))["model"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_classifier(store):
+    # its validation macro F1 peaks at epoch 3 of 4: best.pt, which the test split scored
+    metrics = mlflow.get_run(store["cnn"]).data.metrics
+    assert _same(_served_weights(store["cnn"]), _checkpoint(store["cnn"], "best.pt"))
+    assert not _same(_checkpoint(store["cnn"], "best.pt"), _checkpoint(store["cnn"], "last.pt"))  # a choice was made
+    test = sorted((store["art"] / "test").rglob("*.png"))
+    model = mlflow.pyfunc.load_model(f"runs:/{store['cnn']}/model")
+    got = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in test]}))
+    truth = [p.parent.name for p in test]
+    # three classes: the three listed styles are all of them, so each image's true class has its probability
+    p_true = [next(float(row[f"probability{s}"]) for s in ("", "_2", "_3") if row[f"style{s}"] == label)
+              for (_, row), label in zip(got.iterrows(), truth)]
+    assert float(np.mean(np.array(got["style"]) == truth)) == pytest.approx(metrics["test/acc"])
+    assert float(np.mean(-np.log(p_true))) == pytest.approx(metrics["test/loss"], rel=1e-5)
+
+
+def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_restyler(store):
+    import registry
+    from zoo.restyle import Restyle, restyle_targets
+    from zoo.task import to_rgb8
+
+    run = mlflow.get_run(store["cond_ae"])
+    # the restyle task serves the finished model (its validation metric is the reconstruction's)
+    assert _same(_served_weights(store["cond_ae"]), _checkpoint(store["cond_ae"], "last.pt"))
+    cfg = json.loads(Path(MlflowClient().download_artifacts(store["cond_ae"], "config.json")).read_text())
+    test_set = registry.dataset_of(cfg, "test")
+    x = torch.stack([test_set[i][0] for i in range(len(test_set))])
+    labels = np.array([test_set[i][1] for i in range(len(test_set))])
+    classes = cfg["classes"]
+    pngs = []
+    for pixels in to_rgb8(x):  # the test split as PNG files: what a user would send
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    model = mlflow.pyfunc.load_model(f"runs:/{store['cond_ae']}/model")
+
+    def restyled(styles) -> torch.Tensor:
+        frame = model.predict(pd.DataFrame({"image": pngs, "style": [classes[s] for s in styles]}))
+        pictures = np.stack([_pixels(io.BytesIO(b)) for b in frame["image"]])
+        return torch.from_numpy(pictures).permute(0, 3, 1, 2)[:, : x.shape[1]].float() / 255
+
+    from zoo.metrics import psnr
+
+    identity = float(psnr(restyled(labels), x).mean())
+    assert identity == pytest.approx(run.data.metrics["test/identity_psnr"], abs=0.1)  # 8-bit pictures in and out
+    task = Restyle(model=registry.model_of(cfg), classes=classes, judge_steps=cfg["train"]["judge_steps"],
+                   judge_model=cfg["train"]["judge_model"], panel=cfg["train"]["panel"])
+    judge = next(iter(task.judges(registry.dataset_of(cfg, "train"), torch.device("cpu")).values()))
+    targets = restyle_targets(labels, len(classes))
+    with torch.no_grad():
+        acc = float((judge(restyled(targets)).argmax(1).numpy() == targets).mean())
+    assert acc == pytest.approx(run.data.metrics["test/restyle_acc"], abs=2 / len(x))
 
 
 def test_a_registered_model_loads_by_its_alias_and_names_its_run(store, capsys, tmp_path):

@@ -73,7 +73,8 @@ def test_each_builtin_entry_leaves_the_schema_in_mlflow(entry):
     assert {"config.json", "checkpoints/last.pt", "checkpoints/best.pt", *TASK_ARTIFACTS[task]} <= files
     assert any(f.startswith("images/") and f.endswith("_epoch002.png") for f in files)
     assert r.inputs.dataset_inputs, "the dataset is logged as a run input"
-    ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="checkpoints/last.pt"),
+    served = registry.served_checkpoints({"task": {"name": "classify"}})[0]  # best.pt: what the test split scored
+    ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path=served),
                       weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["run_id"] == result["run_id"]
 
@@ -109,7 +110,8 @@ def test_deferred_reweighting_reproduces_bit_for_bit_and_logs_the_shot_recalls()
 @pytest.mark.slow
 def test_with_ema_the_checkpoint_holds_the_averaged_model_that_the_test_metrics_describe():
     result = run("cnn", "train.ema=0.9", "seed=2")
-    ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="checkpoints/last.pt"),
+    served = registry.served_checkpoints({"task": {"name": "classify"}})[0]  # best.pt: what the test split scored
+    ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path=served),
                       weights_only=True)
     test_set = registry.dataset("synthart", split="test", image_size=32, size=100)
     x = torch.stack([test_set[i][0] for i in range(len(test_set))])

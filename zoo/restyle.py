@@ -101,6 +101,9 @@ class Restyle(Reconstruct):
     """
 
     uses_labels = True
+    # Its validation metric is the reconstruction's, which falls as the style critic asks for more
+    # style, and the exemplar bank fills over the first epochs: the finished model is the restyler.
+    serves = "last"
     headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_psnr_gt", "restyle_psnr_gt_baseline",
                         "identity_psnr")
 

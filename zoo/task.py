@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -89,6 +89,10 @@ class Task:
     greater_is_better: ClassVar[bool] = False
     # Whether training uses class labels (a weighted sampler is refused for tasks that do not).
     uses_labels: ClassVar[bool] = True
+    # The checkpoint whose weights the test split scores and every user of the run loads (the
+    # MLflow model, runners.predict, the dashboard): "best" (picked by val/<main_metric>) or "last"
+    # (the weights at the end of training). One of them, so that what is served is what was scored.
+    serves: ClassVar[Literal["best", "last"]] = "best"
     # The test metrics (names without ``test/``) that answer what a run of this task is for, in
     # the order people read them: the runner's closing table, the dashboard's Runs table and
     # Run page, and bench/quality.py all show these first.
