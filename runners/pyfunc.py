@@ -3,22 +3,29 @@ serve it with ``mlflow models serve``.
 
 Every finished run logs one (``train.log_model``, on by default) under the name ``model``:
 ``runs:/<id>/model``, listed under the run's "Logged models" in the MLflow UI. It holds the
-run's ``config.json`` and the inference part of the checkpoint its task serves, the one its test
-split scored (the weights and the task's
-state, read back with ``torch.load(weights_only=True)``), and :class:`ArtzooModel`, which
-rebuilds the network through the registry: artzoo (and the plugin package a run's model or task
-came from) must be installed where the model is loaded, as a timm model needs timm. Serve it
-from that environment::
+run's ``config.json`` and the inference part of the checkpoint its task serves, the one its
+test split scored (the weights and the task's state, read back with
+``torch.load(weights_only=True)``), and :class:`ArtzooModel`, which rebuilds the network
+through the registry: artzoo (and the plugin package a run's model or task came from) must be
+installed where the model is loaded, as a timm model needs timm. Serve it from that
+environment::
 
     mlflow models serve -m runs:/<id>/model --env-manager local -h 127.0.0.1 -p 5001
     curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\
-         -d '{"dataframe_split": {"columns": ["path"], "data": [["/abs/painting.jpg"]]}}'
+         -d '{"dataframe_split": {"columns": ["image", "style"], "data": [["<base64 of a JPEG>", "Cubism"]]}}'
 
-Input: a DataFrame with a column ``image`` (the file's bytes; base64 in JSON) or ``path``, and
-for a restyle run a column ``style`` (a style's name). Output, one row per input row: for
-classify the columns of ``runners.predict``'s predictions.csv; for restyle ``image``, the
-restyled picture as PNG bytes (base64 in JSON), and ``style``, ``code`` and ``style_embedding``;
-for reconstruct ``image`` (the reconstruction), ``code`` and ``style_embedding`` (where present).
+Input: a DataFrame with a column ``image`` (an image file's bytes; base64 in JSON), and for a
+restyle run a column ``style`` (a style's name). Params: ``size`` (the short side of a painted
+picture; 0, the default: the picture's own size) and ``mark_scale`` (``auto``, or a number ≥ 1:
+zoo/pictures.py). Output, one row per input row: for classify the columns of
+``runners.predict``'s predictions.csv; for restyle ``image``, the restyled picture as PNG bytes
+(base64 in JSON) at the input's size, and ``style``, ``code`` and ``style_embedding``; for
+reconstruct ``image`` (the reconstruction), ``code`` and ``style_embedding`` (where present).
+
+A column ``path`` (a file's path instead of its bytes) is read in the caller's own process
+only: a model served by MLflow's scoring server refuses it, whatever the path and before any
+file is touched, unless ``ARTZOO_IMAGE_ROOT`` names the folder it may read under (links and
+``..`` resolved first). Bad input is refused with HTTP 400 and the reason.
 
 ``train.register=NAME`` registers the model in the Model Registry, as a new version of NAME
 with the alias ``newest``; for a run that has ended::
@@ -32,6 +39,7 @@ import argparse
 import inspect
 import io
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -59,35 +67,102 @@ class ArtzooModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from runners.predict import top_styles
-        from zoo.imageio import read_image
+        from zoo.data import UnreadableImage
+        from zoo.imageio import read_image, read_picture
+        from zoo.pictures import PictureTooLarge, predict_picture
 
         frame = pd.DataFrame(model_input)
+        params = {**PARAMS, **(params or {})}
         if "image" not in frame and "path" not in frame:
-            raise ValueError(f"the input needs a column 'image' (image file bytes) or 'path'; it has {list(frame)}")
-        size, classes = int(self.cfg["data"]["image_size"]), list(self.cfg["classes"])
-        sources = frame["image"] if "image" in frame else frame["path"]
-        pixels = np.stack([read_image(bytes(s) if isinstance(s, (bytes, bytearray)) else s, size) for s in sources])
-        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255)
-        if int(self.cfg["in_chans"]) == 1:
-            x = x.mean(1, keepdim=True)
+            raise _refused(f"the input needs a column 'image' (an image file's bytes; base64 in JSON); it has "
+                           f"{list(frame)}")
+        size, classes, in_chans = int(self.cfg["data"]["image_size"]), list(self.cfg["classes"]), int(self.cfg["in_chans"])
+        sources = [_source(frame, row) for row in range(len(frame))]  # every path checked before any is read
         options = {}
         if "style" in frame and "style" in inspect.signature(self.task.predict).parameters:
             unknown = sorted(set(frame["style"]) - set(classes))
             if unknown:
-                raise ValueError(f"unknown style {', '.join(map(repr, unknown))}: this run knows {', '.join(classes)}")
+                raise _refused(f"unknown style {', '.join(map(repr, unknown))}: this run knows {', '.join(classes)}")
             options["style"] = torch.tensor([classes.index(s) for s in frame["style"]])
-        out = self.task.predict(x, **options)
+
+        def tensor(pixels: np.ndarray) -> torch.Tensor:
+            x = torch.from_numpy(pixels).permute(*range(pixels.ndim - 3), -1, -3, -2).float().div(255)
+            return x.mean(-3, keepdim=True) if in_chans == 1 else x
+
+        try:
+            x = tensor(np.stack([read_image(source, size) for source in sources]))
+            # at the run's size: probabilities, codes, embeddings; pictures at their own, below
+            full = self.task.predict(x)
+            out = {k: v for k, v in full.items() if not _is_images(v, x)}
+            pictures = []
+            if "style" in options or len(out) < len(full):  # a restyle, or a reconstruction
+                short_side = int(params["size"]) or None
+                for row, source in enumerate(sources):
+                    one = {"style": options["style"][row : row + 1]} if "style" in options else {}
+                    picture = tensor(read_picture(source, short_side))[None]
+                    painted = predict_picture(self.task, picture, size, mark_scale=params["mark_scale"], **one)
+                    pictures.append(_png(next(iter(painted.values()))[0]))
+        except (UnreadableImage, PictureTooLarge, ValueError) as exc:
+            raise _refused(str(exc)) from None
         result = pd.DataFrame(top_styles(out.pop("probabilities"), classes)) if "probabilities" in out else pd.DataFrame(index=range(len(x)))
         if "path" in frame:
             result.insert(0, "path", list(frame["path"]))
-        for key in ("restyled", "reconstruction"):
-            if key in out:
-                result["image"] = [_png(image) for image in out.pop(key)]
+        if pictures:
+            result["image"] = pictures
         for key, value in out.items():
             result[key] = list(np.asarray(value, dtype=np.float64))
         if "style" in options:
             result["style"] = list(frame["style"])
         return result
+
+
+PARAMS = {"size": 0, "mark_scale": "auto"}  # the params a call may give, and their defaults
+ROOT_VARIABLE = "ARTZOO_IMAGE_ROOT"  # a served model reads the column path only under this folder
+
+
+def _refused(message: str) -> Exception:
+    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)  # HTTP 400, no traceback
+
+
+def _serving() -> bool:
+    """Whether this process is MLflow's scoring server (``mlflow models serve``, its docker image),
+    which marks itself so before it takes a request."""
+    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    return bool(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.get())
+
+
+def _source(frame: pd.DataFrame, row: int):
+    """Row ``row``'s picture: its bytes, or its path where paths may be read here.
+
+    A served model opens no file a request names: anyone who reaches the endpoint could read the
+    server's images, or learn which files exist from the answer. So ``path`` is read in the
+    caller's own process (``mlflow.pyfunc.load_model``), or under the folder ``ARTZOO_IMAGE_ROOT``
+    names; otherwise it is refused, with the same words whatever the path, before any file is
+    touched."""
+    image = frame["image"].iloc[row] if "image" in frame else None
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    if "path" not in frame or not isinstance(frame["path"].iloc[row], str):
+        raise _refused(f"row {row} has no picture: give its file's bytes in the column 'image' (base64 in JSON)")
+    path, root = frame["path"].iloc[row], os.environ.get(ROOT_VARIABLE)
+    if root:
+        resolved, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+        if not resolved.is_relative_to(base):
+            raise _refused(f"row {row}: a path is read only under {ROOT_VARIABLE}={root}; send the picture's "
+                           f"bytes in the column 'image' (base64 in JSON)")
+        return str(resolved)
+    if _serving():
+        raise _refused("a served model reads no file named in a request (the column 'path'): send the picture's "
+                       "bytes in the column 'image' (base64 in JSON), or start the server with "
+                       f"{ROOT_VARIABLE}=<a folder> to serve the images under that folder by path")
+    return path
+
+
+def _is_images(value, x: torch.Tensor) -> bool:
+    return np.ndim(value) == 4 and tuple(np.shape(value)[2:]) == tuple(x.shape[2:])
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -102,16 +177,18 @@ def _png(image: np.ndarray) -> bytes:
 
 def _signature(task_name: str):
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
     inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "path", required=False),
                      ColSpec("string", "style", required=False)])
+    params = ParamSchema([ParamSpec("size", "long", PARAMS["size"]),
+                          ParamSpec("mark_scale", "string", PARAMS["mark_scale"])])
     outputs = None
     if task_name == "classify":
         outputs = Schema([ColSpec("string", "style"), ColSpec("double", "probability")])
     elif task_name == "restyle":
         outputs = Schema([ColSpec("binary", "image"), ColSpec("string", "style")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def _requirements() -> list[str]:

@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -24,7 +26,9 @@ from PIL import Image
 
 from conftest import free_port, skip_unless, use_store
 from images import PALETTE, UNREADABLE, encoded, odd_images
+from runners.inference import load
 from runners.predict import main
+from zoo.task import to_rgb8
 
 SIZE = 16
 CLASSES = ["Cubism", "Pop_Art", "Realism"]
@@ -139,10 +143,10 @@ def test_predict_restyles_into_every_style_with_a_contact_sheet_and_the_same_pic
     assert out.returncode == 0, out.stderr
     for style in classes:
         assert sorted(p.name for p in (tmp_path / "all" / "restyled" / style).iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    # at the picture's own size, 40 high and 30 wide, not the run's 16×16
+    assert _pixels(tmp_path / "all" / "restyled" / classes[1] / "p1.png").shape == (40, 30, 3)
     sheet = _pixels(tmp_path / "all" / "contact_sheet.png")
-    assert sheet.shape == (3 * SIZE, (1 + len(classes)) * SIZE, 3)  # a row per image: source, then each style
-    np.testing.assert_array_equal(sheet[SIZE : 2 * SIZE, 2 * SIZE : 3 * SIZE],
-                                  _pixels(tmp_path / "all" / "restyled" / classes[1] / "p1.png"))
+    assert sheet.shape == (3 * 128, (1 + len(classes)) * 96, 3)  # a row per image: source, then each style
     # one style by name; the decoder's noise is seeded, so the same picture comes back
     one = predict(capsys, store["cond_ae"], mine, "--style", classes[2], "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
@@ -167,7 +171,76 @@ def test_predict_embeds_and_reconstructs_with_an_autoencoder(store, capsys, tmp_
         style = z["style_embedding"]
         assert z["code"].shape[0] == 4 and style.shape[0] == 4 and np.isfinite(style).all()
         assert not np.allclose(style[0], style[3])  # fine marks and coarse ones differ
-    assert _pixels(tmp_path / "out" / "reconstruction" / "2.png").shape == (SIZE, SIZE, 3)
+    # the ae paints only its run's size: the 20×20 picture is reconstructed as 16 px tiles, stitched
+    reconstruction = _pixels(tmp_path / "out" / "reconstruction" / "2.png")
+    assert reconstruction.shape == (20, 20, 3)
+    task, cfg, _ = load(store["ae"])
+    picture = torch.from_numpy(_pixels(mine / "2.png")).permute(2, 0, 1)[None].float() / 255
+    padded = torch.nn.functional.pad(picture, (0, 12, 0, 12), mode="replicate")
+    corner = task.predict(padded[..., SIZE:, :SIZE])["reconstruction"][0]  # the tile below the first
+    np.testing.assert_array_equal(reconstruction[SIZE:, :SIZE], to_rgb8(corner[None])[0][: 20 - SIZE])
+
+
+def _photo() -> np.ndarray:
+    """scikit-learn's sample photograph, 427×640: a user's own picture, not a square."""
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image("china.jpg")
+
+
+def test_a_photo_is_restyled_at_its_own_size_or_a_chosen_one_with_its_marks_scaled(store, capsys, tmp_path):
+    classes = json.loads(mlflow.get_run(store["cond_ae"]).data.tags["zoo.classes"])
+    photo = tmp_path / "china.jpg"
+    Image.fromarray(_photo()).save(photo, quality=95)
+
+    def restyle(name: str, *flags: str) -> np.ndarray:
+        out = predict(capsys, store["cond_ae"], photo, "--style", classes[1], "--out", tmp_path / name, *flags)
+        assert out.returncode == 0, out.stderr
+        return _pixels(tmp_path / name / "restyled" / classes[1] / "china.png")
+
+    own = restyle("own")
+    assert own.shape == (427, 640, 3)
+    assert restyle("small", "--size", "64").shape == (64, 96, 3)  # the short side given, the aspect kept
+    fine = restyle("fine", "--mark-scale", "1")
+    assert fine.shape == own.shape
+    # the marks differ in size: at scale 1 they are as many pixels wide as in training, so fine on
+    # this picture; under auto the picture is 427 / 16 = 26.7 times the run's size, and so are they
+    def fine_detail(a: np.ndarray) -> float:  # what a 3×3 box blur takes away
+        from scipy.ndimage import uniform_filter
+
+        return float(np.abs(a - uniform_filter(a.astype(float), (3, 3, 1))).mean())
+
+    assert fine_detail(fine) > 5 * fine_detail(own)
+    # over the squares that auto's marks leave their colour alone (4 px of the code × 26.7), both agree
+    blocks = lambda a: np.asarray(Image.fromarray(a).resize((6, 4), Image.Resampling.BOX), np.float64)
+    assert np.abs(blocks(own) - blocks(fine)).mean() < 0.25 * np.abs(own.astype(float) - fine).mean()
+
+
+def test_a_picture_of_the_runs_size_is_restyled_as_the_model_restyles_its_own_images(store, capsys, tmp_path):
+    classes = json.loads(mlflow.get_run(store["cond_ae"]).data.tags["zoo.classes"])
+    square = np.asarray(Image.fromarray(_photo()[100:164, 200:264]).resize((SIZE, SIZE)))
+    Image.fromarray(square).save(tmp_path / "square.png")
+    out = predict(capsys, store["cond_ae"], tmp_path / "square.png", "--style", classes[2], "--out", tmp_path / "o")
+    assert out.returncode == 0, out.stderr
+    task, _, _ = load(store["cond_ae"])
+    x = torch.from_numpy(square).permute(2, 0, 1)[None].float() / 255
+    direct = task.predict(x, style=torch.tensor([2]))["restyled"]
+    np.testing.assert_array_equal(_pixels(tmp_path / "o" / "restyled" / classes[2] / "square.png"), to_rgb8(direct)[0])
+
+
+def test_a_picture_over_the_painting_cap_is_reported_and_skipped_with_the_cap_named(store, capsys, tmp_path, monkeypatch):
+    from zoo import pictures
+
+    monkeypatch.setattr(pictures, "MAX_PIXELS", 50 * 50)
+    Image.fromarray(np.full((60, 50, 3), PALETTE[0], np.uint8)).save(tmp_path / "big.png")
+    Image.fromarray(np.full((40, 50, 3), PALETTE[1], np.uint8)).save(tmp_path / "fits.png")
+    out = predict(capsys, store["cond_ae"], tmp_path / "big.png", tmp_path / "fits.png", "--out", tmp_path / "o")
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stderr.splitlines() if line.startswith(f"skipped {tmp_path / 'big.png'}"))
+    assert "50×60 = 3,000 pixels, over the 2,500" in line and "--size N" in line
+    assert "1 images predicted, 1 skipped" in out.stderr
+    with np.load(tmp_path / "o" / "predictions.npz", allow_pickle=False) as z:
+        assert [Path(p).name for p in z["paths"]] == ["fits.png"] and len(z["code"]) == 1
 
 
 def _no_checkpoint_run(tmp_path: Path) -> str:
@@ -190,9 +263,14 @@ def _no_checkpoint_run(tmp_path: Path) -> str:
         (["models:/never-registered@newest", "{img}"], ["is not in the tracking store"]),
         (["{no_checkpoint}", "{img}"], ["has no checkpoint", "train it again"]),
         (["{cnn}", "{img}", "--out", "{taken}"], ["already exists and is not empty", "--overwrite"]),
+        (["{cnn}", "{img}", "--size", "64"], ["--size is for runs that paint pictures", "at the run's size, 16 px"]),
+        (["{cond_ae}", "{img}", "--size", "0"], ["--size must be at least 1 pixel"]),
+        (["{cond_ae}", "{img}", "--mark-scale", "0.5"], ["--mark-scale must be auto or a number ≥ 1"]),
+        (["{cnn}", "{img}", "--mark-scale", "2"], ["--mark-scale is for restyle runs"]),
     ],
     ids=["missing-path", "unknown-style", "style-for-a-classifier", "unknown-run", "not-a-run",
-         "unknown-registered-model", "run-without-checkpoint", "existing-out"],
+         "unknown-registered-model", "run-without-checkpoint", "existing-out", "size-for-a-classifier",
+         "size-zero", "mark-scale-below-one", "mark-scale-for-a-classifier"],
 )
 def test_bad_input_is_refused_with_status_2_before_any_image_is_read(store, capsys, tmp_path, args, words):
     img = tmp_path / "one.png"
@@ -322,19 +400,28 @@ def test_a_registered_model_loads_by_its_alias_and_names_its_run(store, capsys, 
     assert frame["style"][0] == _rows(tmp_path / "a" / "predictions.csv")[0]["style"]
 
 
-@pytest.mark.slow
-def test_mlflow_models_serve_answers_invocations_with_the_same_predictions(store, capsys, tmp_path):
-    test = sorted((store["art"] / "test").rglob("*.png"))[:4]
-    assert predict(capsys, store["cnn"], *test, "--out", tmp_path / "cli").returncode == 0
-    expected = _rows(tmp_path / "cli" / "predictions.csv")
+@contextmanager
+def _served(run_id: str, log: Path):
+    """``mlflow models serve`` of the run's model on a free port of 127.0.0.1; yields
+    ``invoke(body) -> (status, answer)``."""
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # uvicorn, which MLflow's server execs, lives beside python
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    log = tmp_path / "serve.log"
+    env.pop("ARTZOO_IMAGE_ROOT", None)
     with log.open("w") as sink:
-        server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", f"runs:/{store['cnn']}/model",
+        server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", f"runs:/{run_id}/model",
                                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
                                   stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def invoke(body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
     try:
         deadline, up = time.time() + 180, False
         while time.time() < deadline and server.poll() is None and not up:
@@ -343,17 +430,75 @@ def test_mlflow_models_serve_answers_invocations_with_the_same_predictions(store
             except OSError:
                 time.sleep(1)
         skip_unless(up, f"mlflow models serve did not start:\n{log.read_text()[-2000:]}")
-        body = {"dataframe_split": {"columns": ["image"],
-                                    "data": [[base64.b64encode(p.read_bytes()).decode()] for p in test]}}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+        yield invoke
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
-    assert [a["style"] for a in answer] == [e["style"] for e in expected]
-    np.testing.assert_allclose([a["probability"] for a in answer], [float(e["probability"]) for e in expected],
-                               atol=1e-6)
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations_with_the_same_predictions(store, capsys, tmp_path):
+    test = sorted((store["art"] / "test").rglob("*.png"))[:4]
+    assert predict(capsys, store["cnn"], *test, "--out", tmp_path / "cli").returncode == 0
+    expected = _rows(tmp_path / "cli" / "predictions.csv")
+    with _served(store["cnn"], tmp_path / "serve.log") as invoke:
+        status, answer = invoke({"dataframe_split": {"columns": ["image"], "data": [[_base64(p.read_bytes())] for p in test]}})
+    assert status == 200, answer
+    assert [a["style"] for a in answer["predictions"]] == [e["style"] for e in expected]
+    np.testing.assert_allclose([a["probability"] for a in answer["predictions"]],
+                               [float(e["probability"]) for e in expected], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_served_restyler_takes_picture_bytes_and_reads_no_file_a_request_names(store, capsys, tmp_path):
+    classes = json.loads(mlflow.get_run(store["cond_ae"]).data.tags["zoo.classes"])
+    mine = tmp_path / "mine.png"
+    Image.fromarray(_photo()[:40, :30]).save(mine)
+    assert predict(capsys, store["cond_ae"], mine, "--style", classes[1], "--out", tmp_path / "cli").returncode == 0
+    expected = _pixels(tmp_path / "cli" / "restyled" / classes[1] / "mine.png")
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)  # opened for reading, it would block until a writer came: a request would hang
+    with _served(store["cond_ae"], tmp_path / "serve.log") as invoke:
+        status, answer = invoke({"dataframe_split": {"columns": ["image", "style"],
+                                                     "data": [[_base64(mine.read_bytes()), classes[1]]]},
+                                 "params": {"mark_scale": "auto"}})
+        refusals = [invoke({"dataframe_split": {"columns": ["path", "style"], "data": [[str(path), classes[1]]]}})
+                    for path in (mine, "/etc/passwd", tmp_path / "no such file.png", fifo)]
+    assert status == 200, answer
+    got = _pixels(io.BytesIO(base64.b64decode(answer["predictions"][0]["image"])))
+    np.testing.assert_array_equal(got, expected)  # at the picture's own size, as runners.predict paints it
+    assert got.shape == (40, 30, 3)
+    # an image, a system file, a missing file and a pipe: one refusal, so nothing can be learnt of the files
+    messages = {(code, body["message"].split("Error: ")[-1]) for code, body in refusals}
+    assert len(messages) == 1, messages
+    code, message = messages.pop()
+    assert code == 400 and "reads no file named in a request" in message and "'image'" in message
+    assert "Traceback" not in message
+
+
+def test_in_process_the_model_reads_paths_and_a_root_confines_them(store, tmp_path, monkeypatch):
+    from runners.pyfunc import ROOT_VARIABLE
+
+    inside, outside = tmp_path / "served" / "a.png", tmp_path / "b.png"
+    inside.parent.mkdir()
+    for path in (inside, outside):
+        Image.fromarray(np.full((20, 20, 3), PALETTE[0], np.uint8)).save(path)
+    model = mlflow.pyfunc.load_model(f"runs:/{store['cnn']}/model")
+    assert len(model.predict(pd.DataFrame({"path": [str(outside)]}))) == 1  # the user's own Python reads it
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")  # as MLflow's scoring server marks itself
+    with pytest.raises(mlflow.exceptions.MlflowException, match="reads no file named in a request"):
+        model.predict(pd.DataFrame({"path": [str(outside)]}))
+    monkeypatch.setenv(ROOT_VARIABLE, str(inside.parent))
+    assert len(model.predict(pd.DataFrame({"path": [str(inside)]}))) == 1
+    escape = inside.parent / ".." / "b.png"  # resolved before it is compared: no way out by dots or links
+    (inside.parent / "link.png").symlink_to(outside)
+    for path in (outside, escape, inside.parent / "link.png"):
+        with pytest.raises(mlflow.exceptions.MlflowException, match=f"only under {ROOT_VARIABLE}="):
+            model.predict(pd.DataFrame({"path": [str(path)]}))
 
 
 def test_a_task_without_predictions_is_refused_before_any_image_is_read(tmp_path):

@@ -250,6 +250,7 @@ class CondAE(nn.Module):
         self.conditioning = conditioning
         self.latent_dim = in_chans + latent_dim  # the code: the coarse colours, then learned features
         self.scale = 2**stages
+        self.size_multiple = self.scale  # it paints any H×W that the code's squares divide (zoo/pictures.py)
         self.upsample = upsample
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, width, 3, padding=1), nn.LeakyReLU(0.2),
@@ -315,10 +316,18 @@ class CondAE(nn.Module):
             h = block(h, weights)
         return (weights @ self.texture_gain)[:, None, None, None] * self.to_texture(h)
 
-    def decode(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """Paint ``code`` in ``style``: int labels (B) or B×num_styles blend weights. Unclamped."""
+    def decode(self, code: torch.Tensor, style: torch.Tensor, *, mark_scale: float = 1.0) -> torch.Tensor:
+        """Paint ``code`` in ``style``: int labels (B) or B×num_styles blend weights. Unclamped.
+
+        ``mark_scale`` > 1 paints the marks that many times larger: on the smooth image shrunk
+        by it, then enlarged (bicubic) onto the smooth image at full resolution."""
         smooth = self.smooth(code, style)
-        return smooth + self.texture(smooth.detach(), style)
+        if mark_scale == 1:
+            return smooth + self.texture(smooth.detach(), style)
+        size = smooth.shape[-2:]
+        small = F.interpolate(smooth.detach(), size=[max(1, round(s / mark_scale)) for s in size], mode="area")
+        marks = F.interpolate(self.texture(small, style), size=size, mode="bicubic", align_corners=False)
+        return smooth + marks
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Everything one training step needs, in one call (so DistributedDataParallel syncs it).

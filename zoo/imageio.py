@@ -1,4 +1,4 @@
-"""Read any image file into a square H×W×3 uint8 array, or say exactly why it cannot be read.
+"""Read any image file into an H×W×3 uint8 array, or say exactly why it cannot be read.
 
 Used by the folder dataset (through the decode cache) and by the dashboard for uploaded
 pictures. What a painting looks like on screen is what a model should see, so the odd files found
@@ -7,8 +7,10 @@ CMYK, 16-bit and greyscale/palette images turned into RGB, and transparency comp
 white (the page a transparent PNG is shown on), not onto the black that a bare ``convert("RGB")``
 leaves behind.
 
-Resize policy: keep the aspect ratio, centre-crop the largest square, then resize it to the
-target with Pillow's bicubic filter. Pillow's resize is antialiased (the filter widens with the
+Resize policy (:func:`read_image`, what models train on): keep the aspect ratio, centre-crop the
+largest square, then resize it to the target with Pillow's bicubic filter. :func:`read_picture`
+keeps the whole picture at its own size, or resized to a given short side (a restyle of a
+user's photo). Pillow's resize is antialiased (the filter widens with the
 reduction), and bicubic is the interpolation timm's image pipelines train with, with less ringing
 around hard painted edges than Lanczos.
 """
@@ -61,18 +63,38 @@ def read_image(source: Source, size: int, *, max_pixels: int = MAX_PIXELS) -> np
     """
     if size < 1:
         raise ValueError(f"image size must be a positive number of pixels, not {size}")
+    square = _read(source, max_pixels, draft=size * _DRAFT_GAP)
+    return np.asarray(ImageOps.fit(square, (size, size), method=_RESAMPLE), dtype=np.uint8)
+
+
+def read_picture(source: Source, short_side: int | None = None, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode ``source`` as :func:`read_image` does, but keep its aspect ratio: H×W×3 uint8 at
+    the picture's own size, or resized (bicubic, antialiased) so that its shorter side is
+    ``short_side`` pixels."""
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"the short side must be a positive number of pixels, not {short_side}")
+    picture = _read(source, max_pixels, draft=None)  # decoded whole: its exact size decides the output's
+    if short_side is not None and min(picture.size) != short_side:
+        scale = short_side / min(picture.size)
+        picture = picture.resize([max(1, round(side * scale)) for side in picture.size], _RESAMPLE)
+    return np.asarray(picture, dtype=np.uint8)
+
+
+def _read(source: Source, max_pixels: int, draft: int | None) -> Image.Image:
+    """The upright RGB image of ``source``; a JPEG is decoded at a reduced scale that keeps both
+    sides at least ``draft`` pixels."""
     if isinstance(source, (str, os.PathLike)):
         try:
             file = open(source, "rb")
         except OSError as exc:
             raise UnreadableImage(f"cannot be opened ({exc.strerror or exc})") from exc
         with file:
-            return _decode(file, size, max_pixels)
+            return _decode(file, max_pixels, draft)
     data = source if isinstance(source, (bytes, bytearray)) else source.read()  # e.g. an upload
-    return _decode(io.BytesIO(data), size, max_pixels)
+    return _decode(io.BytesIO(data), max_pixels, draft)
 
 
-def _decode(file: BinaryIO, size: int, max_pixels: int) -> np.ndarray:
+def _decode(file: BinaryIO, max_pixels: int, draft: int | None) -> Image.Image:
     if not file.read(1):
         raise UnreadableImage("empty file (0 bytes)")
     file.seek(0)
@@ -83,9 +105,10 @@ def _decode(file: BinaryIO, size: int, max_pixels: int) -> np.ndarray:
             with Image.open(file) as im:
                 if im.width * im.height > max_pixels:
                     raise UnreadableImage(_too_large(im.width, im.height, max_pixels))
-                im.draft(None, (size * _DRAFT_GAP, size * _DRAFT_GAP))  # JPEG only; else a no-op
+                if draft:
+                    im.draft(None, (draft, draft))  # JPEG only; else a no-op
                 im.load()
-                rgb = _to_rgb(_upright(im))
+                return _to_rgb(_upright(im))
     except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -95,8 +118,6 @@ def _decode(file: BinaryIO, size: int, max_pixels: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # What Pillow raises for truncated or damaged data ("image file is truncated", ...).
         raise UnreadableImage(f"truncated or corrupt image data ({exc})") from exc
-    square = ImageOps.fit(rgb, (size, size), method=_RESAMPLE)
-    return np.asarray(square, dtype=np.uint8)
 
 
 def _too_large(width: int, height: int, limit: int) -> str:

@@ -212,11 +212,11 @@ class Reconstruct(Task):
         return {"reconstruction": image_grid(torch.stack([images.float(), recon]), padding=2)}
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
+    def predict(self, images: torch.Tensor, *, embed: bool = True, **options) -> dict[str, np.ndarray]:
         """``code`` (B×D, what the analysis clusters), ``style_embedding`` (B×S, the style
         statistics, where the model has a style network) and ``reconstruction`` (B×C×H×W in
-        [0, 1])."""
-        out = self._embeddings(self.net, self.style_network(), images)
+        [0, 1]); ``embed=False``: the reconstruction alone."""
+        out = self._embeddings(self.net, self.style_network(), images) if embed else {}
         out["reconstruction"] = self.net(images).float().clamp(0, 1).cpu().numpy()
         return out
 

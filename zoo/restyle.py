@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import inspect
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
@@ -234,20 +235,26 @@ class Restyle(Reconstruct):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, style: torch.Tensor | None = None, seed: int = 0,
-                **options) -> dict[str, np.ndarray]:
+                mark_scale: float = 1.0, embed: bool = True, **options) -> dict[str, np.ndarray]:
         """``code`` and ``style_embedding`` (the critic's style statistics), and with ``style`` (B target
         labels, or B×classes blend weights) ``restyled``: the images painted in it (B×C×H×W in
         [0, 1]). Learned marks are painted from noise, drawn per image from ``seed``: the
         same image and style give the same picture, whatever else is in the batch (exemplar
-        marks need no noise)."""
-        out = self._embeddings(self.net, self.critic, images)
+        marks need no noise). ``mark_scale`` > 1 paints the marks that many times larger than in
+        training (a picture larger than the run's images: zoo/pictures.py); ``embed=False``
+        leaves out the code and style embedding."""
+        out = self._embeddings(self.net, self.critic, images) if embed else {}
         if style is not None:
             code, style = self.net.encode(images), style.to(images.device)
+            scaled = {} if mark_scale == 1 else {"mark_scale": mark_scale}
+            if scaled and "mark_scale" not in inspect.signature(self.net.decode).parameters:
+                raise ValueError(f"{type(self.net).__name__}.decode paints its marks at one scale (it takes no "
+                                 f"mark_scale): restyle with mark_scale=1")
             painted = []
             with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
                 for i in range(len(images)):
                     torch.manual_seed(seed)
-                    painted.append(self.net.decode(code[i : i + 1], style[i : i + 1]))
+                    painted.append(self.net.decode(code[i : i + 1], style[i : i + 1], **scaled))
             out["restyled"] = torch.cat(painted).float().clamp(0, 1).cpu().numpy()
         return out
 
