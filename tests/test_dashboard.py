@@ -344,9 +344,24 @@ def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled,
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(photo, "JPEG")
     at.file_uploader[0].upload("holiday.jpg", photo.getvalue(), "image/jpeg").run()
     assert not at.exception and not at.error
-    assert picture(at, media, "your picture").shape == (16, 16, 3)  # centre square, training size
-    restyled = next(c for e in at.image for c in e.captions if "live" in c)
-    assert picture(at, media, restyled).shape == (16, 16, 3)
+    assert picture(at, media, "your picture").shape == (60, 90, 3)  # as it is, not the run's 16×16
+    captions = [c for e in at.image for c in e.captions if "live" in c]
+    assert len(captions) == 2, captions  # the marks as large as in training, relative to it, and at 16 px
+    assert "marks as in training (×3.75)" in captions[0] and "marks at their trained size (×1)" in captions[1]
+    auto, fine = (picture(at, media, c) for c in captions)
+    assert auto.shape == fine.shape == (60, 90, 3) and not np.array_equal(auto, fine)
+    assert [b.label for b in at.download_button] == ["Download", "Download"]
+    assert at.selectbox(key="side").options == ["its own size (90×60)"]  # nothing above its own size
+
+    from sklearn.datasets import load_sample_image
+
+    photo = io.BytesIO()
+    Image.fromarray(load_sample_image("china.jpg")[:300, :450]).save(photo, "JPEG")
+    at.file_uploader[0].upload("china.jpg", photo.getvalue(), "image/jpeg").run()
+    assert at.selectbox(key="side").options == ["its own size (450×300)", "256 px on its short side"]
+    at.selectbox(key="side").set_value(256).run()
+    assert picture(at, media, "your picture").shape == (256, 384, 3)
+    assert picture(at, media, next(c for e in at.image for c in e.captions if "live" in c)).shape == (256, 384, 3)
 
     at.file_uploader[0].upload("notes.png", b"these are not pixels", "image/png").run()
     assert not at.exception
@@ -474,7 +489,7 @@ def test_a_killed_run_shows_its_curves_and_can_still_restyle_an_upload(broken, m
     Image.new("RGB", (40, 40), (200, 30, 30)).save(photo, "PNG")
     at.file_uploader[0].upload("red.png", photo.getvalue(), "image/png").run()
     restyled = next(c for e in at.image for c in e.captions if "live" in c)
-    assert picture(at, media, restyled).shape == (16, 16, 3)
+    assert picture(at, media, restyled).shape == (40, 40, 3)  # at the upload's own size
 
 
 @pytest.mark.parametrize("page", PAGES)

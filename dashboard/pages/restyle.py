@@ -1,6 +1,6 @@
-"""Repaint a test image, or your own picture, in another style with a run's checkpoint, live on
-the CPU, or in a blend of two styles set with a slider; and see, per target style, how often each
-judge of the panel calls the run's restyles that style."""
+"""Repaint a test image, or your own picture at its own size, in another style with a run's
+checkpoint, live on the CPU, or in a blend of two styles set with a slider; and see, per target
+style, how often each judge of the panel calls the run's restyles that style."""
 
 import numpy as np
 import plotly.express as px
@@ -9,7 +9,8 @@ import torch
 
 from dashboard import store, ui
 from zoo.data import UnreadableImage
-from zoo.imageio import IMAGE_SUFFIXES, read_image
+from zoo import pictures
+from zoo.imageio import IMAGE_SUFFIXES, read_picture
 from zoo.task import to_rgb8
 
 # Uploads: the server caps the bytes (dashboard/.streamlit/config.toml); this caps the pixels before any
@@ -19,15 +20,35 @@ UPLOAD_PIXELS = 64_000_000
 NOISE_SEED = 0  # learned marks are painted from noise: a fixed seed keeps a picture steady across reruns
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def restyle(_task, run_id: str, image: np.ndarray, weights: tuple[float, ...], in_chans: int) -> np.ndarray:
-    """``image`` (H×W×3 uint8) painted in a blend of styles (weights per style, summing to 1),
-    by the task's own ``predict``. ``run_id`` stands for ``_task`` (not hashed) in the cache key."""
+SIDES = (2048, 1024, 512, 256)  # short sides offered for an upload, beside its own size
+
+
+@st.cache_data(show_spinner="Restyling…", max_entries=64)
+def restyle(_task, run_id: str, image: np.ndarray, weights: tuple[float, ...], in_chans: int, image_size: int,
+            mark_scale: float | str = "auto") -> np.ndarray:
+    """``image`` (H×W×3 uint8, any size) painted at its size in a blend of styles (weights per
+    style, summing to 1), by the task's own ``predict`` (zoo/pictures.py). ``run_id`` stands for
+    ``_task`` (not hashed) in the cache key."""
     x = torch.tensor(image).permute(2, 0, 1).float().div(255)[None]
     if in_chans == 1:
         x = x.mean(1, keepdim=True)
-    out = _task.predict(x, style=torch.tensor([weights], dtype=torch.float32), seed=NOISE_SEED)["restyled"]
-    return to_rgb8(out)[0]
+    style = torch.tensor([weights], dtype=torch.float32)
+    out = pictures.predict_picture(_task, x, image_size, style=style, seed=NOISE_SEED, mark_scale=mark_scale)
+    return to_rgb8(out["restyled"])[0]
+
+
+def upload_side(height: int, width: int) -> int | None:
+    """The short side an upload is painted with: its own (None), or one the user picks; a picture
+    over the painting cap is offered only smaller sizes."""
+    short = min(width, height)
+    fits = width * height <= pictures.MAX_PIXELS
+    choices = ([None] if fits else []) + [side for side in SIDES if side < short]
+    if not fits:
+        st.info(f"At its own size, {width}×{height}, the picture is over the {pictures.MAX_PIXELS:,} pixels a "
+                f"restyle may take: it is painted smaller.")
+    return st.selectbox("Painted at", choices, key="side",
+                        format_func=lambda side: f"its own size ({width}×{height})" if side is None
+                        else f"{side} px on its short side")
 
 
 uri, frame = ui.all_runs()
@@ -62,10 +83,13 @@ with live:
         else:
             suffixes = sorted(s.lstrip(".") for s in IMAGE_SUFFIXES)
             upload = st.file_uploader("Your picture", type=suffixes, max_upload_size=UPLOAD_MB,
-                                      help=f"cropped to the centre square and resized to {size}×{size}, as in training")
+                                      help="restyled at its own size and aspect ratio, or a smaller one you pick")
             if upload is not None:
                 try:
-                    image = read_image(upload.getvalue(), size, max_pixels=UPLOAD_PIXELS)
+                    image = read_picture(upload.getvalue(), max_pixels=UPLOAD_PIXELS)  # checked before any side is offered
+                    side = upload_side(*image.shape[:2])
+                    if side is not None:
+                        image = read_picture(upload.getvalue(), side, max_pixels=UPLOAD_PIXELS)
                 except UnreadableImage as exc:
                     st.error(f"{upload.name} cannot be used: {exc}")
             else:
@@ -84,15 +108,23 @@ with live:
                 share = cols[2].slider(f"Share of {classes[second]}", 0.0, 1.0, 0.5, 0.05, key="share")
                 weights = (1 - share) * weights + share * np.eye(len(classes))[second]
                 blended = f" + {share:.0%} {classes[second]}"
-            out = restyle(task, run_id, image, tuple(float(w) for w in weights), int(cfg.get("in_chans", 3)))
+            key = (task, run_id, image, tuple(float(w) for w in weights), int(cfg.get("in_chans", 3)), size)
+            scale = pictures.mark_scale_of("auto", *image.shape[:2], size)
+            out = restyle(*key)
             caption = f"{classes[target]}{blended} · live · {out.shape[1]}×{out.shape[0]}"
 
             pics = st.columns(4)
             source_caption = f"source · {classes[label]}" if label is not None else "your picture"
             pics[0].image(image, caption=source_caption, width="stretch")
-            pics[1].image(out, caption=caption, width="stretch")
+            pics[1].image(out, caption=caption + (f" · marks as in training (×{scale:.3g})" if scale > 1 else ""),
+                          width="stretch")
             pics[1].download_button("Download", ui.png(out), file_name=f"restyled-{classes[target]}.png",
                                     mime="image/png")
+            if scale > 1:  # larger than the run's images: the marks at their trained size too
+                fine = restyle(*key, mark_scale=1)
+                pics[2].image(fine, caption=f"{caption} · marks at their trained size (×1)", width="stretch")
+                pics[2].download_button("Download", ui.png(fine), key="fine",
+                                        file_name=f"restyled-{classes[target]}-fine-marks.png", mime="image/png")
             if item is not None:
                 # What the run itself wrote at its end: its own (seeded) choice of target style.
                 t = int(logged["targets"][item])
