@@ -77,7 +77,7 @@ def read_picture(source: Source, short_side: int | None = None, *, max_pixels: i
     if short_side is not None and min(picture.size) != short_side:
         scale = short_side / min(picture.size)
         picture = picture.resize([max(1, round(side * scale)) for side in picture.size], _RESAMPLE)
-    return np.asarray(picture, dtype=np.uint8)
+    return np.array(picture, dtype=np.uint8)  # writable: it becomes a tensor
 
 
 def _read(source: Source, max_pixels: int, draft: int | None) -> Image.Image:
