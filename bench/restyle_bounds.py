@@ -43,7 +43,7 @@ import registry
 from zoo import metrics
 from zoo.synthart import outline_mask
 from zoo.judge import train_judge
-from zoo.restyle import SEED, quarter, render_all, restyle_targets
+from zoo.restyle import JUDGE_STEPS, SEED, quarter, render_all, restyle_targets
 from zoo.task import labels_of
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train, test = registry.dataset("synthart", split="train"), registry.dataset("synthart", split="test")
     classes = train.classes
-    judge = train_judge(train, len(classes), torch.device("cpu"), steps=1500)  # the restyle task's judge
+    judge = train_judge(train, len(classes), torch.device("cpu"), steps=JUDGE_STEPS)  # the restyle task's judge
 
     n = min(args.n, len(test))
     labels = labels_of(test)

@@ -29,7 +29,7 @@ import registry
 from runners import checkpoint
 from zoo import metrics
 from zoo.judge import train_judge
-from zoo.restyle import StyleCritic, quarter, render_all
+from zoo.restyle import JUDGE_STEPS, StyleCritic, quarter, render_all
 from zoo.task import labels_of
 
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", action="store_true", help="the mean ± std of the runs' own per-style tables")
     parser.add_argument("--size", type=int, default=4000, help="synthart training size of the run")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--judge-steps", type=int, default=1500, help="the run's train.judge_steps")
+    parser.add_argument("--judge-steps", type=int, default=JUDGE_STEPS, help="the run's train.judge_steps")
     args = parser.parse_args(argv)
     if args.table:
         print(f"{len(args.run)} runs, mean ± std\n\n{seed_table(args.run)}")

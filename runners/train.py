@@ -437,6 +437,8 @@ class _Loop:
 
     def test(self) -> dict[str, float]:
         self._load_served()
+        if self.world.main:
+            print(f"scoring the test split ({len(self.sets['test'])} images) …", flush=True)
         metrics = self.evaluate("test")
         if self.world.main:
             # kept in the run folder: if the store is away, the outbox sends them later
@@ -630,6 +632,7 @@ def _log_model(run: Run, cfg: dict, run_dir: Path, register: str) -> None:
     if path is None:
         return
     later = f"`python -m runners.pyfunc {run.id}" + (f" --register {register}`" if register else "`")
+    print(f"logging the MLflow model runs:/{run.id}/model from {path.relative_to(run_dir)} …", flush=True)
     try:
         info = pyfunc.log_model(run.id, cfg, path)
         if register:

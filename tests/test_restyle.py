@@ -167,6 +167,22 @@ def test_the_kept_tiles_travel_with_the_weights_their_moving_average_and_channel
         assert odd.eval().decode(odd.encode(x), torch.tensor([0, 1])).shape == (2, 3, 36, 36)
 
 
+def test_a_full_bank_is_left_alone_and_a_tile_kept_refreshes_only_its_own_styles_colours():
+    model = _model(marks="exemplar", tile=8, bank=16).train()
+    bank = model.exemplars
+    with torch.no_grad():
+        model(_flat(0.2, CHECKER), torch.tensor([0]))  # style 0 keeps its 16 tiles: full
+        cached = bank._kept(0)
+        written = bank.tiles._version
+        model(_flat(0.8, STRIPES), torch.tensor([0]))  # nothing more is kept, nor written
+        assert bank.tiles._version == written and bank._kept(0) is cached
+        model(_flat(0.8, STRIPES), torch.tensor([1]))  # style 1's first tiles: style 0's colours stay cached
+        assert bank._kept(0) is cached
+        assert bank._kept(1)[0].mean().item() == pytest.approx(0.8, abs=0.01)
+        bank.tiles[0] = 255  # a write that is not a tile kept (a checkpoint, the moving average's copy)
+        assert bank._kept(0)[0].min().item() == 1.0
+
+
 def test_the_texture_path_paints_from_fine_and_coarse_noise():
     from zoo.cond_ae import NOISE_CHANS, NOISE_SCALES, _noise
 

@@ -147,6 +147,9 @@ class ExemplarMarks(nn.Module):
         self.register_buffer("tiles", torch.zeros(num_styles, size, in_chans * tile * tile, dtype=torch.uint8))
         self.register_buffer("kept", torch.zeros(num_styles, dtype=torch.long))
         self._cache: dict[int, tuple] = {}
+        # Writes by remember() change one style's tiles, and its count says so; any other write to
+        # the bank (a checkpoint loaded, the moving average's copy) could change every style's
+        self._generation, self._seen = 0, self._stamp()
 
     def _cut(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
         """B×C×H×W (H, W multiples of the tile) -> B×L×C×tile×tile, and L."""
@@ -165,14 +168,27 @@ class ExemplarMarks(nn.Module):
         pattern = colours - colours.mean((-2, -1), keepdim=True)
         return torch.cat([colours.flatten(1), self.layout * pattern.flatten(1)], 1)
 
+    def _stamp(self) -> tuple[int, int]:
+        """Which tensor holds the bank (a copy of the module holds another) and its version, which
+        every write bumps."""
+        return id(self.tiles), self.tiles._version
+
+    def _sync(self) -> None:
+        """Note a write to the bank that :meth:`remember` did not make: every style's cached
+        colours are then stale."""
+        if self._stamp() != self._seen:
+            self._generation += 1
+            self._seen = self._stamp()
+
     def _kept(self, style: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The coarse colours of ``style``'s kept tiles (kept × C·(tile/scale)²) and their match
-        keys, or None if it has none; cached until the bank changes (any write to it bumps the
-        buffer's version: a tile kept, a checkpoint loaded, the moving average's copy)."""
+        keys, or None if it has none; cached until the style's tiles change (a tile kept, a
+        checkpoint loaded, the moving average's copy)."""
         kept = int(self.kept[style])
         if not kept:
             return None
-        key = (kept, self.tiles._version, self.tiles.device)
+        self._sync()
+        key = (kept, self._generation, self.tiles.device)
         if self._cache.get(style, (None,))[0] != key:
             tiles = self.tiles[style, :kept].float().div(255).view(kept, self.in_chans, self.tile, self.tile)
             colours = self._colours(tiles)
@@ -188,11 +204,15 @@ class ExemplarMarks(nn.Module):
             images = images[..., : h - h % self.tile, : w - w % self.tile]
         tiles, _ = self._cut(images.float())
         size = self.tiles.shape[1]
+        self._sync()  # a write before this one, not its own, still makes every cached style stale
         for style in labels.unique().tolist():
             start = int(self.kept[style])
+            if start == size:
+                continue  # full: not even an empty write, which would mark the bank changed
             new = tiles[labels == style].flatten(0, 1)[: size - start].flatten(1)
             self.tiles[style, start : start + len(new)] = new.mul(255).round().clamp(0, 255).to(torch.uint8)
             self.kept[style] += len(new)
+        self._seen = self._stamp()  # its own writes: the counts say which styles changed
 
     def forward(self, smooth: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The marks for ``smooth`` (B×C×H×W) in the styles ``weights`` (B×styles; a blend blends

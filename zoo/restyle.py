@@ -50,10 +50,11 @@ from zoo import metrics
 from zoo.data import Renders
 from zoo.judge import load_judge, train_judge
 from zoo.reconstruct import Reconstruct
-from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, shape_of, to_uint8
+from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, progress, shape_of, to_uint8
 
 SEED = 0  # restyle targets and the decoder's noise at test time are seeded
 BATCH = 128  # images per batch in the final analysis
+JUDGE_STEPS = 400  # each judge's training steps (train.judge_steps): ≥ 99 % of real test paintings right
 PSNRS = ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")  # the restyle_* scores against the ground truth
 
 # -- the style critic --------------------------------------------------------------------------
@@ -125,7 +126,7 @@ class Restyle(Reconstruct):
                                                 "a judge_model on the training set")] = "",
         judge_model: Annotated[str, Field(description="the registered classifier trained as the judge (when judge "
                                                       "is empty; zoo/judge.py)")] = "cnn",
-        judge_steps: Annotated[int, Field(ge=0, description="training steps of each judge trained here")] = 1500,
+        judge_steps: Annotated[int, Field(ge=0, description="training steps of each judge trained here")] = JUDGE_STEPS,
         panel: Annotated[str, Field(description="further registered classifiers, comma-separated, each trained "
                                                 "as a judge the same way: restyle_acc_panel takes the lowest "
                                                 "judge's accuracy per style (empty: the first judge "
@@ -284,7 +285,8 @@ class Restyle(Reconstruct):
         scores: dict[str, list[torch.Tensor]] = defaultdict(list)  # per test image
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(SEED)  # the decoder's noise: the same model gives the same restyles
-            for idx in _chunks(len(test_set), BATCH):
+            for idx in progress(_chunks(len(test_set), BATCH), f"restyling the {len(test_set)} test images",
+                                unit="batch"):
                 x = _stack(test_set, idx).to(device)
                 y, t = torch.from_numpy(labels[idx]).to(device), torch.from_numpy(targets[idx]).to(device)
                 code = net.encode(x)

@@ -185,6 +185,15 @@ class Task:
         """Restore what :meth:`state_dict` returned."""
 
 
+def progress(iterable, desc: str, *, total: int | None = None, unit: str = "it"):
+    """``iterable`` with a progress bar where the output is a terminal, and its phase named in one
+    line wherever it goes (a log, CI): no long step of a run's analysis passes in silence."""
+    from tqdm.auto import tqdm
+
+    print(f"{desc} …", flush=True)
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=None, leave=False)
+
+
 def dry_forward(model: nn.Module, *inputs: torch.Tensor) -> tuple[object, str]:
     """``model(*inputs)`` in eval mode, without gradients, on the model's device, and with the
     random streams left as they were (a decoder that samples noise changes no later number):
