@@ -173,6 +173,12 @@ def test_the_demo_ends_with_its_headline_numbers_and_where_to_look(capsys):
     assert [row.split("|")[1].strip() for row in table[1:]] == ["restyle_acc", "restyle_acc_panel", "restyle_psnr_gt",
                                                                 "restyle_psnr_gt_baseline", "identity_psnr"]
     assert float(table[1].split("|")[2]) == pytest.approx(run.data.metrics["test/restyle_acc"], abs=1e-4)
+    # no long phase of the analysis passes in silence, in a log as on a terminal (the judges are
+    # cached for the session only when no other test trained them first: at most these lines)
+    phases = ["scoring the test split (", "restyling the ", "embedding ", "logging the MLflow model runs:/"]
+    after = lines[next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1")):]
+    starts = [next((i for i, line in enumerate(after) if line.startswith(p)), None) for p in phases]
+    assert None not in starts and starts == sorted(starts), (phases, after)
     tail = "\n".join(lines[lines.index(table[-1]):])
     # the training part ends with the last training step, before the test analysis
     training = demo.training_minutes(MlflowClient(), run)

@@ -295,7 +295,7 @@ def test_a_panel_judge_must_be_registered_and_not_repeat_another():
     assert restyle.config_problem({"judge": "", "judge_model": "cnn", "panel": ""}) is None
 
 
-def test_the_judge_is_any_registered_classifier_trained_once_and_cached(tmp_path, monkeypatch):
+def test_the_judge_is_any_registered_classifier_trained_once_and_cached(tmp_path, monkeypatch, capsys):
     from timm.models.resnet import ResNet
 
     from zoo.judge import train_judge
@@ -304,11 +304,14 @@ def test_the_judge_is_any_registered_classifier_trained_once_and_cached(tmp_path
     train = registry.dataset("digits", split="train", image_size=16)
     cnn = train_judge(train, len(train.classes), torch.device("cpu"), steps=2)
     other = train_judge(train, len(train.classes), torch.device("cpu"), steps=2, model="timm_net")
-    assert isinstance(other, ResNet) and not isinstance(cnn, ResNet)  # timm_net's default backbone
+    assert isinstance(other, ResNet) and not isinstance(cnn, ResNet)  # a timm ResNet, of another architecture
+    assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "training the judge cnn", "training the judge timm_net"]  # each says so while it trains
     cached = sorted(p.name.split("-")[0] for p in (Path(os.environ["ARTZOO_CACHE"]) / "judges").glob("*.pt"))
     assert cached == ["cnn", "timm_net"]
     again = train_judge(train, len(train.classes), torch.device("cpu"), steps=2, model="timm_net")  # from the cache
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), other.state_dict().values()))
+    assert "training the judge" not in capsys.readouterr().out
     problem = registry.load("task", "restyle").config_problem({"judge": "", "judge_model": "nosuchnet"})
     assert "train.judge_model" in problem and "nosuchnet" in problem
 
