@@ -107,8 +107,9 @@ def test_every_page_renders_in_chromium_without_an_error(server, tmp_path):
         page.get_by_text("your own picture").click()
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(picture)
         page.get_by_text("your picture", exact=True).wait_for(timeout=90_000)  # the upload's own caption
-        page.get_by_text("· live · 16×16").wait_for(timeout=90_000)  # drawn just after the caption
-        assert page.get_by_text("· live · 16×16").count() == 1
+        # at its own size, 64×48, not the run's 16×16: its marks as large as in training, and at 16 px
+        page.get_by_text("· live · 64×48 · marks at their trained size").wait_for(timeout=90_000)
+        assert page.get_by_text("· live · 64×48 · marks as in training (×3)").count() == 1
         page.screenshot(path=tmp_path / "restyle-upload.png", full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()
