@@ -17,7 +17,7 @@ until its exemplar bank is full, which the restyle searches), then loaded as a u
   the same outputs written.
 
 The target is predict ≥ 2× naive for cnn. Then, for cond_ae, scikit-learn's sample photo
-brought to 1024×768 and 4000×3000 JPEGs, restyled into one style by ``runners.predict`` at the
+(640×427) as it is and brought to 1024×768 and 4000×3000, as JPEGs, restyled into one style by ``runners.predict`` at the
 picture's own size, its marks at ``auto`` and at 1 (zoo/pictures.py): seconds (median of the
 rounds) and the process's peak resident memory over the call. The target is ≤ 3 s at 1024×768.
 Runs go to a temporary MLflow store.
@@ -43,7 +43,7 @@ from throughput import cpu_model, jpeg_folder  # noqa: E402
 # cond_ae: 130 steps of 32 paintings keep 130·32·16 / 8 = 8,320 tiles per style: its bank of 4,096 is full
 TRAIN = {"cnn": ["train.max_steps_per_epoch=2"],
          "cond_ae": ["train.max_steps_per_epoch=130", "train.judge_steps=10", "train.umap=false"]}
-PHOTOS = ((1024, 768), (4000, 3000))  # width × height: a photo to restyle, and a 12 MP phone photo
+PHOTOS = ((1024, 768), (640, 427), (4000, 3000))  # width × height: photos to restyle; the last 12 MP
 
 
 def trained(entry: str) -> tuple:
