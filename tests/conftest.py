@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import pytest
 # Tests that need a system package skip where it is absent; CI sets ARTZOO_REQUIRE_ALL=1 so that
 # such a skip fails instead (CI installs every package).
 REQUIRE_ALL = os.environ.get("ARTZOO_REQUIRE_ALL") == "1"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def skip_unless(condition: bool, reason: str) -> None:
@@ -30,6 +32,42 @@ def skip_unless(condition: bool, reason: str) -> None:
 
 def have(program: str) -> bool:
     return shutil.which(program) is not None
+
+
+# What a run of the suite may leave in the checkout: caches it is told to keep there (the
+# Makefile's NUMBA_CACHE_DIR), bytecode and the install itself. Anything else is a test writing
+# outside its temporary folder.
+_TREE_CACHES = ("__pycache__", ".pytest_cache", ".numba_cache", ".venv", ".egg-info")
+
+
+def _tree() -> set[str] | None:
+    """``git status`` of the checkout, entry by entry (ignored files too), or None outside git."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=REPO, capture_output=True,
+                                text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if status.returncode:
+        return None
+    return {line for line in status.stdout.splitlines() if not any(c in line for c in _TREE_CACHES)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, once, not each xdist worker
+        session.config._artzoo_tree = _tree()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the suite if it left anything in the checkout: tests write under their temporary
+    folders only."""
+    before = getattr(session.config, "_artzoo_tree", None)
+    after = _tree() if before is not None else None
+    left = sorted(after - before) if after is not None else []
+    if left:
+        session.config.get_terminal_writer().line(
+            "\nthe test suite changed the checkout (tests write only under their temporary folders):\n  "
+            + "\n  ".join(left), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (make test: --dist loadgroup)
@@ -55,7 +93,10 @@ def empty_store(tmp_path_factory) -> Path:
     from mlflow.tracking import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    # the Default experiment keeps its artifacts under the folder it was made in: this one, never
+    # the working tree the suite was started from
+    with contextlib.chdir(path.parent):
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
     return path
 
 
@@ -83,7 +124,6 @@ def use_store(mp: pytest.MonkeyPatch, folder: Path, template: Path, cache: Path)
     return uri
 
 
-REPO = Path(__file__).resolve().parents[1]
 PLUGIN_PKG = REPO / "tests" / "plugins" / "artzoo-tinynet"
 
 
