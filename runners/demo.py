@@ -19,6 +19,8 @@ from runners.config import ConfigError
 
 ENTRY = "cond_ae"
 MLFLOW_UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address
+# MLflow's UI with its experiments opening as model training (runners/mlflow_app.py)
+MLFLOW_APP = "artzoo"
 DASHBOARD = "http://127.0.0.1:8501"  # streamlit's default port; dashboard/.streamlit keeps it on this machine
 
 
@@ -54,7 +56,7 @@ def next_steps(experiment_id: str, run_id: str, minutes: float, training: float)
         "",
         f"Done in {minutes:.1f} min: {training:.1f} training the model, the rest scoring it on the test split "
         f"(the first time, that trains the judges). Look at it, from this folder:",
-        f"  {mlflow} ui".ljust(46) + f"  {mlflow_link(experiment_id, run_id)}",
+        f"  {mlflow} ui --app-name {MLFLOW_APP}".ljust(46) + f"  {mlflow_link(experiment_id, run_id)}",
         f"  {streamlit} run dashboard/app.py".ljust(46) + f"  {DASHBOARD}/restyle?run={run_id}",
     ])
 

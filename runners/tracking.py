@@ -432,8 +432,8 @@ def _read_outbox(path: Path) -> list[dict]:
     return records
 
 
-# MLflow 3's UI opens an experiment in its GenAI view (traces, prompts) unless this tag says it
-# holds model training: then it opens on runs, charts and artifacts.
+# What an experiment holds, for MLflow: model training, not GenAI (traces, prompts). MLflow 3.17's
+# UI does not read it (runners/mlflow_app.py sets the view); its search and later UIs do.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 

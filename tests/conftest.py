@@ -236,8 +236,9 @@ class MlflowServer:
     """``mlflow server`` on 127.0.0.1 as a subprocess that a test can stop and start again on the
     same port with the same stores, as an administrator restarting it would."""
 
-    def __init__(self, backend: str, artifacts: Path, port: int | None = None) -> None:
+    def __init__(self, backend: str, artifacts: Path, port: int | None = None, app_name: str | None = None) -> None:
         self.backend, self.artifacts, self.port = backend, artifacts, port or free_port()
+        self.app = ["--app-name", app_name] if app_name else []
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = artifacts.parent / f"mlflow-server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
@@ -246,7 +247,7 @@ class MlflowServer:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
                 [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                 "--backend-store-uri", self.backend, "--artifacts-destination", str(self.artifacts)],
+                 "--backend-store-uri", self.backend, "--artifacts-destination", str(self.artifacts), *self.app],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 # no background job runner (MLflow's GenAI jobs): nothing here uses it, and its
                 # worker processes would compete with the training for the CPU
@@ -269,9 +270,9 @@ class MlflowServer:
 
 
 @contextmanager
-def mlflow_server(backend: str, artifacts: Path):
-    """A running server's URI for the duration of the block."""
-    server = MlflowServer(backend, artifacts)
+def mlflow_server(backend: str, artifacts: Path, app_name: str | None = None):
+    """A running server's URI for the duration of the block (``mlflow ui`` is ``mlflow server``)."""
+    server = MlflowServer(backend, artifacts, app_name=app_name)
     try:
         yield server.start().uri
     finally:
