@@ -207,12 +207,19 @@ class Run:
         self.log_tags(tags)
         self.log_dict(cfg, "config.json")
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        batch = [[k, float(v), now, step] for k, v in metrics.items()
-                 if np.isfinite(v) and step > self._logged.get(k, -(2**62))]
+    def log_metrics(self, metrics: dict[str, float], step: int, *, timestamp: int | None = None,
+                    model_id: str | None = None, dataset: tuple[str, str] | None = None) -> int:
+        """Log ``metrics`` at ``step``; returns their timestamp (ms). With ``model_id`` (a logged
+        model of this run) and ``dataset`` (its name and digest: :func:`dataset_identity`), they
+        are the model's scores on that dataset too: logged again with the timestamp they had, they
+        add nothing to the run's own history (MLflow keeps one of a key, step, time and value)."""
+        now = timestamp or int(time.time() * 1000)
+        model = [model_id, *(dataset or (None, None))] if model_id else []
+        batch = [[k, float(v), now, step, *model] for k, v in metrics.items()
+                 if np.isfinite(v) and (model_id or step > self._logged.get(k, -(2**62)))]
         for i in range(0, len(batch), 500):
             self._write("batch", metrics=batch[i : i + 500])
+        return now
 
     def log_dict(self, data: dict, path: str) -> None:
         self.log_text(json.dumps(data, indent=2, default=str), path)
@@ -311,10 +318,9 @@ class Run:
 
     def log_dataset(self, dataset: Any, cfg_data: dict, context: str) -> None:
         """The dataset as a run input, with a digest of its labels and its source options."""
-        labels = np.asarray(getattr(dataset, "labels", getattr(dataset, "targets", [])))
-        digest = hashlib.sha256(json.dumps(cfg_data, sort_keys=True, default=str).encode() + labels.tobytes()).hexdigest()[:16]
+        name, digest = dataset_identity(dataset, cfg_data, context)
         source = CodeDatasetSource({"dataset": cfg_data["name"], **{k: str(v) for k, v in cfg_data.items()}})
-        mlflow_ds = MetaDataset(source, name=f"{cfg_data['name']}-{context}", digest=digest)
+        mlflow_ds = MetaDataset(source, name=name, digest=digest)
         try:
             with _active(self.id):
                 mlflow.log_input(mlflow_ds, context=context)
@@ -368,7 +374,7 @@ class Run:
         if op == "batch":
             self.client.log_batch(
                 self.id,
-                metrics=[Metric(k, v, ts, step) for k, v, ts, step in p.get("metrics", [])],
+                metrics=[_metric(*m) for m in p.get("metrics", [])],
                 params=[Param(k, v) for k, v in p.get("params", [])],
                 tags=[RunTag(k, v) for k, v in p.get("tags", [])],
             )
@@ -430,6 +436,21 @@ def _read_outbox(path: Path) -> list[dict]:
             print(f"warning: {path} line {number} is cut short (the process died while writing it); "
                   f"skipped: {line[:80]!r}", file=sys.stderr, flush=True)
     return records
+
+
+def dataset_identity(dataset: Any, cfg_data: dict, context: str) -> tuple[str, str]:
+    """The name and digest a split is logged under (a run input, a model's scores on it): the
+    dataset's name and the split's context, and a digest of its labels and its source options."""
+    labels = np.asarray(getattr(dataset, "labels", getattr(dataset, "targets", [])))
+    digest = hashlib.sha256(json.dumps(cfg_data, sort_keys=True, default=str).encode() + labels.tobytes()).hexdigest()[:16]
+    return f"{cfg_data['name']}-{context}", digest
+
+
+def _metric(key: str, value: float, timestamp: int, step: int, model_id: str | None = None,
+            dataset_name: str | None = None, dataset_digest: str | None = None) -> Metric:
+    """An outbox record as MLflow's Metric (the model's fields absent from older records)."""
+    return Metric(key, value, timestamp, step, model_id=model_id, dataset_name=dataset_name,
+                  dataset_digest=dataset_digest)
 
 
 # What an experiment holds, for MLflow: model training, not GenAI (traces, prompts). MLflow 3.17's

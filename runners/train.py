@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 import registry
 from runners import checkpoint, dist, loader
 from runners.config import ConfigError
-from runners.tracking import Killed, Run, TrackingError, entry_tags, git_commit, runs_root, tracked_run
+from runners.describe import NOTE, describe
+from runners.tracking import (Killed, Run, TrackingError, dataset_identity, entry_tags, git_commit, runs_root,
+                              tracked_run)
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3
@@ -135,9 +137,17 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
                 metrics = loop.test()
             best = {f"{loop.main_key}_best": math.nan if state.best is None else float(state.best)}
             if run:
-                run.log_metrics(best, step=state.epoch)  # what picked checkpoints/best.pt, and what sweeps rank by
-                if t["log_model"] or t["register"]:
-                    _log_model(run, logged, loop.run_dir, t["register"])
+                # what picked checkpoints/best.pt, and what sweeps rank by
+                run.log_metrics(best, step=state.epoch, timestamp=loop.tested_at)
+                served = next((n for n in registry.served_checkpoints(logged) if (loop.run_dir / n).is_file()), None)
+                note = describe(type(task), logged, metrics, run_id=run_id, served=served or "no checkpoint")
+                run.log_tags({NOTE: note})
+                if (t["log_model"] or t["register"]) and served:
+                    scores = [({k: v for k, v in metrics.items() if k != "test/count"},
+                               dataset_identity(sets["test"], logged["data"], "test")),
+                              (best, dataset_identity(sets["valid"], logged["data"], "validation"))]
+                    _log_model(run, logged, loop.run_dir / served, t["register"], note=note,
+                               scores=scores, step=state.epoch, timestamp=loop.tested_at)
             return {**metrics, **best, "run_id": run_id}
         except Killed as exc:
             exc.run_id = run_id  # which run a sweep's trial was
@@ -314,6 +324,7 @@ class _Loop:
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema): what is evaluated and reported
     auxiliary: dict[str, Auxiliary] = field(default_factory=dict)  # the task's other networks (their optimizers)
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
+    tested_at: int | None = field(default=None, init=False)  # when the test metrics were logged (ms)
 
     def __post_init__(self) -> None:
         t = self.cfg["train"]
@@ -436,6 +447,7 @@ class _Loop:
         return metrics
 
     def test(self) -> dict[str, float]:
+        """The test split's metrics (``test/...``), logged with one timestamp (``tested_at``)."""
         self._load_served()
         if self.world.main:
             print(f"scoring the test split ({len(self.sets['test'])} images) …", flush=True)
@@ -451,7 +463,7 @@ class _Loop:
             metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
             if self.run:
                 self.run.log_artifacts(out)
-            self._log(metrics, step=self.state.epoch)
+            self.tested_at = self._log(metrics, step=self.state.epoch)
             print("test: " + ", ".join(f"{k.removeprefix('test/')}={v:.4g}" for k, v in sorted(metrics.items())),
                   flush=True)
             print(headline_table(type(self.task), {k: f"{v:.4g}" for k, v in metrics.items()}), flush=True)
@@ -479,9 +491,9 @@ class _Loop:
             return True
         return value > self.state.best if self.task.greater_is_better else value < self.state.best
 
-    def _log(self, metrics: dict[str, float], step: int) -> None:
-        if self.run:
-            self.run.log_metrics(metrics, step)
+    def _log(self, metrics: dict[str, float], step: int) -> int | None:
+        """Log ``metrics`` at ``step``; their timestamp (ms), None where nothing is recorded."""
+        return self.run.log_metrics(metrics, step) if self.run else None
 
     def _log_images(self, epoch: int) -> None:
         data = self.sets["valid"]
@@ -623,18 +635,25 @@ def _tags(logged: dict, device: torch.device, world: dist.World) -> dict[str, st
     return tags
 
 
-def _log_model(run: Run, cfg: dict, run_dir: Path, register: str) -> None:
-    """The run's MLflow model (runners/pyfunc.py), and its registration; a store that refuses
-    them costs the run nothing, and the command to do it later is printed."""
+def _log_model(run: Run, cfg: dict, path: Path, register: str, *, note: str,
+               scores: list[tuple[dict[str, float], tuple[str, str]]], step: int, timestamp: int) -> None:
+    """The run's MLflow model (runners/pyfunc.py) from the checkpoint at ``path``, with the run's
+    description and its scores (``(metrics, (dataset name, digest))`` pairs, as the run logged
+    them at ``step`` and ``timestamp``), and its registration; a store that refuses them costs the
+    run nothing, and the command to do it later is printed."""
+    from mlflow.tracking import MlflowClient
+
     from runners import pyfunc
 
-    path = next((p for p in map(run_dir.joinpath, registry.served_checkpoints(cfg)) if p.is_file()), None)
-    if path is None:
-        return
     later = f"`python -m runners.pyfunc {run.id}" + (f" --register {register}`" if register else "`")
-    print(f"logging the MLflow model runs:/{run.id}/model from {path.relative_to(run_dir)} …", flush=True)
+    print(f"logging the MLflow model runs:/{run.id}/model from {path.parent.name}/{path.name} …", flush=True)
+    # the machine's samples from now on would be filed under the model as if they were its scores
+    run.stop_system_metrics()
     try:
         info = pyfunc.log_model(run.id, cfg, path)
+        for metrics, dataset in scores:
+            run.log_metrics(metrics, step, timestamp=timestamp, model_id=info.model_id, dataset=dataset)
+        MlflowClient().set_logged_model_tags(info.model_id, {NOTE: note})
         if register:
             print(f"registered {pyfunc.register(info.model_uri, register)} (alias @{pyfunc.ALIAS})", flush=True)
     except Exception as exc:  # the run's results are logged already; the model can follow

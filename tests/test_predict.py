@@ -388,6 +388,33 @@ def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_restyler(store
     assert acc == pytest.approx(run.data.metrics["test/restyle_acc"], abs=2 / len(x))
 
 
+@pytest.mark.parametrize(("run", "served", "headline"), [("cnn", "checkpoints/best.pt", "macro_f1"),
+                                                         ("cond_ae", "checkpoints/last.pt", "restyle_acc")])
+def test_the_logged_model_carries_the_runs_scores_and_description_and_no_machine_samples(store, run, served, headline):
+    client = MlflowClient()
+    logged = mlflow.get_run(store[run])
+    model = mlflow.search_logged_models(experiment_ids=[logged.info.experiment_id], output_format="list",
+                                        filter_string=f"source_run_id = '{store[run]}'")[0]
+    scores = {m.key: m for m in model.metrics}
+    assert not [k for k in scores if k.startswith("system/")], "the machine's samples are not the model's scores"
+    tests = {k: v for k, v in logged.data.metrics.items() if k.startswith("test/") and k != "test/count"}
+    assert {k: scores[k].value for k in tests} == pytest.approx(tests)
+    assert {scores[k].dataset_name for k in tests} == {f"{cfg_dataset(logged)}-test"}
+    best = f"val/{headline if run == 'cnn' else 'psnr'}_best"
+    assert scores[best].value == pytest.approx(logged.data.metrics[best])
+    assert scores[best].dataset_name == f"{cfg_dataset(logged)}-validation"
+    # linked, not logged twice: the run's own history holds each test metric once
+    assert len(client.get_metric_history(store[run], f"test/{headline}")) == 1
+    note = logged.data.tags["mlflow.note.content"]
+    assert model.tags["mlflow.note.content"] == note
+    assert f"scored with `{served}`" in note and f"| {headline} | {logged.data.metrics[f'test/{headline}']:.4g} |" in note
+    assert f"python -m runners.predict {store[run]}" in note
+
+
+def cfg_dataset(run) -> str:
+    return run.data.tags["zoo.dataset"]
+
+
 def test_a_registered_model_loads_by_its_alias_and_names_its_run(store, capsys, tmp_path):
     version = MlflowClient().get_model_version_by_alias("tiny-cnn", "newest")
     assert version.run_id == store["cnn"]

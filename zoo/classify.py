@@ -112,6 +112,12 @@ class Classify(Task):
     main_metric: ClassVar[str] = "macro_f1"
     greater_is_better: ClassVar[bool] = True
     headline_metrics: ClassVar[tuple[str, ...]] = ("acc", "macro_f1", "balanced_acc", "recall_few")
+    metric_meanings: ClassVar[dict[str, str]] = {
+        "acc": "share of test paintings whose style is predicted right",
+        "macro_f1": "F1 score averaged over styles, each style counting alike (the validation metric that picks best.pt)",
+        "balanced_acc": "recall averaged over styles: accuracy as if every style were as common; chance {chance}",
+        "recall_few": "recall of the styles with the fewest training paintings (under 20/1,280 of the largest's)",
+    }
 
     def __init__(
         self,

@@ -80,6 +80,19 @@ class Reconstruct(Task):
     headline_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "style_cluster_nmi_pca",
                                                    "untrained_style_cluster_nmi_pca", "style_p_at_10",
                                                    "cluster_nmi_pca", "baseline_cluster_nmi_pca")
+    metric_meanings: ClassVar[dict[str, str]] = {
+        "psnr": "dB between each test painting and its reconstruction; higher is closer",
+        "ssim": "structural similarity of the reconstruction to the painting, 0 to 1",
+        "style_cluster_nmi_pca": "how well k-means on the style statistics finds the styles (NMI: 0 chance, 1 perfect)",
+        "untrained_style_cluster_nmi_pca": "the same of the style network before training: what training added",
+        "style_p_at_10": "share of each painting's 10 nearest by style statistics that share its style",
+        "cluster_nmi_pca": "how well k-means on the content code finds the styles (low: the code holds the scene)",
+        "baseline_cluster_nmi_pca": "the same of raw pixels",
+    }
+    metric_bounds: ClassVar[dict[str, tuple[str | None, str | None]]] = {
+        "style_cluster_nmi_pca": ("untrained_style_cluster_nmi_pca", None),
+        "cluster_nmi_pca": ("baseline_cluster_nmi_pca", None),
+    }
 
     def __init__(
         self,

@@ -108,6 +108,16 @@ class Restyle(Reconstruct):
     serves = "last"
     headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_psnr_gt", "restyle_psnr_gt_baseline",
                         "identity_psnr")
+    metric_meanings = {
+        "restyle_acc": "share of the test paintings, each restyled into another style, that the first judge "
+                       "(a classifier trained apart) calls that style; chance {chance}",
+        "restyle_acc_panel": "the same by the strictest judge of the panel, per target style, averaged over styles",
+        "restyle_psnr_gt": "dB between a restyle and the true painting of its scene in that style, at a quarter of "
+                           "the side (the colours and layout, not the marks); higher is closer",
+        "restyle_psnr_gt_baseline": "the same of the input left unchanged: what doing nothing scores",
+        "identity_psnr": "dB between a painting restyled into its own style and itself",
+    }
+    metric_bounds = {"restyle_psnr_gt": ("restyle_psnr_gt_baseline", "restyle_psnr_gt_resample")}
 
     def __init__(
         self,

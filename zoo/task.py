@@ -97,6 +97,12 @@ class Task:
     # the order people read them: the runner's closing table, the dashboard's Runs table and
     # Run page, and bench/quality.py all show these first.
     headline_metrics: ClassVar[tuple[str, ...]] = ("loss",)
+    # What each headline metric says, in a line (the run's description in MLflow): how it is
+    # measured and which way is better; ``{chance}`` is replaced by 1 / the number of classes.
+    # Where another test metric is its baseline (what doing nothing scores) or its ceiling, the
+    # pair of their names (either may be None).
+    metric_meanings: ClassVar[dict[str, str]] = {"loss": "the training loss on the test split; lower is better"}
+    metric_bounds: ClassVar[dict[str, tuple[str | None, str | None]]] = {}
 
     def __init__(self, *, model: nn.Module, classes: list[str]) -> None:
         # During training the runner may swap in a DistributedDataParallel wrapper: call
