@@ -205,6 +205,12 @@ def _requirements() -> list[str]:
     return needed
 
 
+# The run's step the model is filed at. MLflow links every metric of the run at that step to the
+# model; the runner links the model's scores itself, by dataset (runners/train.py), and no metric
+# is logged at this step: not the machine's samples, which MLflow files at steps 0, 1, 2, ...
+MODEL_STEP = -1
+
+
 def log_model(run_id: str, cfg: dict, checkpoint_path: Path):
     """Log ``runs:/<run_id>/model`` from the run's config and checkpoint; returns MLflow's ModelInfo."""
     from mlflow.tracking import MlflowClient
@@ -225,7 +231,7 @@ def log_model(run_id: str, cfg: dict, checkpoint_path: Path):
             artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id,
             python_model=str(Path(__file__).with_name("mlflow_model.py")),
             model_id=model.model_id, artifacts={"weights": str(weights), "config": str(config)},
-            signature=_signature(cfg["task"]["name"]), pip_requirements=_requirements())
+            signature=_signature(cfg["task"]["name"]), pip_requirements=_requirements(), step=MODEL_STEP)
 
 
 def register(model_uri: str, name: str) -> str:

@@ -647,7 +647,8 @@ def _log_model(run: Run, cfg: dict, path: Path, register: str, *, note: str,
 
     later = f"`python -m runners.pyfunc {run.id}" + (f" --register {register}`" if register else "`")
     print(f"logging the MLflow model runs:/{run.id}/model from {path.parent.name}/{path.name} …", flush=True)
-    # the machine's samples from now on would be filed under the model as if they were its scores
+    # the machine's samples taken while MLflow holds the model as the active one would be filed
+    # under it as if they were its scores
     run.stop_system_metrics()
     try:
         info = pyfunc.log_model(run.id, cfg, path)

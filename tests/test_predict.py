@@ -58,6 +58,7 @@ def trained(tmp_path_factory, session_cache, empty_store) -> dict:
     folder = tmp_path_factory.mktemp("predict_store")
     with pytest.MonkeyPatch.context() as mp:
         uri = use_store(mp, folder, empty_store, session_cache)
+        mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # the machine's samples at steps 0, 1, 2, ...
         art = _paintings(folder / "art")
         ids = {
             "cnn": train.train(config.resolve("cnn", [f"data={art}", f"data.image_size={SIZE}", "train.epochs=4",
@@ -396,6 +397,7 @@ def test_the_logged_model_carries_the_runs_scores_and_description_and_no_machine
     model = mlflow.search_logged_models(experiment_ids=[logged.info.experiment_id], output_format="list",
                                         filter_string=f"source_run_id = '{store[run]}'")[0]
     scores = {m.key: m for m in model.metrics}
+    assert client.get_metric_history(store[run], "system/cpu_utilization_percentage"), "the run has samples"
     assert not [k for k in scores if k.startswith("system/")], "the machine's samples are not the model's scores"
     tests = {k: v for k, v in logged.data.metrics.items() if k.startswith("test/") and k != "test/count"}
     assert {k: scores[k].value for k in tests} == pytest.approx(tests)
