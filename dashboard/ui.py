@@ -60,6 +60,9 @@ def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: st
     # ?run_id= is what people type by hand; the URL is rewritten to the ?run= that links carry.
     typed = st.query_params.pop("run_id", None)
     linked = st.query_params.get("run") or typed
+    if linked and linked not in ids:
+        st.warning(f"No run `{linked}` in this tracking store: the link's run was deleted, or lives in another "
+                   f"store (MLFLOW_TRACKING_URI). Showing another run; pick one in the sidebar.")
     kept = st.session_state.get("run")
     if linked in ids:
         wanted = linked
@@ -89,6 +92,36 @@ def reports(task: str, metric: str) -> bool:
     """Whether runs of ``task`` report ``metric`` (``test/...``) among its headline metrics: a page
     picks what to show by what a task declares, never by the task's name."""
     return metric in headline([task])
+
+
+def task_class(task: str):
+    """The task's class, or None where its plugin is not installed or is broken."""
+    try:
+        return registry.load("task", task)
+    except registry.PluginError:
+        return None
+
+
+def scores(names: list[str], text: dict[str, str], task: str, values: dict[str, float], num_classes: int) -> None:
+    """Test scores (``test/...`` names, in order): the task's headline metrics as tiles, each with
+    what it says and its baseline and ceiling (the task's ``metric_meanings`` and
+    ``metric_bounds``: zoo/task.py), the rest in a table below them. ``text`` is each one's value
+    as shown; ``values`` the numbers the bounds are read from."""
+    from zoo.task import metric_meaning
+
+    cls = task_class(task)
+    first = [n for n in headline([task]) if n in names]
+    for start in range(0, len(first), 4):
+        for col, name in zip(st.columns(4), first[start : start + 4]):
+            short = name.removeprefix("test/")
+            col.metric(short, text[name])
+            if cls is not None and (meaning := metric_meaning(cls, short, values, num_classes)):
+                col.caption(meaning)
+    rest = [n for n in names if n not in first]
+    if rest:
+        table = pd.DataFrame({"test metric": [n.removeprefix("test/") for n in rest], "value": [text[n] for n in rest]})
+        with st.expander(f"{'Other test scores' if first else 'Test scores'} ({len(rest)})", expanded=not first):
+            st.dataframe(table, hide_index=True, column_config={"test metric": st.column_config.TextColumn(width="large")})
 
 
 def ordered(names, tasks) -> list[str]:

@@ -11,32 +11,19 @@ from __future__ import annotations
 
 import math
 
+from zoo.task import metric_meaning
+
 NOTE = "mlflow.note.content"  # MLflow's description tag, on runs and logged models alike
-
-
-def headline_rows(task_cls, metrics: dict[str, float], num_classes: int) -> list[tuple[str, str, str]]:
-    """``(name, value, meaning)`` of each headline test metric that ``metrics`` (``test/...``)
-    holds, in the task's order; the meaning carries its baseline and ceiling where known."""
-    meanings = getattr(task_cls, "metric_meanings", {})
-    bounds = getattr(task_cls, "metric_bounds", {})
-    rows = []
-    for name in getattr(task_cls, "headline_metrics", ()):
-        value = metrics.get(f"test/{name}")
-        if value is None or not math.isfinite(value):
-            continue
-        meaning = meanings.get(name, "").replace("{chance}", f"{1 / max(num_classes, 1):.3g}")
-        extra = [f"{word} {metrics[f'test/{other}']:.4g}" for word, other in zip(("baseline", "ceiling"),
-                                                                             bounds.get(name, (None, None)))
-                 if other and f"test/{other}" in metrics]
-        rows.append((name, f"{value:.4g}", "; ".join(filter(None, [meaning, ", ".join(extra)]))))
-    return rows
 
 
 def describe(task_cls, cfg: dict, metrics: dict[str, float], *, run_id: str, served: str,
              mlflow_app: str = "artzoo") -> str:
     """The run's description (see the module's docstring)."""
     data = cfg["data"].get("root") or cfg["data"]["name"]
-    rows = headline_rows(task_cls, metrics, len(cfg.get("classes", [])))
+    names = [m for m in getattr(task_cls, "headline_metrics", ())
+             if math.isfinite(metrics.get(f"test/{m}", math.nan))]
+    rows = [(m, f"{metrics[f'test/{m}']:.4g}", metric_meaning(task_cls, m, metrics, len(cfg.get("classes", []))))
+            for m in names]
     count = metrics.get("test/count")
     lines = [f"**{cfg['entry']}** ({cfg['task']['name']}) on {data} at {cfg['data']['image_size']} px, seed "
              f"{cfg['seed']}: the test split" + (f" ({count:.0f} images)" if count else "") +

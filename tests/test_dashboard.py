@@ -245,8 +245,14 @@ def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_
 
     at = open_page(filled["uri"], "pages/run.py", filled["cond_ae"])
     assert at.subheader[0].value == "Test scores", "one run, not a seed group"
-    labels = [m.label for m in at.metric]
-    assert labels[: len(headline)] == headline and "psnr" in labels[len(headline) :]
+    assert [m.label for m in at.metric] == headline  # the headline as tiles, whole names, each with what it says
+    assert any(c.value.startswith("share of the test paintings") and c.value.endswith("chance 0.1")
+               for c in at.caption), "ten digits: chance is one in ten"
+    rest = at.expander[0].dataframe[0].value  # the other scores, in a table
+    assert "psnr" in list(rest["test metric"]) and "restyle_acc" not in list(rest["test metric"])
+    # its Classes tab: the per-style table, not a word on confusion matrices
+    per_style = at.tabs[2].dataframe[0].value
+    assert {"style", "panel", "acc_cnn"} <= set(per_style.columns)
 
 
 @pytest.mark.slow
@@ -422,7 +428,9 @@ def test_a_metric_named_like_a_seed_mean_is_an_ordinary_metric(open_page):
                                               "test/restyle_acc": 0.75})
     at = open_page(uri, "pages/run.py", run_id)
     assert [h.value for h in at.subheader][:1] == ["Test scores"]
-    assert {m.label: m.value for m in at.metric} == {"restyle_acc": "0.75", "foo_mean": "0.25"}
+    assert {m.label: m.value for m in at.metric} == {"restyle_acc": "0.75"}
+    rest = at.expander[0].dataframe[0].value
+    assert dict(zip(rest["test metric"], rest["value"])) == {"foo_mean": "0.25"}
 
     at = open_page(uri, PAGES[0])
     more = next(m for m in at.multiselect if m.label == "More metric columns")
@@ -433,10 +441,24 @@ def test_a_metric_named_like_a_seed_mean_is_an_ordinary_metric(open_page):
     assert "Multi-seed runs" not in [h.value for h in at.header]
 
 
+def test_a_headline_score_says_what_doing_nothing_and_a_perfect_answer_score(open_page):
+    run_id = logged_run("bounded", "restyle", {"test/restyle_psnr_gt": 24.5, "test/restyle_psnr_gt_baseline": 23.95,
+                                               "test/restyle_psnr_gt_resample": 25.78})
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", run_id)
+    caption = next(c.value for c in at.caption if c.value.startswith("dB between a restyle and the true painting"))
+    assert caption.endswith("higher is closer; baseline 23.95, ceiling 25.78")
+
+
 def test_a_run_whose_task_is_not_installed_shows_its_scores_sorted(open_page):
     run_id = logged_run("elsewhere", "nosuchtask", {"test/b": 2.0, "test/a": 1.0})
     at = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", run_id)
-    assert [m.label for m in at.metric] == ["a", "b"]
+    assert not at.metric and list(at.expander[0].dataframe[0].value["test metric"]) == ["a", "b"]
+
+
+def test_a_link_to_a_run_the_store_lacks_says_so(open_page):
+    logged_run("newer", "classify", {"test/acc": 0.6})
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", "0" * 32)
+    assert f"No run `{'0' * 32}` in this tracking store" in at.warning[0].value
 
 
 def test_a_run_id_link_opens_the_run_and_the_url_is_rewritten_to_run():

@@ -191,6 +191,17 @@ class Task:
         """Restore what :meth:`state_dict` returned."""
 
 
+def metric_meaning(task_cls, name: str, metrics: dict[str, float], num_classes: int) -> str:
+    """One line on what test metric ``name`` says (the task's ``metric_meanings``), with its
+    baseline and ceiling (``metric_bounds``) as ``metrics`` (``{"test/...": value}``) holds them."""
+    meaning = getattr(task_cls, "metric_meanings", {}).get(name, "")
+    meaning = meaning.replace("{chance}", f"{1 / max(num_classes, 1):.3g}")
+    bounds = getattr(task_cls, "metric_bounds", {}).get(name, (None, None))
+    known = [f"{word} {metrics[f'test/{other}']:.4g}" for word, other in zip(("baseline", "ceiling"), bounds)
+             if other and f"test/{other}" in metrics]
+    return "; ".join(filter(None, [meaning, ", ".join(known)]))
+
+
 def progress(iterable, desc: str, *, total: int | None = None, unit: str = "it"):
     """``iterable`` with a progress bar where the output is a terminal, and its phase named in one
     line wherever it goes (a log, CI): no long step of a run's analysis passes in silence."""

@@ -1,6 +1,8 @@
-"""One run: scores, metric curves, params, the classifier's confusion matrix, recall against
-training count and per-class table, and the logged image grids with a slider over epochs."""
+"""One run: its headline scores with what each says (the rest in a table), metric curves,
+params, the classifier's confusion matrix, recall against training count and per-class table
+(a restyle's per-style table), and the logged image grids with a slider over epochs."""
 
+import json
 import re
 from collections import defaultdict
 
@@ -17,13 +19,6 @@ files = store.artifact_paths(uri, run_id)
 metrics = info["metrics"]
 
 # -- scores --------------------------------------------------------------------------------------
-def tiles(values: dict[str, str]) -> None:
-    names = list(values)
-    for start in range(0, len(names), 6):
-        for col, name in zip(st.columns(6), names[start : start + 6]):
-            col.metric(name.removeprefix("test/"), values[name], help=name)
-
-
 hidden = ("/count", "_seconds", "_points")  # bookkeeping, not scores
 row = frame[frame["run_id"] == run_id].iloc[0]
 children = frame[frame["parent"] == run_id]
@@ -35,14 +30,17 @@ if multi:
 else:
     names = {k for k in metrics if k.startswith("test/")}
 names = ui.ordered({k for k in names if not k.endswith(hidden)}, [row["task"]])
+num_classes = len(json.loads(info["tags"].get("zoo.classes", "[]")))
 if multi:
     st.subheader(f"Over {len(children)} seeds (mean ± std)")
-    tiles({k: ui.metric_text(metrics[f"{k}_mean"], metrics.get(f"{k}_std")) for k in names})
+    ui.scores(names, {k: ui.metric_text(metrics[f"{k}_mean"], metrics.get(f"{k}_std")) for k in names}, row["task"],
+              {k: metrics[f"{k}_mean"] for k in {k.removesuffix("_mean") for k in metrics if k.endswith("_mean")}},
+              num_classes)
     for col, (_, child) in zip(st.columns(max(len(children), 1)), children.sort_values("name").iterrows()):
         col.page_link(ui.PAGES["run"], label=child["name"], query_params={"run": child["run_id"]})
 elif names:
     st.subheader("Test scores")
-    tiles({k: ui.metric_text(metrics[k]) for k in names})
+    ui.scores(names, {k: ui.metric_text(metrics[k]) for k in names}, row["task"], metrics, num_classes)
 if row["sweep"]:
     st.subheader(f"A {row['sweep']} of {len(children)} " + ("configurations" if row["sweep"] == "grid" else "trials"))
     if names:
@@ -107,12 +105,20 @@ with tab_images:
 with tab_classes:
     confusion = store.table(uri, run_id, "tables/confusion.csv")
     per_class = store.table(uri, run_id, "tables/per_class.csv")
-    if confusion is None and per_class is None:
+    per_style = store.table(uri, run_id, "tables/restyle_per_style.csv")
+    if per_style is not None:
+        st.subheader("Per target style (test restyles)")
+        st.caption("How often each judge calls the restyles into a style that style; the panel column is the "
+                   "strictest judge's. The Restyle page draws them.")
+        st.dataframe(per_style.reset_index(), hide_index=True,
+                     column_config={per_style.index.name: st.column_config.TextColumn(width="large")})
+    elif confusion is None and per_class is None:
         if ui.reports(info["tags"].get("zoo.task", ""), "test/acc"):  # a classifier's run
             ui.lacks("tables/confusion.csv", run_id, uri)
         else:
-            st.info("A confusion matrix is made for classifiers; this run's task is "
-                    f"{info['tags'].get('zoo.task', 'unknown')}.")
+            st.info("This run's task, "
+                    f"{info['tags'].get('zoo.task', 'unknown')}, writes no per-class table: a confusion matrix is "
+                    "made for classifiers, a per-style table for restyles.")
     by_count = per_class is not None and {"train_count", "recall"} <= set(per_class.columns)
     left, right = st.columns(2) if confusion is not None and by_count else (st.container(), st.container())
     if confusion is not None:
