@@ -275,10 +275,14 @@ def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(fille
                                   "raw pixels"]
     for row, prefix, name in [("style statistics", "style_", "style"), ("content code", "", "code"),
                               ("raw pixels", "baseline_", "baseline")]:
-        assert scores.loc[row, "NMI (PCA)"] == pytest.approx(metrics[f"test/{prefix}cluster_nmi_pca"])
-        assert scores.loc[row, "precision@10"] == pytest.approx(metrics[f"test/{name}_p_at_10"])
-    # the style statistics first
+        assert scores.loc[row, "NMI (PCA)"] == f"{metrics[f'test/{prefix}cluster_nmi_pca']:.3f}"
+        assert scores.loc[row, "precision@10"] == f"{metrics[f'test/{name}_p_at_10']:.3f}"
+    # UMAP lays out the code and the style statistics only: the baselines' cells are a dash, not "None"
+    assert list(scores["NMI (UMAP)"][2:]) == ["–", "–"]
+    # the style statistics first, compared with the pixels in the same space
     assert at.metric[0].label == "NMI (PCA)" and at.metric[0].value == f"{metrics['test/style_cluster_nmi_pca']:.4g}"
+    gap = metrics["test/style_cluster_nmi_pca"] - metrics["test/baseline_cluster_nmi_pca"]
+    assert at.metric[0].proto.delta == f"{gap:+.3f} vs pixels (PCA)"
     scatter = figure(at.get("plotly_chart")[0])
     assert sum(len(array(t["x"])) for t in scatter["data"]) == 120  # train.max_points
     assert {t["name"] for t in scatter["data"]} == {str(d) for d in range(10)}
@@ -293,11 +297,20 @@ def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(fille
                              for r, i in enumerate(near)]
     share = int((emb["labels"][near] == emb["labels"][5]).sum())
     assert f"{share} of 10 share its style" in texts(at)
+    # a point clicked on the layout is the painting asked about (the chart's selection, as the browser sends it)
+    at.session_state["scatter_style_pca_style"] = {"selection": {"points": [{"customdata": [17]}],
+                                                                 "point_indices": [17], "box": [], "lasso": []}}
+    at.run()
+    assert at.selectbox(key="query_style").value == 17
+    captions = [c for e in at.image for c in e.captions if re.match(r"\d+\. ", c)]
+    assert captions[0] == f"1. {emb['labels'][emb['neighbours_style'][17][0]]}" + (
+        " ✓" if emb["labels"][emb["neighbours_style"][17][0]] == emb["labels"][17] else "")
 
     at.radio[0].set_value("code").run()
     at.radio[1].set_value("umap").run()
     at.radio[2].set_value("k-means cluster").run()
     assert not at.exception and at.metric[0].value == f"{metrics['test/cluster_nmi_umap']:.4g}"
+    assert not at.metric[0].proto.delta, "no pixels' UMAP to compare with: no gap shown against their PCA"
     scatter = figure(at.get("plotly_chart")[0])
     assert all(t["name"].startswith("cluster ") for t in scatter["data"])
     members = [c for e in at.image for c in e.captions if " · c" in c]

@@ -40,8 +40,10 @@ for prefix, name, label in present:
                  "NMI (PCA)": m.get(f"test/{prefix}cluster_nmi_pca"), "NMI (UMAP)": m.get(f"test/{prefix}cluster_nmi_umap"),
                  "ARI (PCA)": m.get(f"test/{prefix}cluster_ari_pca"), "silhouette (PCA)": m.get(f"test/{prefix}silhouette_pca"),
                  "precision@10": m.get(f"test/{name}_p_at_10")})
-scores = pd.DataFrame(rows).set_index("embedding").dropna(axis=1, how="all")
-st.dataframe(scores.style.format("{:.3f}", na_rep="–"), column_config={"embedding": st.column_config.TextColumn(width="large")})
+scores = pd.DataFrame(rows).set_index("embedding").astype(float).dropna(axis=1, how="all")
+# shown as text: a score an embedding has no layout for is a dash, never "None"
+st.dataframe(scores.map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
+             column_config={"embedding": st.column_config.TextColumn(width="large")})
 notes = ["NMI and ARI: k-means clusters (k = number of styles) against the true styles, 1 a perfect match and 0 "
          "chance. Silhouette: how apart the true styles lie, -1..1. precision@10: the share of each painting's 10 "
          "nearest test neighbours that share its style. The untrained network (the same architecture at the "
@@ -85,16 +87,17 @@ with right:
                              ("ARI", "cluster_ari", "adjusted Rand index of k-means clusters and styles"),
                              ("silhouette", "silhouette", "how compact and apart the styles are, in -1..1")]:
         value = m.get(f"test/{prefix}{key}_{metric_space}")
-        base = m.get(f"test/baseline_{key}_pca")
+        base = m.get(f"test/baseline_{key}_{metric_space}")  # the pixels in the same space, or no comparison
         st.metric(f"{title} ({metric_space.upper()})", ui.metric_text(value), help=help,
-                  delta=None if value is None or base is None or prefix == "baseline_" else f"{value - base:+.3f} vs pixels",
+                  delta=None if value is None or base is None or prefix == "baseline_"
+                  else f"{value - base:+.3f} vs pixels ({metric_space.upper()})",
                   delta_color="inverse" if restyle and prefix == "" else "normal")
     st.metric("precision@10", ui.metric_text(m.get(f"test/{name}_p_at_10")),
               help="share of each painting's 10 nearest neighbours that share its style")
     st.caption(f"{len(points)} test images, k = {len(classes)} clusters.")
 
 # -- the pictures behind points --------------------------------------------------------------------
-selected = [int(p["customdata"][0]) for p in event.selection.points if p.get("customdata")] if event else []
+selected = [int(p["customdata"][0]) for p in event["selection"]["points"] if p.get("customdata")] if event else []
 thumbs = emb.get("thumbs")
 
 
@@ -118,8 +121,13 @@ if selected:
 neighbours = emb.get(f"neighbours_{name}")
 if neighbours is not None and neighbours.shape[1]:
     st.subheader("Similar paintings")
-    query = st.selectbox("Painting", range(len(style)), index=selected[0] if selected else 0,
-                         format_func=lambda i: f"test image {i} ({style[i]})", key=f"query_{name}")
+    asked = f"query_{name}"
+    # a new click asks about the point clicked; the box keeps what was asked until then (a widget
+    # with a key holds its own value, which an index= given later would not change)
+    if selected and st.session_state.get(f"{asked}_clicked") != selected[0]:
+        st.session_state[asked] = st.session_state[f"{asked}_clicked"] = selected[0]
+    query = st.selectbox("Painting", range(len(style)), format_func=lambda i: f"test image {i} ({style[i]})",
+                         key=asked)
     near = neighbours[query].tolist()
     same = int((labels[near] == labels[query]).sum())
     st.caption(f"Its {len(near)} nearest paintings by {label}: {same} of {len(near)} share its style "
