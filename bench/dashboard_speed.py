@@ -116,16 +116,16 @@ def main() -> int:
     logged_runs(args.runs)
     print(f"{args.runs} logged runs in {time.perf_counter() - started:.0f} s; store: {folder}", file=sys.stderr)
 
-    cases = [("pages/runs.py", None, "all runs"), ("pages/run.py", ids["cnn"], "cnn (real)"),
-             ("pages/run.py", ids["ae"], "ae (real)"), ("pages/clusters.py", ids["ae"], "ae (real)"),
-             ("pages/restyle.py", ids["cond_ae"], "cond_ae (real)")]
+    cases = [("views/runs.py", None, "all runs"), ("views/run.py", ids["cnn"], "cnn (real)"),
+             ("views/run.py", ids["ae"], "ae (real)"), ("views/clusters.py", ids["ae"], "ae (real)"),
+             ("views/restyle.py", ids["cond_ae"], "cond_ae (real)")]
     rows, slow = [], 0
     for page, run_id, what in cases:
         cold = render(page, run_id)
         warm = statistics.median(render(page, run_id) for _ in range(3))
         ok = warm <= args.budget
         slow += not ok
-        rows.append(f"| {page.removeprefix('pages/').removesuffix('.py')} | {what} | {cold:.2f} | {warm:.2f} | "
+        rows.append(f"| {page.removeprefix('views/').removesuffix('.py')} | {what} | {cold:.2f} | {warm:.2f} | "
                     f"{'yes' if ok else 'NO'} |")
     total = args.runs + len(ids) + args.runs // 20
     print(f"\nDashboard render times, {total} runs in the store (AppTest, seconds; warm = median of 3 fresh sessions)\n")

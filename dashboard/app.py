@@ -2,7 +2,8 @@
 
 It reads MLflow only (docs/design.md, "What a run leaves in MLflow"), from the store the runner
 writes to: ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working folder.
-This file is only the router; each page is a file under ``pages/``.
+This file is only the router; each page is a file under ``views/`` (not ``pages/``, which
+Streamlit would list in the sidebar by file name until this router has run).
 """
 
 import streamlit as st
@@ -12,10 +13,10 @@ from dashboard import store
 st.set_page_config(page_title="artzoo", layout="wide")
 
 pages = [
-    st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:", default=True),
-    st.Page("pages/run.py", title="Run", icon=":material/monitoring:"),
-    st.Page("pages/clusters.py", title="Clusters", icon=":material/scatter_plot:"),
-    st.Page("pages/restyle.py", title="Restyle", icon=":material/brush:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/table_rows:", default=True),
+    st.Page("views/run.py", title="Run", icon=":material/monitoring:"),
+    st.Page("views/clusters.py", title="Clusters", icon=":material/scatter_plot:"),
+    st.Page("views/restyle.py", title="Restyle", icon=":material/brush:"),
 ]
 page = st.navigation(pages)
 

@@ -18,7 +18,7 @@ import registry
 from dashboard import store
 
 FIRST_RUN = "python -m runners.run cond_ae"
-PAGES = {"run": "pages/run.py", "clusters": "pages/clusters.py", "restyle": "pages/restyle.py"}
+PAGES = {"run": "views/run.py", "clusters": "views/clusters.py", "restyle": "views/restyle.py"}
 
 
 def all_runs() -> tuple[str, pd.DataFrame]:

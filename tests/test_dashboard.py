@@ -31,7 +31,7 @@ from conftest import REPO, free_port, plugin_env, plugin_installed, use_store
 from images import png_header
 
 APP = REPO / "dashboard" / "app.py"
-PAGES = ["pages/runs.py", "pages/run.py", "pages/clusters.py", "pages/restyle.py"]
+PAGES = ["views/runs.py", "views/run.py", "views/clusters.py", "views/restyle.py"]
 TIMEOUT = 90  # a cold page imports torch, plotly and umap on a busy CI machine
 # Tiny runs on scikit-learn's digits: a few steps, 16 px, yet every artifact of the schema.
 TINY = ["train.log_model=false", "data=digits", "data.image_size=16", "train.epochs=1", "train.batch_size=32", "train.max_steps_per_epoch=3",
@@ -197,7 +197,7 @@ def test_selected_runs_overlay_their_curves(filled, open_page):
 
 @pytest.mark.slow
 def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_table(filled, open_page):
-    at = open_page(filled["uri"], "pages/run.py", filled["cnn"])
+    at = open_page(filled["uri"], "views/run.py", filled["cnn"])
     scores = MlflowClient(filled["uri"]).get_run(filled["cnn"]).data.metrics
     shown = {m.label: m.value for m in at.metric}
     assert shown["acc"] == f"{scores['test/acc']:.4g}" and "macro_f1" in shown and "balanced_acc" in shown
@@ -221,7 +221,7 @@ def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_tabl
 
 @pytest.mark.slow
 def test_run_page_of_a_multi_seed_group_shows_mean_and_std_and_links_its_seeds(filled, open_page):
-    at = open_page(filled["uri"], "pages/run.py", filled["seeds"])
+    at = open_page(filled["uri"], "views/run.py", filled["seeds"])
     metrics = MlflowClient(filled["uri"]).get_run(filled["seeds"]).data.metrics
     assert at.subheader[0].value == "Over 2 seeds (mean ± std)"
     shown = {m.label: m.value for m in at.metric}
@@ -243,7 +243,7 @@ def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_
     columns = list(at.dataframe[0].value.columns)
     assert columns[columns.index("seeds") + 1 : -1] == [f"test/{m}" for m in headline]
 
-    at = open_page(filled["uri"], "pages/run.py", filled["cond_ae"])
+    at = open_page(filled["uri"], "views/run.py", filled["cond_ae"])
     assert at.subheader[0].value == "Test scores", "one run, not a seed group"
     assert [m.label for m in at.metric] == headline  # the headline as tiles, whole names, each with what it says
     assert any(c.value.startswith("share of the test paintings") and c.value.endswith("chance 0.1")
@@ -257,7 +257,7 @@ def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_
 
 @pytest.mark.slow
 def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_page):
-    at = open_page(filled["uri"], "pages/run.py", filled["ae"])
+    at = open_page(filled["uri"], "views/run.py", filled["ae"])
     slider = at.select_slider(key="epoch_reconstruction")
     assert slider.options == ["1", "2"] and slider.value == 2
     last = picture(at, media, "reconstruction, epoch 2")
@@ -268,7 +268,7 @@ def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_pa
 
 @pytest.mark.slow
 def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(filled, media, open_page):
-    at = open_page(filled["uri"], "pages/clusters.py", filled["ae"])
+    at = open_page(filled["uri"], "views/clusters.py", filled["ae"])
     metrics = MlflowClient(filled["uri"]).get_run(filled["ae"]).data.metrics
     scores = at.dataframe[0].value
     assert list(scores.index) == ["style statistics", "content code", "untrained network's style statistics",
@@ -320,7 +320,7 @@ def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(fille
 
 @pytest.mark.slow
 def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, media, open_page):
-    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    at = open_page(filled["uri"], "views/restyle.py", filled["cond_ae"])
     source = picture(at, media, "source")
     assert source.shape == (16, 16, 3)
     at.selectbox(key="target").set_value(3).run()
@@ -341,7 +341,7 @@ def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, m
 
 @pytest.mark.slow
 def test_restyle_page_shows_each_judges_accuracy_per_target_style(filled, open_page):
-    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    at = open_page(filled["uri"], "views/restyle.py", filled["cond_ae"])
     table = next(d.value for d in at.dataframe if "panel" in d.value.columns)
     metrics = MlflowClient(filled["uri"]).get_run(filled["cond_ae"]).data.metrics
     judges = sorted(k.removeprefix("test/restyle_acc_by_") for k in metrics if k.startswith("test/restyle_acc_by_"))
@@ -357,7 +357,7 @@ def test_restyle_page_shows_each_judges_accuracy_per_target_style(filled, open_p
 
 @pytest.mark.slow
 def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled, media, open_page):
-    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    at = open_page(filled["uri"], "views/restyle.py", filled["cond_ae"])
     at.radio(key="source").set_value("your own picture").run()
     photo = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(photo, "JPEG")
@@ -389,7 +389,7 @@ def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled,
 
 @pytest.mark.slow
 def test_restyle_page_caps_uploads_in_bytes_and_refuses_a_decompression_bomb(filled, open_page):
-    at = open_page(filled["uri"], "pages/restyle.py", filled["cond_ae"])
+    at = open_page(filled["uri"], "views/restyle.py", filled["cond_ae"])
     at.radio(key="source").set_value("your own picture").run()
     assert at.file_uploader[0].proto.max_upload_size_mb == 20
     # 81 megapixels declared in a 100-byte PNG: over the page's cap (64 MP, under Pillow's own
@@ -439,7 +439,7 @@ def test_a_metric_named_like_a_seed_mean_is_an_ordinary_metric(open_page):
     uri = os.environ["MLFLOW_TRACKING_URI"]
     run_id = logged_run("single", "restyle", {"train/g_texture_mean": 0.5, "test/foo_mean": 0.25,
                                               "test/restyle_acc": 0.75})
-    at = open_page(uri, "pages/run.py", run_id)
+    at = open_page(uri, "views/run.py", run_id)
     assert [h.value for h in at.subheader][:1] == ["Test scores"]
     assert {m.label: m.value for m in at.metric} == {"restyle_acc": "0.75"}
     rest = at.expander[0].dataframe[0].value
@@ -457,20 +457,20 @@ def test_a_metric_named_like_a_seed_mean_is_an_ordinary_metric(open_page):
 def test_a_headline_score_says_what_doing_nothing_and_a_perfect_answer_score(open_page):
     run_id = logged_run("bounded", "restyle", {"test/restyle_psnr_gt": 24.5, "test/restyle_psnr_gt_baseline": 23.95,
                                                "test/restyle_psnr_gt_resample": 25.78})
-    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", run_id)
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "views/run.py", run_id)
     caption = next(c.value for c in at.caption if c.value.startswith("dB between a restyle and the true painting"))
     assert caption.endswith("higher is closer; baseline 23.95, ceiling 25.78")
 
 
 def test_a_run_whose_task_is_not_installed_shows_its_scores_sorted(open_page):
     run_id = logged_run("elsewhere", "nosuchtask", {"test/b": 2.0, "test/a": 1.0})
-    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", run_id)
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "views/run.py", run_id)
     assert not at.metric and list(at.expander[0].dataframe[0].value["test metric"]) == ["a", "b"]
 
 
 def test_a_link_to_a_run_the_store_lacks_says_so(open_page):
     logged_run("newer", "classify", {"test/acc": 0.6})
-    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", "0" * 32)
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "views/run.py", "0" * 32)
     assert f"No run `{'0' * 32}` in this tracking store" in at.warning[0].value
 
 
@@ -479,7 +479,7 @@ def test_a_run_id_link_opens_the_run_and_the_url_is_rewritten_to_run():
     logged_run("newer", "classify", {"test/acc": 0.6})
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params["run_id"] = older
-    at.switch_page("pages/run.py").run()
+    at.switch_page("views/run.py").run()
     assert not at.exception
     assert at.sidebar.selectbox[0].value == older and at.title[0].value == "older"
     assert dict(at.query_params) == {"run": older}
@@ -489,7 +489,7 @@ def test_the_per_class_table_shows_whole_class_names(open_page):
     names = ["horizontal", "vertical", "Abstract_Expressionism"]
     csv = "class,precision,recall,f1,support\n" + "".join(f"{n},0.5,0.5,0.5,10\n" for n in names)
     run_id = logged_run("styles", "classify", {"test/acc": 0.5}, {"tables/per_class.csv": csv})
-    table = open_page(os.environ["MLFLOW_TRACKING_URI"], "pages/run.py", run_id).tabs[2].dataframe[0]
+    table = open_page(os.environ["MLFLOW_TRACKING_URI"], "views/run.py", run_id).tabs[2].dataframe[0]
     assert list(table.value["class"]) == names
     assert json.loads(table.proto.columns)["class"]["width"] == "large", "wide enough for a style's name"
 
@@ -499,10 +499,10 @@ def test_the_per_class_table_shows_whole_class_names(open_page):
 
 @pytest.mark.slow
 def test_a_failed_run_shows_its_error_and_what_it_has(broken, open_page):
-    at = open_page(broken["uri"], "pages/run.py", broken["failed"])
+    at = open_page(broken["uri"], "views/run.py", broken["failed"])
     assert "failnet broke on purpose" in at.error[0].value
     assert "No test scores" in texts(at)
-    for page in ("pages/clusters.py", "pages/restyle.py"):
+    for page in ("views/clusters.py", "views/restyle.py"):
         at = open_page(broken["uri"], page, broken["failed"])
         assert not at.error or "failnet broke on purpose" in at.error[0].value
 
@@ -510,15 +510,15 @@ def test_a_failed_run_shows_its_error_and_what_it_has(broken, open_page):
 @pytest.mark.slow
 def test_a_killed_run_shows_its_curves_and_can_still_restyle_an_upload(broken, media, open_page):
     uri, run_id = broken["uri"], broken["killed"]
-    at = open_page(uri, "pages/run.py", run_id)
+    at = open_page(uri, "views/run.py", run_id)
     assert "stopped before its end" in at.warning[0].value and f"resume={run_id}" in at.warning[0].value
     assert at.get("plotly_chart"), "the curves logged before the stop"
     assert picture(at, media, "restyle, epoch 1").shape[1] == 16 * 11  # the source, then each of 10 styles
 
-    at = open_page(uri, "pages/clusters.py", run_id)
+    at = open_page(uri, "views/clusters.py", run_id)
     assert "has no `embeddings/test.npz`" in texts(at) and "checkpoints/" in texts(at)
 
-    at = open_page(uri, "pages/restyle.py", run_id)
+    at = open_page(uri, "views/restyle.py", run_id)
     assert at.radio(key="source").options == ["your own picture"], "no logged test images to choose from"
     photo = io.BytesIO()
     Image.new("RGB", (40, 40), (200, 30, 30)).save(photo, "PNG")
@@ -539,7 +539,7 @@ def test_an_empty_store_says_how_to_make_the_first_run(page, tmp_path, open_page
 
 def test_an_unreachable_tracking_server_is_named_without_a_traceback(open_page):
     port = free_port()  # closed again: nothing listens there
-    at = open_page(f"http://127.0.0.1:{port}", "pages/run.py")
+    at = open_page(f"http://127.0.0.1:{port}", "views/run.py")
     assert f"the tracking server at http://127.0.0.1:{port} does not answer" in at.error[0].value
 
 

@@ -75,6 +75,13 @@ def test_every_page_renders_in_chromium_without_an_error(server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # from the first paint on, the sidebar names the pages by their titles, never by file name
+        page.goto(url, wait_until="commit")
+        navs, started = set(), time.monotonic()
+        while time.monotonic() - started < 5 and not any("Restyle" in n for n in navs):
+            navs |= {" ".join(t.split()) for t in page.locator('[data-testid="stSidebarNav"]').all_inner_texts()}
+            page.wait_for_timeout(50)
+        assert navs and all("Runs" in n and "Restyle" in n for n in navs), navs
         for path, ready in PAGES.items():
             page.goto(f"{url}/{path}?run={run_id}")
             page.wait_for_selector(ready, timeout=90_000)

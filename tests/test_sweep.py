@@ -222,7 +222,7 @@ def test_the_dashboard_shows_each_sweep_as_one_row_with_its_table_and_plots(swep
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", swept["uri"])
     at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=120)
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert set(table["id"]) == {swept["grid"], swept["search"]}, "the runs inside sweeps are folded into them"
@@ -236,7 +236,7 @@ def test_the_dashboard_shows_each_sweep_as_one_row_with_its_table_and_plots(swep
 
     page = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=120)
     page.query_params["run"] = swept["search"]
-    page.switch_page("pages/run.py").run()
+    page.switch_page("views/run.py").run()
     assert not page.exception, [e.value for e in page.exception]
     heads = [h.value for h in page.subheader]
     assert "A search of 4 trials" in heads and "Optimization history" in heads
