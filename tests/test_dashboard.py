@@ -332,11 +332,44 @@ def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, m
 
     at.selectbox(key="blend").set_value(3).run()
     at.slider(key="share").set_value(0.5).run()
-    half = picture(at, media, "7 + 50% 3 · live")
+    half = picture(at, media, "50% 7 + 50% 3 · live")  # a blend is named by what each style weighs
     assert not np.array_equal(half, pure7) and not np.array_equal(half, pure3)
+    at.slider(key="share").set_value(0.1).run()
+    assert picture(at, media, "90% 7 + 10% 3 · live").shape == (16, 16, 3)
     at.slider(key="share").set_value(0.0).run()
-    assert np.array_equal(picture(at, media, "7 + 0% 3 · live"), pure7)
+    assert np.array_equal(picture(at, media, "100% 7 + 0% 3 · live"), pure7)
     assert at.download_button[0].label == "Download"
+    # every style in a strip, as `runners.predict --style all` writes them
+    strip = [c for e in at.image for c in e.captions if c.endswith(" · every style")]
+    assert strip == [f"{s} · every style" for s in range(10)]
+    assert np.array_equal(picture(at, media, "7 · every style"), pure7)
+
+
+@pytest.mark.slow
+def test_restyle_page_shows_the_ground_truth_of_the_style_chosen(media, open_page, tmp_path):
+    from runners import config, train
+    from zoo.restyle import render_all
+    from zoo.task import to_uint8
+
+    run_id = train.train(config.resolve("cond_ae", ["data.size=64", "data.image_size=16", "train.epochs=1",
+                                                    "train.max_steps_per_epoch=2", "train.judge_steps=5",
+                                                    "train.umap=false", "train.log_model=false"]))["run_id"]
+    logged = np.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="restyle/test.npz"))
+    classes = [str(c) for c in logged["classes"]]
+    cfg = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json")).read_text())
+    test = registry.dataset_of(cfg, "test")
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "views/restyle.py", run_id)
+    at.number_input(key="item").set_value(2).run()
+    own = int(logged["targets"][2])
+    other = next(s for s in range(len(classes)) if s not in (own, int(logged["labels"][2])))
+    for style, logged_shown in ((other, False), (own, True)):
+        at.selectbox(key="target").set_value(style).run()
+        truth = picture(at, media, f"ground truth · {classes[style]}")
+        np.testing.assert_array_equal(truth, to_uint8(render_all(test, [2], [style]))[0])  # the scene, in that style
+        if style == own:  # the very truth the run scored its own restyle against
+            np.testing.assert_array_equal(truth, logged["ground_truth"][2])
+        captions = [c for e in at.image for c in e.captions]
+        assert (f"logged · {classes[style]}" in captions) == logged_shown, "the run's own restyle, for its style only"
 
 
 @pytest.mark.slow

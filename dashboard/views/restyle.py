@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
+import registry
 from dashboard import store, ui
 from zoo.data import UnreadableImage
 from zoo import pictures
@@ -35,6 +36,29 @@ def restyle(_task, run_id: str, image: np.ndarray, weights: tuple[float, ...], i
     style = torch.tensor([weights], dtype=torch.float32)
     out = pictures.predict_picture(_task, x, image_size, style=style, seed=NOISE_SEED, mark_scale=mark_scale)
     return to_rgb8(out["restyled"])[0]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _test_split(uri: str, run_id: str):
+    """The run's test split where its dataset can paint any scene in any style (synthart), else None."""
+    from zoo.data import Renders
+
+    cfg = store.config(uri, run_id) or {}
+    try:
+        dataset = registry.dataset_of(cfg, "test")
+    except Exception:  # a dataset plugin not installed here, a folder not on this machine
+        return None
+    return dataset if isinstance(dataset, Renders) else None
+
+
+def ground_truth(uri: str, run_id: str, item: int, style: int) -> np.ndarray | None:
+    """Test image ``item``'s scene painted by the dataset in ``style`` (H×W×3 uint8), where it can."""
+    from zoo.restyle import render_all
+
+    dataset = _test_split(uri, run_id)
+    if dataset is None or item >= len(dataset):
+        return None
+    return to_rgb8(render_all(dataset, [item], [style]))[0]
 
 
 def upload_side(height: int, width: int) -> int | None:
@@ -101,36 +125,44 @@ with live:
             target = cols[0].selectbox("Target style", range(len(classes)), index=others[0],
                                        format_func=lambda i: classes[i], key="target")
             weights = np.eye(len(classes))[target]
-            blended = ""
+            name = classes[target]
             second = cols[1].selectbox("Blend with", [None, *range(len(classes))], key="blend",
                                        format_func=lambda i: "(no blend)" if i is None else classes[i])
             if second is not None:
                 share = cols[2].slider(f"Share of {classes[second]}", 0.0, 1.0, 0.5, 0.05, key="share")
                 weights = (1 - share) * weights + share * np.eye(len(classes))[second]
-                blended = f" + {share:.0%} {classes[second]}"
+                name = f"{1 - share:.0%} {classes[target]} + {share:.0%} {classes[second]}"  # what each weighs
             key = (task, run_id, image, tuple(float(w) for w in weights), int(cfg.get("in_chans", 3)), size)
             scale = pictures.mark_scale_of("auto", *image.shape[:2], size)
             out = restyle(*key)
-            caption = f"{classes[target]}{blended} · live · {out.shape[1]}×{out.shape[0]}"
+            caption = f"{name} · live · {out.shape[1]}×{out.shape[0]}"
 
-            pics = st.columns(4)
+            pics = st.columns(4)  # as PNG: a JPEG would blur the very marks a restyle paints
             source_caption = f"source · {classes[label]}" if label is not None else "your picture"
-            pics[0].image(image, caption=source_caption, width="stretch")
+            pics[0].image(image, caption=source_caption, width="stretch", output_format="PNG")
             pics[1].image(out, caption=caption + (f" · marks as in training (×{scale:.3g})" if scale > 1 else ""),
-                          width="stretch")
+                          width="stretch", output_format="PNG")
             pics[1].download_button("Download", ui.png(out), file_name=f"restyled-{classes[target]}.png",
                                     mime="image/png")
             if scale > 1:  # larger than the run's images: the marks at their trained size too
                 fine = restyle(*key, mark_scale=1)
-                pics[2].image(fine, caption=f"{caption} · marks at their trained size (×1)", width="stretch")
+                pics[2].image(fine, caption=f"{caption} · marks at their trained size (×1)", width="stretch", output_format="PNG")
                 pics[2].download_button("Download", ui.png(fine), key="fine",
                                         file_name=f"restyled-{classes[target]}-fine-marks.png", mime="image/png")
-            if item is not None:
-                # What the run itself wrote at its end: its own (seeded) choice of target style.
-                t = int(logged["targets"][item])
-                pics[2].image(logged["restyled"][item], caption=f"logged · {classes[t]}", width="stretch")
-                if "ground_truth" in logged:
-                    pics[3].image(logged["ground_truth"][item], caption=f"ground truth · {classes[t]}", width="stretch")
+            if item is not None and (second is None or share in (0.0, 1.0)):
+                chosen = target if second is None or share == 0 else second
+                truth = ground_truth(uri, run_id, item, chosen)
+                if truth is not None:  # the scene painted in the chosen style by the dataset itself
+                    pics[2].image(truth, caption=f"ground truth · {classes[chosen]}", width="stretch", output_format="PNG")
+                if int(logged["targets"][item]) == chosen:  # what the run scored at its end, for this style
+                    pics[3].image(logged["restyled"][item], caption=f"logged · {classes[chosen]}", width="stretch", output_format="PNG")
+
+            with st.expander("Every style", expanded=False):
+                strip = [restyle(task, run_id, image, tuple(float(w) for w in np.eye(len(classes))[s]),
+                                 int(cfg.get("in_chans", 3)), size) for s in range(len(classes))]
+                for start in range(0, len(strip), 8):
+                    for col, s in zip(st.columns(8), range(start, min(start + 8, len(strip)))):
+                        col.image(strip[s], caption=f"{classes[s]} · every style", width="stretch", output_format="PNG")
     elif task is not None:
         st.info("This run has fewer than two styles: there is nothing to restyle into.")
 
