@@ -442,8 +442,9 @@ class _Loop:
         outputs = dist.gather(outputs, share, self.world)
         prefix = "val" if split == "valid" else split
         metrics = {f"{prefix}/{k}": float(v) for k, v in self.task.eval_metrics(outputs).items()}
-        # the number of items scored: under torchrun, every item exactly once
-        metrics[f"{prefix}/count"] = float(len(next(iter(outputs.values()), [])))
+        if split == "test":  # the number of items scored (under torchrun, every item exactly once), once:
+            # per epoch it would only draw a flat line among the validation curves
+            metrics["test/count"] = float(len(next(iter(outputs.values()), [])))
         return metrics
 
     def test(self) -> dict[str, float]:

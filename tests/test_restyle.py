@@ -234,7 +234,9 @@ def test_a_training_step_trains_the_critic_on_its_own_loss_and_the_decoder_on_th
         assert model.exemplars.kept.tolist() == [16, 16, 8, 8], "it kept the tiles of the images it saw"
     for part in parts:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
-    assert {"g_rec", "g_content", "g_texture_mean", "g_adv", "critic_loss"} <= logs.keys()
+    # the texture's quarter-size mean trains learned marks; copied ones have none, and it is not logged flat at 0
+    assert logs.keys() == {"loss", "g_rec", "g_content", "g_adv", "critic_loss"} | (
+        {"g_texture_mean"} if marks == "learned" else set())
     assert all(torch.isfinite(v) for v in logs.values())
 
 

@@ -215,7 +215,8 @@ class Reconstruct(Task):
         if not len(outputs.get("mse", ())):
             return {}
         metrics = {k: float(np.mean(outputs[k])) for k in ("mse", "psnr", "ssim")}
-        metrics["loss"] = metrics["mse"] + self.ssim_weight * (1 - metrics["ssim"])
+        if self.ssim_weight:  # else the loss is the mse, logged already
+            metrics["loss"] = metrics["mse"] + self.ssim_weight * (1 - metrics["ssim"])
         return metrics
 
     @torch.no_grad()

@@ -220,9 +220,10 @@ class Restyle(Reconstruct):
         terms = {
             "rec": F.mse_loss(quarter(out["smooth"]), small),
             "content": F.mse_loss(quarter(fake), small),
-            "texture_mean": quarter(out["texture"]).pow(2).mean(),
             "adv": _patch_loss(self.critic(fake), targets),
         }
+        if out["texture"].requires_grad:  # learned marks; copied ones have no weights and no quarter-size mean
+            terms["texture_mean"] = quarter(out["texture"]).pow(2).mean()
         for p in self.critic.parameters():
             p.requires_grad_(True)
         loss = sum(self.weights[k] * v for k, v in terms.items())
