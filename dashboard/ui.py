@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -165,6 +166,21 @@ def metric_text(value: float | None, std: float | None = None) -> str:
         return "–"
     text = f"{value:.4g}"
     return f"{text} ± {std:.2g}" if std is not None and not math.isnan(std) else text
+
+
+# MLflow's name for an image logged with a key and a step (its UI's slider reads them); a
+# "+compressed.webp" twin is its thumbnail. Runs before 2026-12-06 logged images/<key>_epochNNN.png.
+_STEP_IMAGE = re.compile(r"images/(?P<key>.+?)(?:\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+|_epoch(?P<epoch>\d+))\.png")
+
+
+def step_images(paths) -> dict[str, dict[int, str]]:
+    """Per image key, its logged image at each step (epoch): ``{key: {step: artifact path}}``."""
+    found: dict[str, dict[int, str]] = {}
+    for path in paths:
+        m = _STEP_IMAGE.fullmatch(path)
+        if m:
+            found.setdefault(m["key"].replace("~", "/"), {})[int(m["step"] or m["epoch"])] = path
+    return found
 
 
 def png(image: np.ndarray) -> bytes:

@@ -239,6 +239,15 @@ class Run:
         Image.fromarray(image).save(file)
         self.log_artifact(file, str(Path(path).parent))
 
+    def log_step_image(self, image: np.ndarray, key: str, step: int) -> None:
+        """``image`` (H×W×3 uint8) as MLflow's image ``key`` at ``step``: what the MLflow UI's image
+        slider steps through (``images/<key>+step+<step>+...png``; dashboard/ui.py reads them)."""
+        from PIL import Image
+
+        file = self._local_file(f"images/{key}-step{step}.png")
+        Image.fromarray(image).save(file)
+        self._write("image", file=str(file), key=key, step=step, timestamp=int(time.time() * 1000))
+
     def log_artifact(self, file: Path, path: str | None = None) -> None:
         self._write("artifact", file=str(file), path=path)
 
@@ -378,6 +387,12 @@ class Run:
                 params=[Param(k, v) for k, v in p.get("params", [])],
                 tags=[RunTag(k, v) for k, v in p.get("tags", [])],
             )
+        elif op == "image":
+            from PIL import Image
+
+            with Image.open(p["file"]) as image:
+                self.client.log_image(self.id, image.copy(), key=p["key"], step=p["step"], timestamp=p["timestamp"],
+                                      synchronous=True)
         elif op == "artifact":
             self.client.log_artifact(self.id, p["file"], p["path"])
         elif op == "artifacts":

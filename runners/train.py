@@ -506,7 +506,7 @@ class _Loop:
             grids = self.task.images(images, labels)
         for name, grid in grids.items():
             if self.run:
-                self.run.log_image(grid, f"images/{name}_epoch{epoch:03d}.png")
+                self.run.log_step_image(grid, key=name, step=epoch)
 
     def _save(self, name: str, *, log: bool) -> None:
         path = self.run_dir / "checkpoints" / name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,9 @@ def test_each_builtin_entry_leaves_the_schema_in_mlflow(entry):
     assert len(steps) == len({m.step for m in steps}) > 2
     files = artifacts(result["run_id"])
     assert {"config.json", "checkpoints/last.pt", "checkpoints/best.pt", *TASK_ARTIFACTS[task]} <= files
-    assert any(f.startswith("images/") and f.endswith("_epoch002.png") for f in files)
+    # each epoch's grid as MLflow's stepped image (its UI's slider), with the thumbnail it makes
+    assert any(re.fullmatch(r"images/.+\+step\+2\+timestamp\+\d+\+[0-9a-f-]+\.png", f) for f in files), files
+    assert any(f.endswith("+compressed.webp") for f in files) and r.data.tags["mlflow.loggedImages"] == "True"
     assert r.inputs.dataset_inputs, "the dataset is logged as a run input"
     ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="checkpoints/last.pt"),
                       weights_only=True)

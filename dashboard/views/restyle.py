@@ -190,9 +190,10 @@ with grids:
     paths = [p for p in files if p.startswith("images/restyle")]
     if not paths:
         ui.lacks("images/restyle_*.png", run_id, uri)
-    epochs = sorted(p for p in paths if "_epoch" in p)
+    epochs = ui.step_images(files).get("restyle", {})
     if epochs:
-        ui.artifact_image(uri, run_id, epochs[-1], caption=f"{epochs[-1]}: each row a validation image "
+        last = max(epochs)
+        ui.artifact_image(uri, run_id, epochs[last], caption=f"restyle, epoch {last}: each row a validation image "
                           f"(first column), then restyled into {', '.join(classes)}")
     if "images/restyle_test.png" in paths:
         ui.artifact_image(uri, run_id, "images/restyle_test.png",

@@ -3,8 +3,6 @@ params, the classifier's confusion matrix, recall against training count and per
 (a restyle's per-style table), and the logged image grids with a slider over epochs."""
 
 import json
-import re
-from collections import defaultdict
 
 import plotly.express as px
 import plotly.graph_objects as go
@@ -75,15 +73,9 @@ with tab_curves:
 
 # -- images --------------------------------------------------------------------------------------
 with tab_images:
-    by_name: dict[str, dict[int, str]] = defaultdict(dict)
-    loose = []
-    for path in files:
-        if path.startswith("images/") and path.endswith(".png"):
-            m = re.fullmatch(r"images/(.+)_epoch(\d+)\.png", path)
-            if m:
-                by_name[m[1]][int(m[2])] = path
-            else:
-                loose.append(path)
+    by_name = ui.step_images(files)  # the grids logged every epoch
+    stepped = {p for epochs in by_name.values() for p in epochs.values()}
+    loose = [p for p in files if p.startswith("images/") and p.endswith(".png") and p not in stepped]
     if not by_name and not loose:
         ui.lacks("images/", run_id, uri)
     for name, epochs in sorted(by_name.items()):
