@@ -54,8 +54,9 @@ def next_steps(experiment_id: str, run_id: str, minutes: float, training: float)
     mlflow, streamlit = _command("mlflow"), _command("streamlit")
     return "\n".join([
         "",
-        f"Done in {minutes:.1f} min: {training:.1f} training the model, the rest scoring it on the test split "
-        f"(the first time, that trains the judges). Look at it, from this folder:",
+        f"Done in {minutes:.1f} min: {training:.1f} training the model and validating it each epoch, the rest "
+        f"scoring it on the test split (the first run here also trains the judges: the first during the first "
+        f"validation, the panel's at the end). Look at it, from this folder:",
         f"  {mlflow} ui --app-name {MLFLOW_APP}".ljust(46) + f"  {mlflow_link(experiment_id, run_id)}",
         f"  {streamlit} run dashboard/app.py".ljust(46) + f"  {DASHBOARD}/restyle?run={run_id}",
     ])

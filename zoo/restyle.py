@@ -230,12 +230,50 @@ class Restyle(Reconstruct):
         return {"loss": loss, **{f"g_{k}": v.detach() for k, v in terms.items()}, "critic_loss": critic_loss.detach()}
 
     # -- evaluation -------------------------------------------------------------------------
+    def setup(self, train_set, device: torch.device) -> None:
+        super().setup(train_set, device)
+        self._judged_on = train_set  # the first judge's training data, for the per-epoch restyle_acc
+
     @torch.no_grad()
     def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        rec = self.net.decode(self.net.encode(images), labels).float().clamp(0, 1)
-        images = images.float()
-        return {"mse": (rec - images).pow(2).flatten(1).mean(1), "psnr": metrics.psnr(rec, images),
-                "ssim": metrics.ssim(rec, images)}
+        """The reconstruction's mse, psnr and ssim, and where the task was set up (a training run),
+        ``restyle_hit``: whether the first judge calls each image, restyled into another style
+        fixed by its pixels, that style (``val/restyle_acc`` per epoch: the curve of what a restyle
+        run is for; the test split's ``restyle_acc`` is :meth:`finalize`'s, on seeded targets)."""
+        code = self.net.encode(images)
+        rec = self.net.decode(code, labels).float().clamp(0, 1)
+        x = images.float()
+        out = {"mse": (rec - x).pow(2).flatten(1).mean(1), "psnr": metrics.psnr(rec, x), "ssim": metrics.ssim(rec, x)}
+        judge = self._first_judge(images.device)
+        if judge is not None:
+            k = len(self.classes)
+            # another style per image, the same at every epoch and in any batch
+            targets = (labels + 1 + (x.sum((1, 2, 3)) * 1000).long() % (k - 1)) % k
+            with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+                torch.manual_seed(SEED)  # learned marks' noise: training's random stream is left as it was
+                restyled = self.net.decode(code, targets).float().clamp(0, 1)
+            out["restyle_hit"] = (judge(restyled).argmax(1) == targets).float()
+        return out
+
+    def eval_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        found = super().eval_metrics(outputs)
+        if len(outputs.get("restyle_hit", ())):
+            found["restyle_acc"] = float(np.mean(outputs["restyle_hit"]))
+        return found
+
+    def _first_judge(self, device: torch.device) -> nn.Module | None:
+        """The judge of ``restyle_acc``, trained (or loaded from the cache) at its first use; None
+        for a task that was not set up (inference) or restyles between fewer than two styles."""
+        if getattr(self, "_judge", None) is None and getattr(self, "_judged_on", None) is not None:
+            # called from an evaluation: the judge trains with gradients, in full precision
+            with torch.enable_grad(), torch.autocast(device.type, enabled=False):
+                self._judge = self._judge_of(self._judged_on, device)
+        return getattr(self, "_judge", None)
+
+    def _judge_of(self, train_set, device: torch.device) -> nn.Module:
+        if self.judge_path:
+            return load_judge(self.judge_path, self.classes, device)
+        return train_judge(train_set, len(self.classes), device, steps=self.judge_steps, model=self.judge_model)
 
     @torch.no_grad()
     def images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
@@ -344,11 +382,7 @@ class Restyle(Reconstruct):
     def judges(self, train_set, device: torch.device) -> dict[str, nn.Module]:
         """The panel, by name: first the judge of ``restyle_acc`` (``judge``, a checkpoint, or
         ``judge_model``), then each model of ``panel``, all trained on ``train_set`` alone."""
-        if self.judge_path:
-            judges = {"judge": load_judge(self.judge_path, self.classes, device)}
-        else:
-            judges = {self.judge_model: train_judge(train_set, len(self.classes), device, steps=self.judge_steps,
-                                                    model=self.judge_model)}
+        judges = {"judge" if self.judge_path else self.judge_model: self._judge_of(train_set, device)}
         for name in self.panel:
             judges[name] = train_judge(train_set, len(self.classes), device, steps=self.judge_steps, model=name)
         return judges
