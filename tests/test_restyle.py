@@ -351,3 +351,15 @@ def test_the_restyle_task_declares_its_critic_for_the_runner_to_place_and_wrap()
     assert isinstance(placed["critic"].optimizer, torch.optim.Adam)
     assert placed["critic"].optimizer.defaults["betas"] == (0.5, 0.999)
     assert task.auxiliary()["critic"] is placed["critic"]  # the same objects on every call
+
+
+def test_a_grid_carries_its_columns_and_rows_names_beside_the_pictures_unchanged():
+    from zoo.task import image_grid
+
+    cells = torch.rand(2, 3, 3, 16, 16)
+    plain = image_grid(cells)
+    named = image_grid(cells, columns=["input", "Cubism", "Pop_Art"], rows=["Cubism, restyled", "ground truth"])
+    assert np.array_equal(named[-plain.shape[0]:, -plain.shape[1]:], plain)  # the pictures, as they were
+    top, left = named.shape[0] - plain.shape[0], named.shape[1] - plain.shape[1]
+    assert top > 30 and left > 40  # "Pop_Art" turned upright above, "ground truth" beside
+    assert (named[:top] < 128).any() and (named[top:, :left] < 128).any(), "the names are written"

@@ -281,7 +281,9 @@ class Restyle(Reconstruct):
         code = net.encode(images)
         columns = [images] + [net.decode(code, torch.full_like(labels, s)) for s in range(len(self.classes))]
         rec = net.decode(code, labels)
-        return {"restyle": image_grid(torch.stack(columns, 1)), "reconstruction": image_grid(torch.stack([images, rec], 1))}
+        names = [self.classes[int(y)] for y in labels]
+        return {"restyle": image_grid(torch.stack(columns, 1), columns=["input", *self.classes], rows=names),
+                "reconstruction": image_grid(torch.stack([images, rec], 1))}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, style: torch.Tensor | None = None, seed: int = 0,
@@ -393,13 +395,15 @@ class Restyle(Reconstruct):
         picks = [int(np.flatnonzero(labels == c)[0]) for c in range(len(self.classes)) if (labels == c).any()][:8]
         x = _stack(test_set, np.asarray(picks)).to(device)
         code = self.net.encode(x)
-        rows = []
+        rows, names = [], []
         for j, i in enumerate(picks):
             styles = torch.arange(len(self.classes), device=device)
             rows.append(torch.cat([x[j : j + 1], self.net.decode(code[j : j + 1].expand(len(styles), -1, -1, -1), styles)]))
+            names.append(f"{self.classes[int(labels[i])]}, restyled")
             if isinstance(test_set, Renders):
                 rows.append(torch.cat([x[j : j + 1], render_all(test_set, [i] * len(styles), styles).to(device)]))
-        return image_grid(torch.stack(rows))
+                names.append("ground truth")
+        return image_grid(torch.stack(rows), columns=["input", *self.classes], rows=names)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:

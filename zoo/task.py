@@ -244,10 +244,41 @@ def labels_of(dataset) -> np.ndarray:
     return np.array([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
 
 
-def image_grid(cells: torch.Tensor, padding: int = 0) -> np.ndarray:
-    """B×K×C×H×W images in [0, 1] as one H×W×3 uint8 picture: a row per item, a column per k."""
-    return to_uint8(make_grid(cells.flatten(0, 1).float().clamp(0, 1), nrow=cells.shape[1], padding=padding,
+def image_grid(cells: torch.Tensor, padding: int = 0, *, columns: list[str] | None = None,
+               rows: list[str] | None = None) -> np.ndarray:
+    """B×K×C×H×W images in [0, 1] as one H×W×3 uint8 picture: a row per item, a column per k;
+    with ``columns`` (K names) written above the columns, turned upright, and ``rows`` (B names)
+    left of the rows."""
+    grid = to_uint8(make_grid(cells.flatten(0, 1).float().clamp(0, 1), nrow=cells.shape[1], padding=padding,
                               pad_value=1.0))
+    if not columns and not rows:
+        return grid
+    return _labelled(grid, cells.shape[-2] + padding, cells.shape[-1] + padding, padding, columns or [], rows or [])
+
+
+def _labelled(grid: np.ndarray, step_h: int, step_w: int, padding: int, columns: list[str],
+              rows: list[str]) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=11)
+
+    def text(label: str) -> Image.Image:
+        left, top, right, bottom = font.getbbox(label)
+        image = Image.new("RGB", (right - left + 4, bottom - top + 4), "white")
+        ImageDraw.Draw(image).text((2 - left, 2 - top), label, fill="black", font=font)
+        return image
+
+    heads = [text(c).rotate(90, expand=True) for c in columns]
+    sides = [text(r) for r in rows]
+    top = max((h.height for h in heads), default=0)
+    left = max((s.width for s in sides), default=0)
+    canvas = Image.new("RGB", (grid.shape[1] + left, grid.shape[0] + top), "white")
+    canvas.paste(Image.fromarray(grid), (left, top))
+    for j, head in enumerate(heads):
+        canvas.paste(head, (left + padding + j * step_w + max(0, (step_w - padding - head.width) // 2), top - head.height))
+    for i, side in enumerate(sides):
+        canvas.paste(side, (left - side.width, top + padding + i * step_h + max(0, (step_h - padding - side.height) // 2)))
+    return np.asarray(canvas)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
