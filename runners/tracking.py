@@ -232,13 +232,6 @@ class Run:
     def log_tags(self, tags: dict[str, str]) -> None:
         self._write("batch", tags=[[k, str(v)] for k, v in tags.items()])
 
-    def log_image(self, image: np.ndarray, path: str) -> None:
-        from PIL import Image
-
-        file = self._local_file(path)
-        Image.fromarray(image).save(file)
-        self.log_artifact(file, str(Path(path).parent))
-
     def log_step_image(self, image: np.ndarray, key: str, step: int) -> None:
         """``image`` (H×W×3 uint8) as MLflow's image ``key`` at ``step``: what the MLflow UI's image
         slider steps through (``images/<key>+step+<step>+...png``; dashboard/ui.py reads them)."""
