@@ -80,12 +80,7 @@ def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: st
 def headline(tasks) -> list[str]:
     """The test metrics the tasks name as their headline (``headline_metrics``), in the tasks'
     order, each once; none for a task whose plugin is not installed or is broken."""
-    found = []
-    for task in tasks:
-        try:
-            found += [f"test/{m}" for m in getattr(registry.load("task", task), "headline_metrics", ())]
-        except registry.PluginError:
-            pass
+    found = [f"test/{m}" for task in tasks for m in getattr(task_class(task), "headline_metrics", ())]
     return list(dict.fromkeys(found))
 
 

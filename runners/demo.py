@@ -16,11 +16,10 @@ from pathlib import Path
 
 from runners import config
 from runners.config import ConfigError
+from runners.mlflow_app import APP_NAME
 
 ENTRY = "cond_ae"
 MLFLOW_UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address
-# MLflow's UI with its experiments opening as model training (runners/mlflow_app.py)
-MLFLOW_APP = "artzoo"
 DASHBOARD = "http://127.0.0.1:8501"  # streamlit's default port; dashboard/.streamlit keeps it on this machine
 
 
@@ -57,7 +56,7 @@ def next_steps(experiment_id: str, run_id: str, minutes: float, training: float)
         f"Done in {minutes:.1f} min: {training:.1f} training the model and validating it each epoch, the rest "
         f"scoring it on the test split (the first run here also trains the judges: the first during the first "
         f"validation, the panel's at the end). Look at it, from this folder:",
-        f"  {mlflow} ui --app-name {MLFLOW_APP}".ljust(46) + f"  {mlflow_link(experiment_id, run_id)}",
+        f"  {mlflow} ui --app-name {APP_NAME}".ljust(46) + f"  {mlflow_link(experiment_id, run_id)}",
         f"  {streamlit} run dashboard/app.py".ljust(46) + f"  {DASHBOARD}/restyle?run={run_id}",
     ])
 

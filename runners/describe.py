@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 
+from runners.mlflow_app import APP_NAME
 from zoo.task import metric_meaning
 
 NOTE = "mlflow.note.content"  # MLflow's description tag, on runs and logged models alike
 
 
-def describe(task_cls, cfg: dict, metrics: dict[str, float], *, run_id: str, served: str,
-             mlflow_app: str = "artzoo") -> str:
+def describe(task_cls, cfg: dict, metrics: dict[str, float], *, run_id: str, served: str) -> str:
     """The run's description (see the module's docstring)."""
     data = cfg["data"].get("root") or cfg["data"]["name"]
     names = [m for m in getattr(task_cls, "headline_metrics", ())
@@ -35,5 +35,5 @@ def describe(task_cls, cfg: dict, metrics: dict[str, float], *, run_id: str, ser
     lines += ["Look further:", "",
               f"- `streamlit run dashboard/app.py`, then `?run={run_id}` on any page",
               f"- `python -m runners.predict {run_id} my_pictures/ --out out`",
-              f"- `mlflow ui --app-name {mlflow_app}`: every metric, its curves and the artifacts"]
+              f"- `mlflow ui --app-name {APP_NAME}`: every metric, its curves and the artifacts"]
     return "\n".join(lines)

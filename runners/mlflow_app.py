@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 
+APP_NAME = "artzoo"  # `mlflow ui --app-name artzoo`: its entry point's name in pyproject.toml
+
 # The UI's settings (its useLocalStorage keys are `${key}_v${version}`) and the values an artzoo
 # store starts from: the model-training view, and the GenAI assistant not popped open on the first
 # visit (it answers questions about traces, which no artzoo run has; its button stays)

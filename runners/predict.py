@@ -43,7 +43,8 @@ from tqdm import tqdm
 
 from zoo.data import UnreadableImage
 from zoo.imageio import is_image_name, read_image, read_picture
-from zoo.pictures import PictureTooLarge, check_size, mark_scale_of, paints_marks, predict_picture
+from zoo.pictures import (PictureTooLarge, as_tensor, check_size, is_picture, mark_scale_of, paints_marks,
+                          predict_picture)
 from zoo.task import to_rgb8
 
 __all__ = ["find_images", "main", "predict", "top_styles"]
@@ -102,7 +103,7 @@ def _paints(task, targets: list[int] | None, cfg: dict, device: torch.device) ->
         return True
     size, in_chans = int(cfg["data"]["image_size"]), int(cfg["in_chans"])
     blank = torch.zeros(1, in_chans, size, size, device=device)
-    return any(_is_image(value, blank) for value in task.predict(blank).values())
+    return any(is_picture(value, blank) for value in task.predict(blank).values())
 
 
 def predict(task, cfg: dict, images: list[tuple[Path, str]], out: Path, *, style: str | None = None,
@@ -132,8 +133,7 @@ def predict(task, cfg: dict, images: list[tuple[Path, str]], out: Path, *, style
         """Every picture of image ``i`` written; its row of the contact sheet returned."""
         picture = read_picture(images[i][0], size)
         check_size(*picture.shape[:2])
-        x = torch.from_numpy(picture).permute(2, 0, 1)[None].float().div(255).to(device)
-        x = x.mean(1, keepdim=True) if in_chans == 1 else x
+        x = as_tensor(picture, in_chans)[None].to(device)
         cells = [picture]
         for target in targets if targets is not None else [None]:
             options = {} if target is None else {"style": torch.tensor([target])}
@@ -171,10 +171,9 @@ def predict(task, cfg: dict, images: list[tuple[Path, str]], out: Path, *, style
             if not good:
                 continue
             index = [i for i, _ in good]
-            x = torch.from_numpy(np.stack([p for _, p in good])).permute(0, 3, 1, 2).float().div(255)
-            x = (x.mean(1, keepdim=True) if in_chans == 1 else x).to(device)
+            x = as_tensor(np.stack([p for _, p in good]), in_chans).to(device)
             # at the run's size: probabilities, codes, embeddings (pictures are painted below)
-            result = {k: np.asarray(v) for k, v in task.predict(x).items() if not _is_image(v, x)}
+            result = {k: np.asarray(v) for k, v in task.predict(x).items() if not is_picture(v, x)}
             keep = list(range(len(index)))
             if paints:
                 keep = []
@@ -234,10 +233,6 @@ def _unique(names: list[str]) -> list[str]:
         seen.add(png)
         unique.append(png)
     return unique
-
-
-def _is_image(value: np.ndarray, x: torch.Tensor) -> bool:
-    return np.ndim(value) == 4 and tuple(np.shape(value)[2:]) == tuple(x.shape[2:])
 
 
 def _write_pngs(images: np.ndarray, names: list[str], folder: Path) -> int:

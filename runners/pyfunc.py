@@ -69,7 +69,7 @@ class ArtzooModel(mlflow.pyfunc.PythonModel):
         from runners.predict import top_styles
         from zoo.data import UnreadableImage
         from zoo.imageio import read_image, read_picture
-        from zoo.pictures import PictureTooLarge, predict_picture
+        from zoo.pictures import PictureTooLarge, as_tensor, is_picture, predict_picture
 
         frame = pd.DataFrame(model_input)
         params = {**PARAMS, **(params or {})}
@@ -85,21 +85,17 @@ class ArtzooModel(mlflow.pyfunc.PythonModel):
                 raise _refused(f"unknown style {', '.join(map(repr, unknown))}: this run knows {', '.join(classes)}")
             options["style"] = torch.tensor([classes.index(s) for s in frame["style"]])
 
-        def tensor(pixels: np.ndarray) -> torch.Tensor:
-            x = torch.from_numpy(pixels).permute(*range(pixels.ndim - 3), -1, -3, -2).float().div(255)
-            return x.mean(-3, keepdim=True) if in_chans == 1 else x
-
         try:
-            x = tensor(np.stack([read_image(source, size) for source in sources]))
+            x = as_tensor(np.stack([read_image(source, size) for source in sources]), in_chans)
             # at the run's size: probabilities, codes, embeddings; pictures at their own, below
             full = self.task.predict(x)
-            out = {k: v for k, v in full.items() if not _is_images(v, x)}
+            out = {k: v for k, v in full.items() if not is_picture(v, x)}
             pictures = []
             if "style" in options or len(out) < len(full):  # a restyle, or a reconstruction
                 short_side = int(params["size"]) or None
                 for row, source in enumerate(sources):
                     one = {"style": options["style"][row : row + 1]} if "style" in options else {}
-                    picture = tensor(read_picture(source, short_side))[None]
+                    picture = as_tensor(read_picture(source, short_side), in_chans)[None]
                     painted = predict_picture(self.task, picture, size, mark_scale=params["mark_scale"], **one)
                     pictures.append(_png(next(iter(painted.values()))[0]))
         except (UnreadableImage, PictureTooLarge, ValueError) as exc:
@@ -159,10 +155,6 @@ def _source(frame: pd.DataFrame, row: int):
                        "bytes in the column 'image' (base64 in JSON), or start the server with "
                        f"{ROOT_VARIABLE}=<a folder> to serve the images under that folder by path")
     return path
-
-
-def _is_images(value, x: torch.Tensor) -> bool:
-    return np.ndim(value) == 4 and tuple(np.shape(value)[2:]) == tuple(x.shape[2:])
 
 
 def _png(image: np.ndarray) -> bytes:

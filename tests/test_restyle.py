@@ -363,3 +363,36 @@ def test_a_grid_carries_its_columns_and_rows_names_beside_the_pictures_unchanged
     top, left = named.shape[0] - plain.shape[0], named.shape[1] - plain.shape[1]
     assert top > 30 and left > 40  # "Pop_Art" turned upright above, "ground truth" beside
     assert (named[:top] < 128).any() and (named[top:, :left] < 128).any(), "the names are written"
+
+
+class _Says(torch.nn.Module):
+    """A stub judge that calls the i-th image of a batch the style ``answers[i]``."""
+
+    def __init__(self, answers: torch.Tensor, classes: int) -> None:
+        super().__init__()
+        self.answers, self.classes = answers, classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(self.answers[: len(x)], self.classes).float()
+
+
+@pytest.mark.parametrize("marks", ["learned", "exemplar"])
+def test_each_validation_image_is_restyled_into_another_style_the_same_at_every_epoch(marks):
+    model = _exemplar_model() if marks == "exemplar" else _model(marks="learned")
+    task = registry.task("restyle", model=model, classes=list("abcd"), umap=False)
+    x, y = torch.rand(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    task._judge = _Says(y, 4)  # a judge that answers each image's own style
+    assert task.eval_step(x, y)["restyle_hit"].sum() == 0, "no image is restyled into its own style"
+    task._judge = _Says((y + 1) % 4, 4)  # and one that answers the next style
+    whole = task.eval_step(x, y)["restyle_hit"]
+    assert task.eval_metrics({k: v.numpy() for k, v in task.eval_step(x, y).items()})["restyle_acc"] == whole.mean()
+    task._judge = _Says((y[4:] + 1) % 4, 4)
+    torch.manual_seed(5)
+    assert torch.equal(task.eval_step(x[4:], y[4:])["restyle_hit"], whole[4:]), "whatever else is in the batch"
+    after_judging = torch.random.get_rng_state()
+    task._judge = None
+    torch.manual_seed(5)
+    task.eval_step(x[4:], y[4:])
+    assert torch.equal(torch.random.get_rng_state(), after_judging), "the restyles draw nothing from training's stream"
+    # without setup (a loaded model), no judge: no restyle_acc per epoch
+    assert "restyle_hit" not in registry.task("restyle", model=model, classes=list("abcd")).eval_step(x, y)

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAX_PIXELS", "PictureTooLarge", "mark_scale_of", "paints_marks", "predict_picture"]
+__all__ = ["MAX_PIXELS", "PictureTooLarge", "as_tensor", "is_picture", "mark_scale_of", "paints_marks",
+           "predict_picture"]
 
 # The largest picture painted, in pixels: a 12 MP phone photo (4000×3000) with room to spare. A
 # cond_ae restyle of 16 MP at mark scale 1 peaks near 2 GB (docs/performance.md).
@@ -39,6 +40,19 @@ TILES_PER_BATCH = 64  # tiles of the run's size painted per forward, for a model
 
 class PictureTooLarge(ValueError):
     """A picture over :data:`MAX_PIXELS`; the message names the cap and what to do."""
+
+
+def as_tensor(pixels: np.ndarray, in_chans: int) -> torch.Tensor:
+    """H×W×3 (or N×H×W×3) uint8 pixels as a C×H×W (N×C×H×W) float tensor in [0, 1], one grey
+    channel for a model of ``in_chans`` 1: what a task's ``predict`` takes."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3).float().div(255)
+    return x.mean(-3, keepdim=True) if in_chans == 1 else x
+
+
+def is_picture(value, like: torch.Tensor) -> bool:
+    """Whether a ``predict`` output is a batch of pictures of ``like``'s size (B×C×H×W), not a
+    code or an embedding."""
+    return np.ndim(value) == 4 and tuple(np.shape(value)[2:]) == tuple(like.shape[2:])
 
 
 def paints_marks(task) -> bool:
@@ -62,11 +76,11 @@ def mark_scale_of(value: str | float | None, height: int, width: int, image_size
     return scale
 
 
-def check_size(height: int, width: int, *, what: str = "the picture") -> None:
+def check_size(height: int, width: int) -> None:
     """Refuse a picture over :data:`MAX_PIXELS`, naming the cap and how to paint it smaller."""
     if height * width > MAX_PIXELS:
         raise PictureTooLarge(
-            f"{what} is {width}×{height} = {height * width:,} pixels, over the {MAX_PIXELS:,} a restyle at its own "
+            f"the picture is {width}×{height} = {height * width:,} pixels, over the {MAX_PIXELS:,} a restyle at its own "
             f"size is allowed (its memory grows with the pixels); paint it smaller: --size N (its short side), "
             f"e.g. --size {int((MAX_PIXELS * min(height, width) / max(height, width)) ** 0.5)}")
 
@@ -86,19 +100,14 @@ def predict_picture(task, picture: torch.Tensor, image_size: int, **options) -> 
         options["embed"] = False  # a code's shape would follow the picture's: only images are kept
     multiple = getattr(task.net, "size_multiple", None)
     if multiple:
-        out = task.predict(_padded(picture, multiple), **options)
-        return {k: v[..., :height, :width] for k, v in out.items() if _is_picture(v, picture, multiple)}
+        padded = _padded(picture, multiple)
+        return {k: v[..., :height, :width] for k, v in task.predict(padded, **options).items() if is_picture(v, padded)}
     return _tiled(task, picture, image_size, options)
 
 
 def _padded(x: torch.Tensor, multiple: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
-
-
-def _is_picture(value, picture: torch.Tensor, multiple: int) -> bool:
-    padded = [-(-s // multiple) * multiple for s in picture.shape[-2:]]
-    return np.ndim(value) == 4 and list(np.shape(value)[2:]) == padded
 
 
 def _tiled(task, picture: torch.Tensor, size: int, options: dict) -> dict[str, np.ndarray]:
@@ -112,7 +121,7 @@ def _tiled(task, picture: torch.Tensor, size: int, options: dict) -> dict[str, n
         batch = tiles[start : start + TILES_PER_BATCH]
         per_tile = {k: _expanded(v, len(batch)) for k, v in options.items()}
         for key, value in task.predict(batch, **per_tile).items():
-            if np.ndim(value) == 4 and tuple(np.shape(value)[2:]) == (size, size):
+            if is_picture(value, batch):
                 painted.setdefault(key, []).append(np.asarray(value))
     out = {}
     for key, parts in painted.items():

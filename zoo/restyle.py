@@ -153,6 +153,8 @@ class Restyle(Reconstruct):
         self.judge_model = judge_model
         self.panel = panel_of(panel)
         self.critic = StyleCritic(getattr(self.net, "in_chans", 3), len(self.classes))
+        self._judged_on = None  # setup's training split: the first judge's data (val/restyle_acc)
+        self._judge: nn.Module | None = None  # that judge, once trained or loaded
         # beta1 = 0.5, as GANs are usually trained: the critic's target moves with the decoder
         self._critic = Auxiliary(self.critic, functools.partial(torch.optim.Adam, lr=critic_lr, betas=(0.5, 0.999)))
 
@@ -232,7 +234,7 @@ class Restyle(Reconstruct):
     # -- evaluation -------------------------------------------------------------------------
     def setup(self, train_set, device: torch.device) -> None:
         super().setup(train_set, device)
-        self._judged_on = train_set  # the first judge's training data, for the per-epoch restyle_acc
+        self._judged_on = train_set
 
     @torch.no_grad()
     def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -264,11 +266,11 @@ class Restyle(Reconstruct):
     def _first_judge(self, device: torch.device) -> nn.Module | None:
         """The judge of ``restyle_acc``, trained (or loaded from the cache) at its first use; None
         for a task that was not set up (inference) or restyles between fewer than two styles."""
-        if getattr(self, "_judge", None) is None and getattr(self, "_judged_on", None) is not None:
+        if self._judge is None and self._judged_on is not None:
             # called from an evaluation: the judge trains with gradients, in full precision
             with torch.enable_grad(), torch.autocast(device.type, enabled=False):
                 self._judge = self._judge_of(self._judged_on, device)
-        return getattr(self, "_judge", None)
+        return self._judge
 
     def _judge_of(self, train_set, device: torch.device) -> nn.Module:
         if self.judge_path:
@@ -384,7 +386,10 @@ class Restyle(Reconstruct):
     def judges(self, train_set, device: torch.device) -> dict[str, nn.Module]:
         """The panel, by name: first the judge of ``restyle_acc`` (``judge``, a checkpoint, or
         ``judge_model``), then each model of ``panel``, all trained on ``train_set`` alone."""
-        judges = {"judge" if self.judge_path else self.judge_model: self._judge_of(train_set, device)}
+        # the first judge, as the validation already holds it where it scored val/restyle_acc
+        held = self._judge is not None and train_set is self._judged_on
+        judges = {"judge" if self.judge_path else self.judge_model:
+                  self._judge if held else self._judge_of(train_set, device)}
         for name in self.panel:
             judges[name] = train_judge(train_set, len(self.classes), device, steps=self.judge_steps, model=name)
         return judges

@@ -30,9 +30,7 @@ def restyle(_task, run_id: str, image: np.ndarray, weights: tuple[float, ...], i
     """``image`` (H×W×3 uint8, any size) painted at its size in a blend of styles (weights per
     style, summing to 1), by the task's own ``predict`` (zoo/pictures.py). ``run_id`` stands for
     ``_task`` (not hashed) in the cache key."""
-    x = torch.tensor(image).permute(2, 0, 1).float().div(255)[None]
-    if in_chans == 1:
-        x = x.mean(1, keepdim=True)
+    x = pictures.as_tensor(image, in_chans)[None]
     style = torch.tensor([weights], dtype=torch.float32)
     out = pictures.predict_picture(_task, x, image_size, style=style, seed=NOISE_SEED, mark_scale=mark_scale)
     return to_rgb8(out["restyled"])[0]
