@@ -341,6 +341,10 @@ class _Loop:
         s, t = self.state, self.t
         epochs = tqdm(range(s.epoch, t["epochs"]), desc="epochs", unit="epoch", disable=None if self.world.main else True,
                       initial=s.epoch, total=t["epochs"])
+        if s.epoch == 0 and s.batch == 0 and self.world.main:
+            # step 0, before training: what MLflow's image card opens on, and where its slider starts
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                self._log_images(0)
         for epoch in epochs:
             s.epoch = epoch
             self._train_epoch(epoch, stop)

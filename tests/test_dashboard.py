@@ -259,11 +259,13 @@ def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_
 def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_page):
     at = open_page(filled["uri"], "views/run.py", filled["ae"])
     slider = at.select_slider(key="epoch_reconstruction")
-    assert slider.options == ["1", "2"] and slider.value == 2
+    assert slider.options == ["0", "1", "2"] and slider.value == 2  # from the model before training on
     last = picture(at, media, "reconstruction, epoch 2")
+    slider.set_value(0).run()
+    untrained = picture(at, media, "reconstruction, before training")
     slider.set_value(1).run()
     first = picture(at, media, "reconstruction, epoch 1")
-    assert first.shape == last.shape and not np.array_equal(first, last)
+    assert first.shape == last.shape and not np.array_equal(first, last) and not np.array_equal(untrained, first)
 
 
 @pytest.mark.slow

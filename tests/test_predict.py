@@ -413,6 +413,52 @@ def test_the_logged_model_carries_the_runs_scores_and_description_and_no_machine
     assert f"python -m runners.predict {store[run]}" in note
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch_by_epoch(store, tmp_path):
+    """What the store holds, as `mlflow ui` shows it in Chromium: the logged model's page its test
+    scores and description (no machine samples), and the run's image card a picture at the step it
+    opens on (0, before training) and another at the last epoch's."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import mlflow_server
+    from runners.mlflow_app import APP_NAME
+
+    chromium = Path("/usr/bin/chromium")
+    skip_unless(chromium.exists(), f"Debian's chromium is not at {chromium} (apt-get install -y chromium)")
+    run = mlflow.get_run(store["cond_ae"])
+    experiment, epochs = run.info.experiment_id, int(run.data.params["train.epochs"])
+    model = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list",
+                                        filter_string=f"source_run_id = '{store['cond_ae']}'")[0]
+    with mlflow_server(store["uri"], tmp_path / "served", app_name=APP_NAME) as served, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--headless", "--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{served}/#/experiments/{experiment}/models/{model.model_id}")
+        page.get_by_text("test/restyle_acc", exact=True).wait_for(timeout=60_000)
+        page.screenshot(path=tmp_path / "mlflow-model.png")
+        shown = page.inner_text("body")
+        assert "scored with checkpoints/last.pt" in shown and "what it says" in shown, "the description, rendered"
+        assert "system/" not in shown, "no machine samples among the model's metrics"
+
+        page.goto(f"{served}/#/experiments/{experiment}/runs/{store['cond_ae']}/model-metrics")
+        page.get_by_placeholder("Search metric charts").fill("restyle")
+        card = page.locator("img[src*='restyle%2Bstep%2B']")  # MLflow's own card, from the run's logged images
+        for _ in range(60):  # the cards are drawn as they scroll into view, below the restyle metrics
+            page.mouse.move(700, 600)
+            page.mouse.wheel(0, 2000)
+            if card.count():
+                break
+            page.wait_for_timeout(1000)
+        assert "restyle%2Bstep%2B0%2B" in card.first.get_attribute("src"), "it opens on step 0, and has a picture"
+        step = card.first.locator("xpath=ancestor::*[.//input[@type='number']][1]").locator("input[type=number]")
+        step.fill(str(epochs))
+        step.press("Tab")
+        page.wait_for_function(f"[...document.querySelectorAll('img')].some(i => i.src.includes("
+                               f"'restyle%2Bstep%2B{epochs}%2B'))", timeout=30_000)
+        page.screenshot(path=tmp_path / "mlflow-images.png")
+        browser.close()
+
+
 def cfg_dataset(run) -> str:
     return run.data.tags["zoo.dataset"]
 

@@ -35,7 +35,7 @@ TASK_OVERRIDES = {"restyle": ["train.judge_steps=40"]}
 TASK_ARTIFACTS = {
     "classify": ["plots/confusion_matrix.png", "tables/per_class.csv"],
     "reconstruct": ["embeddings/test.npz"],
-    "restyle": ["restyle/test.npz"],
+    "restyle": ["restyle/test.npz", "plots/restyle_test.png"],
 }
 
 
@@ -74,8 +74,13 @@ def test_each_builtin_entry_leaves_the_schema_in_mlflow(entry):
     assert len(steps) == len({m.step for m in steps}) > 2
     files = artifacts(result["run_id"])
     assert {"config.json", "checkpoints/last.pt", "checkpoints/best.pt", *TASK_ARTIFACTS[task]} <= files
-    # each epoch's grid as MLflow's stepped image (its UI's slider), with the thumbnail it makes
-    assert any(re.fullmatch(r"images/.+\+step\+2\+timestamp\+\d+\+[0-9a-f-]+\.png", f) for f in files), files
+    # each epoch's grid as MLflow's stepped image (its UI's slider), with the thumbnail it makes, from
+    # step 0 (before training) on; and nothing else in images/, where one file that is not stepped
+    # makes MLflow's UI show none of the run's images
+    stepped = r"images/.+\+step\+(\d+)\+timestamp\+\d+\+[0-9a-f-]+(\+compressed\.webp|\.png)"
+    images = [f for f in files if f.startswith("images/")]
+    assert all(re.fullmatch(stepped, f) for f in images), images
+    assert {int(re.fullmatch(stepped, f).group(1)) for f in images} == {0, 1, 2}, images
     assert any(f.endswith("+compressed.webp") for f in files) and r.data.tags["mlflow.loggedImages"] == "True"
     assert r.inputs.dataset_inputs, "the dataset is logged as a run input"
     ckpt = torch.load(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="checkpoints/last.pt"),

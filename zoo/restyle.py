@@ -55,6 +55,10 @@ from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, progress, sh
 SEED = 0  # restyle targets and the decoder's noise at test time are seeded
 BATCH = 128  # images per batch in the final analysis
 JUDGE_STEPS = 400  # each judge's training steps (train.judge_steps): ≥ 99 % of real test paintings right
+# the test restyles' grid; not under images/, which MLflow's UI reads as its image slider's alone
+# (one file there without a step and it shows none of the run's images)
+TEST_GRID = "plots/restyle_test.png"
+LEGACY_TEST_GRID = "images/restyle_test.png"  # runs before 2026-12-06
 PSNRS = ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")  # the restyle_* scores against the ground truth
 
 # -- the style critic --------------------------------------------------------------------------
@@ -318,7 +322,7 @@ class Restyle(Reconstruct):
 
         Writes ``restyle/test.npz`` (no pickles): ``images``, ``restyled`` and, where the dataset
         can render (synthart), ``ground_truth`` (N×H×W×C uint8), ``labels`` and ``targets`` (N),
-        ``classes`` (unicode); and ``images/restyle_test.png``: for a few test images, a row of
+        ``classes`` (unicode); and :data:`TEST_GRID`: for a few test images, a row of
         the image restyled into every style, and below it (synthart) the ground truth; and
         ``tables/restyle_per_style.csv`` (:func:`per_style`): per target style, each judge's
         accuracy, the panel's (the lowest) and the PSNRs.
@@ -378,8 +382,8 @@ class Restyle(Reconstruct):
         (out / "restyle").mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "restyle" / "test.npz", labels=labels, targets=targets,
                             classes=np.array(self.classes, dtype=str), **saved)
-        (out / "images").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(out / "images" / "restyle_test.png")
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(out / TEST_GRID)
         result = {k: float(v) for k, v in result.items()}
         return {**super().finalize(train_set=train_set, test_set=test_set, out=out, device=device), **result}
 

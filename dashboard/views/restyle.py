@@ -12,6 +12,7 @@ from dashboard import store, ui
 from zoo.data import UnreadableImage
 from zoo import pictures
 from zoo.imageio import IMAGE_SUFFIXES, read_picture
+from zoo.restyle import LEGACY_TEST_GRID, TEST_GRID
 from zoo.task import to_rgb8
 
 # Uploads: the server caps the bytes (dashboard/.streamlit/config.toml); this caps the pixels before any
@@ -185,14 +186,14 @@ with by_style:
 
 with grids:
     files = store.artifact_paths(uri, run_id)
-    paths = [p for p in files if p.startswith("images/restyle")]
-    if not paths:
-        ui.lacks("images/restyle_*.png", run_id, uri)
+    grid = next((p for p in (TEST_GRID, LEGACY_TEST_GRID) if p in files), None)
     epochs = ui.step_images(files).get("restyle", {})
+    if not epochs and grid is None:
+        ui.lacks(f"images/restyle+step+* or {TEST_GRID}", run_id, uri)
     if epochs:
         last = max(epochs)
         ui.artifact_image(uri, run_id, epochs[last], caption=f"restyle, epoch {last}: each row a validation image "
                           f"(first column), then restyled into {', '.join(classes)}")
-    if "images/restyle_test.png" in paths:
-        ui.artifact_image(uri, run_id, "images/restyle_test.png",
+    if grid is not None:
+        ui.artifact_image(uri, run_id, grid,
                           caption="one test image per style, restyled into every style (ground truth below, where known)")

@@ -81,8 +81,10 @@ with tab_images:
     for name, epochs in sorted(by_name.items()):
         st.subheader(name.replace("_", " "))
         steps = sorted(epochs)
-        epoch = steps[-1] if len(steps) == 1 else st.select_slider("epoch", steps, value=steps[-1], key=f"epoch_{name}")
-        ui.artifact_image(uri, run_id, epochs[epoch], caption=f"{name}, epoch {epoch}")
+        epoch = steps[-1] if len(steps) == 1 else st.select_slider(
+            "epoch (0: before training)" if 0 in steps else "epoch", steps, value=steps[-1], key=f"epoch_{name}")
+        ui.artifact_image(uri, run_id, epochs[epoch],
+                          caption=f"{name}, before training" if epoch == 0 else f"{name}, epoch {epoch}")
     for path in loose:
         st.subheader(path.removeprefix("images/").removesuffix(".png").replace("_", " "))
         ui.artifact_image(uri, run_id, path, caption=path)
