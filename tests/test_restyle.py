@@ -132,6 +132,8 @@ def test_exemplar_tiles_are_matched_on_their_pattern_of_colours_as_well_as_the_c
 def test_a_style_without_kept_tiles_paints_no_marks_and_a_full_bank_keeps_its_first_tiles():
     model = _exemplar_model(bank=16)
     assert model.exemplars.kept.tolist() == [16, 0, 0, 0]
+    assert model.training_pixel_bytes() == 16 * 3 * 8 * 8, "what a shipped model holds: 16 tiles of 8² RGB pixels"
+    assert registry.model("cond_ae", num_classes=4, image_size=32, marks="learned").training_pixel_bytes() == 0
     code = model.encode(_flat(0.8, torch.zeros(32, 32)))
     with torch.no_grad():
         marks = model.decode(code, torch.tensor([0])) - model.smooth(code, torch.tensor([0]))
@@ -262,18 +264,25 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     # a panel of two judges of different architectures (the default), each scored, and per style
     assert scores["restyle_acc_by_cnn"] == scores["restyle_acc"] and 0 <= scores["restyle_acc_by_timm_net"] <= 1
     judges = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "judges").glob("*.pt"))
-    assert judges == ["cnn", "timm_net"], "each judge of the panel trained (and cached) on its own"
+    assert judges == ["cnn", "cnn", "timm_net", "timm_net"], "each judge trained (and cached) on its own, on the " \
+        "training paintings and on unseen ones"
+    assert scores["restyle_acc_unseen"] == scores["restyle_acc_unseen_by_cnn"] and 0 <= scores["judge_acc_unseen_by_cnn"] <= 1
+    assert 0 < scores["restyle_texture_ratio_resample"] < 1 and 0 < scores["restyle_texture_ratio"]
+    assert 0 <= scores["restyle_copy_rate_truth"] <= 1
+    assert 0 <= scores["restyle_copy_rate"] <= 1 and scores["stored_training_bytes"] == 0, "an untrained model kept none"
     table = list(csv.DictReader((tmp_path / "tables" / "restyle_per_style.csv").read_text().splitlines()))
     targets = saved["targets"]
     assert [row["style"] for row in table] == [train.classes[s] for s in sorted(set(targets))]
     assert [int(row["restyles"]) for row in table] == np.bincount(targets)[sorted(set(targets))].tolist()
     for row in table:
         assert float(row["panel"]) == min(float(row["acc_cnn"]), float(row["acc_timm_net"]))
+        assert float(row["panel_unseen"]) == min(float(row["acc_unseen_cnn"]), float(row["acc_unseen_timm_net"]))
     n_style = np.array([int(row["restyles"]) for row in table])
     for key in ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample"):  # the per-style means make up the whole
         by_style = np.array([float(row[key]) for row in table])
         assert (n_style * by_style).sum() / n_style.sum() == pytest.approx(scores[f"restyle_{key}"], abs=1e-3)
     assert scores["restyle_acc_panel"] == pytest.approx(np.mean([float(row["panel"]) for row in table]), abs=1e-4)
+    assert scores["restyle_acc_panel_unseen"] == pytest.approx(np.mean([float(r["panel_unseen"]) for r in table]), abs=1e-4)
 
 
 def test_the_panel_scores_each_style_by_its_lowest_judge():

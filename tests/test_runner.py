@@ -28,7 +28,8 @@ TASK_METRICS = {
                     "test/silhouette_pca", "test/style_cluster_nmi_pca", "test/untrained_style_cluster_nmi_pca",
                     "test/style_p_at_10", "test/code_p_at_10", "train/style_nce"],
     "restyle": ["test/restyle_acc", "test/restyle_psnr_gt", "test/restyle_psnr_gt_baseline", "test/identity_psnr",
-                "test/restyle_psnr_gt_resample"],
+                "test/restyle_psnr_gt_resample", "test/restyle_acc_panel_unseen", "test/restyle_texture_ratio",
+                "test/restyle_copy_rate", "test/restyle_copy_rate_truth"],
 }
 # the restyle judge's default 400 training steps are most of a tiny run; a few make the same schema
 TASK_OVERRIDES = {"restyle": ["train.judge_steps=40"]}

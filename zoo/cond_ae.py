@@ -325,6 +325,13 @@ class CondAE(nn.Module):
         colours = code[:, : self.in_chans] + self.correction(h)
         return F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
 
+    def training_pixel_bytes(self) -> int:
+        """Bytes of training paintings' pixels the model holds (its kept tiles; learned marks: 0).
+        A checkpoint or MLflow model of it carries them: redistributing it redistributes them."""
+        if self.exemplars is None:
+            return 0
+        return int(self.exemplars.kept.sum()) * self.exemplars.tiles.shape[-1]
+
     def texture(self, smooth: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Fine marks of ``style`` following the tones of ``smooth``: sampled from fresh noise
         (``learned``) or copied from the nearest kept tiles (``exemplar``)."""

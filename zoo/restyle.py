@@ -46,7 +46,7 @@ from torch import nn
 from PIL import Image
 
 import registry
-from zoo import metrics
+from zoo import evidence, metrics
 from zoo.data import Renders
 from zoo.judge import load_judge, train_judge
 from zoo.reconstruct import Reconstruct
@@ -110,18 +110,27 @@ class Restyle(Reconstruct):
     # Its validation metric is the reconstruction's, which falls as the style critic asks for more
     # style, and the exemplar bank fills over the first epochs: the finished model is the restyler.
     serves = "last"
-    headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_psnr_gt", "restyle_psnr_gt_baseline",
-                        "identity_psnr")
+    headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_acc_panel_unseen", "restyle_texture_ratio",
+                        "restyle_copy_rate", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr")
     metric_meanings = {
         "restyle_acc": "share of the test paintings, each restyled into another style, that the first judge "
                        "(a classifier trained apart) calls that style; chance {chance}",
         "restyle_acc_panel": "the same by the strictest judge of the panel, per target style, averaged over styles",
+        "restyle_acc_panel_unseen": "the same by judges trained on paintings the restyler never saw (another seed): a "
+                                    "style recognised, not a copied tile remembered",
+        "restyle_texture_ratio": "how far a restyle's marks are from the true painting's, over how far the input's "
+                                 "are (Gram statistics of a fixed untrained network, full resolution); 0 the truth's "
+                                 "marks, 1 no better than doing nothing; lower is better (the truth painted again "
+                                 "with other marks: the ceiling)",
+        "restyle_copy_rate": "share of a restyle's tiles whose marks copy a training painting's tile",
         "restyle_psnr_gt": "dB between a restyle and the true painting of its scene in that style, at a quarter of "
                            "the side (the colours and layout, not the marks); higher is closer",
         "restyle_psnr_gt_baseline": "the same of the input left unchanged: what doing nothing scores",
         "identity_psnr": "dB between a painting restyled into its own style and itself",
     }
-    metric_bounds = {"restyle_psnr_gt": ("restyle_psnr_gt_baseline", "restyle_psnr_gt_resample")}
+    metric_bounds = {"restyle_psnr_gt": ("restyle_psnr_gt_baseline", "restyle_psnr_gt_resample"),
+                     "restyle_texture_ratio": (None, "restyle_texture_ratio_resample"),
+                     "restyle_copy_rate": ("restyle_copy_rate_truth", None)}
 
     def __init__(
         self,
@@ -335,6 +344,9 @@ class Restyle(Reconstruct):
         out = Path(out)
         net = self.net.eval()
         judges = self.judges(train_set, device)
+        unseen = evidence.unseen_judges(train_set, [self.judge_model, *self.panel], len(self.classes), device,
+                                        steps=self.judge_steps)
+        probe = evidence.TextureProbe(x0_chans(test_set)).to(device)
         labels = labels_of(test_set)
         targets = restyle_targets(labels, len(self.classes))
         renders = isinstance(test_set, Renders)
@@ -352,6 +364,9 @@ class Restyle(Reconstruct):
                 for name, judge in judges.items():
                     scores[f"hit/{name}"].append(judge(restyled).argmax(1) == t)
                     scores[f"judged/{name}"].append(judge(x).argmax(1) == y)
+                for name, judge in unseen.items():
+                    scores[f"hit_unseen/{name}"].append(judge(restyled).argmax(1) == t)
+                    scores[f"judged_unseen/{name}"].append(judge(x).argmax(1) == y)
                 arrays["images"].append(to_uint8(x))
                 arrays["restyled"].append(to_uint8(restyled))
                 if renders:
@@ -361,24 +376,48 @@ class Restyle(Reconstruct):
                     # the truth painted again with other random marks: a faithful restyle's score
                     again = render_all(test_set, idx, targets[idx], texture=1).to(device)
                     scores["psnr_gt_resample"].append(metrics.psnr(quarter(again), quarter(truth)))
+                    scores["texture/restyle"].append(probe.distance(restyled, truth))
+                    scores["texture/input"].append(probe.distance(x, truth))
+                    scores["texture/resample"].append(probe.distance(again, truth))
                     arrays["ground_truth"].append(to_uint8(truth))
             grid = self._testimage_grid(test_set, labels, device)
 
         per_item = {k: torch.cat(v).float().cpu().numpy() for k, v in scores.items()}
+        saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
+        if len(labels):
+            print("looking for copied tiles …", flush=True)
+            per_item["copied/restyle"] = evidence.copy_rates(saved["restyled"], targets, train_set)
+            if renders:
+                per_item["copied/truth"] = evidence.copy_rates(saved["ground_truth"], targets, train_set)
         first = next(iter(judges))
         result = {"restyle_acc": per_item[f"hit/{first}"].mean(), "judge_acc": per_item[f"judged/{first}"].mean(),
                   "identity_psnr": per_item["identity"].mean()}
         for name in judges:
             result[f"restyle_acc_by_{name}"] = per_item[f"hit/{name}"].mean()
             result[f"judge_acc_by_{name}"] = per_item[f"judged/{name}"].mean()
+        if unseen:
+            result["restyle_acc_unseen"] = per_item[f"hit_unseen/{self.judge_model}"].mean()
+            for name in unseen:
+                result[f"restyle_acc_unseen_by_{name}"] = per_item[f"hit_unseen/{name}"].mean()
+                result[f"judge_acc_unseen_by_{name}"] = per_item[f"judged_unseen/{name}"].mean()
         if renders:
             result.update({f"restyle_{k}": per_item[k].mean() for k in PSNRS})
-        rows = per_style(self.classes, targets, per_item, list(judges))
+            for name in ("", "_resample"):  # the restyle's, and the ceiling: the truth painted with other marks
+                result[f"restyle_texture_ratio{name}"] = (per_item[f"texture/{name.strip('_') or 'restyle'}"].mean()
+                                                          / per_item["texture/input"].mean())
+        for name in ("restyle", "truth"):
+            if f"copied/{name}" in per_item and not np.isnan(per_item[f"copied/{name}"]).all():
+                result["restyle_copy_rate" + ("" if name == "restyle" else "_truth")] = np.nanmean(
+                    per_item[f"copied/{name}"])
+        stored = getattr(self.net, "training_pixel_bytes", None)
+        result["stored_training_bytes"] = stored() if callable(stored) else 0
+        rows = per_style(self.classes, targets, per_item, list(judges), list(unseen))
         if rows:  # a test split with images
             result["restyle_acc_panel"] = float(np.mean([row["panel"] for row in rows]))
+            if unseen:
+                result["restyle_acc_panel_unseen"] = float(np.mean([row["panel_unseen"] for row in rows]))
             _write_table(out / "tables" / "restyle_per_style.csv", rows)
 
-        saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
         (out / "restyle").mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "restyle" / "test.npz", labels=labels, targets=targets,
                             classes=np.array(self.classes, dtype=str), **saved)
@@ -427,6 +466,10 @@ class Restyle(Reconstruct):
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def x0_chans(dataset) -> int:
+    return int(dataset[0][0].shape[0]) if len(dataset) else 3
+
+
 def _chunks(n: int, size: int) -> list[np.ndarray]:
     return [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
@@ -459,18 +502,32 @@ def panel_of(panel: str) -> list[str]:
 
 
 def per_style(classes: list[str], targets: np.ndarray, per_item: dict[str, np.ndarray],
-              judges: list[str]) -> list[dict]:
+              judges: list[str], unseen: list[str] = ()) -> list[dict]:
     """One row per target style of the test restyles: ``style``, ``restyles`` (how many),
-    ``acc_<judge>`` for each judge, ``panel`` (the lowest of them) and the mean of each PSNR of
-    ``per_item`` (``psnr_gt``, ``psnr_gt_baseline``, ``psnr_gt_resample``) that it holds."""
+    ``acc_<judge>`` for each judge, ``panel`` (the lowest of them), the same of the judges that
+    never saw the training paintings (``acc_unseen_<judge>``, ``panel_unseen``), the mean of
+    each PSNR of ``per_item`` (``psnr_gt``, ``psnr_gt_baseline``, ``psnr_gt_resample``) that it
+    holds, ``texture_ratio`` and ``copy_rate`` (and ``copy_rate_truth``) where it holds them
+    (zoo/evidence.py)."""
     rows = []
     for s, style in enumerate(classes):
         pick = targets == s
         if not pick.any():
             continue  # no test image is restyled into it
         accs = {f"acc_{name}": float(per_item[f"hit/{name}"][pick].mean()) for name in judges}
-        psnr = {k: float(per_item[k][pick].mean()) for k in PSNRS if k in per_item}
-        rows.append({"style": style, "restyles": int(pick.sum()), **accs, "panel": min(accs.values()), **psnr})
+        row = {"style": style, "restyles": int(pick.sum()), **accs, "panel": min(accs.values())}
+        if unseen:
+            seen_not = {f"acc_unseen_{name}": float(per_item[f"hit_unseen/{name}"][pick].mean()) for name in unseen}
+            row.update({**seen_not, "panel_unseen": min(seen_not.values())})
+        row.update({k: float(per_item[k][pick].mean()) for k in PSNRS if k in per_item})
+        if "texture/restyle" in per_item:
+            for name, column in (("restyle", "texture_ratio"), ("resample", "texture_ratio_resample")):
+                row[column] = float(per_item[f"texture/{name}"][pick].mean() / per_item["texture/input"][pick].mean())
+        for name, column in (("restyle", "copy_rate"), ("truth", "copy_rate_truth")):
+            copied = per_item.get(f"copied/{name}")
+            if copied is not None and not np.isnan(copied[pick]).all():
+                row[column] = float(np.nanmean(copied[pick]))
+        rows.append(row)
     return rows
 
 

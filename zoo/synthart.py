@@ -33,7 +33,7 @@ import colorsys
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import numpy as np
@@ -43,6 +43,7 @@ from pydantic import Field
 
 from zoo.data import ImageDataset, cached_images
 
+UNSEEN_SEED = 100_003  # the seed offset of SynthArt.unseen(): far from any seed a sweep runs
 VERSION = 1  # bump when the pixels for a given seed change; part of the cache key
 SPLITS = ("train", "valid", "test")
 HELD_OUT = 0.15  # valid and test each hold this share of the training size
@@ -440,6 +441,16 @@ class SynthArt(ImageDataset):
 
     recipe: Recipe | None = None
     built: bool = False  # True when this call painted the images, False when the cache had them
+    options: dict = field(default_factory=dict)  # synthart()'s arguments, for unseen()
+
+    def unseen(self) -> SynthArt:
+        """The training split of the same recipe (styles, tail, image size) on seed + :data:`UNSEEN_SEED`:
+        paintings of the same styles that share no scene, mark or tile with this one
+        (zoo/evidence.py's unseen judges train on them)."""
+        options = {**self.options, "split": "train", "seed": self.options["seed"] + UNSEEN_SEED}
+        data = synthart(**options)
+        data.name = self.name
+        return data
 
     def render(self, index: int, style: int | str, *, texture: int = 0) -> torch.Tensor:
         """Item ``index``'s scene painted in ``style`` (a class index or name), C×H×W in [0, 1].
@@ -491,7 +502,10 @@ def synthart(
            "styles": hashlib.sha256(" ".join(styles).encode()).hexdigest()}
     cache = cached_images(key, len(labels), image_size, functools.partial(_paint_item, recipe, styles),
                           desc=f"synthart-{split}")
-    return SynthArt(cache.images, labels, classes, name="synthart", split=split, recipe=recipe, built=cache.built)
+    options = {"image_size": image_size, "num_styles": num_styles, "seed": seed, "size": size, "imbalance": imbalance,
+               "held_out_per_class": held_out_per_class}
+    return SynthArt(cache.images, labels, classes, name="synthart", split=split, recipe=recipe, built=cache.built,
+                    options=options)
 
 
 def synthart_lt(

@@ -173,7 +173,9 @@ with by_style:
         judges = [c for c in table.columns if c.startswith("acc_")]
         st.caption("Each judge is a style classifier of its own architecture, trained on the training split alone and "
                    "never part of a training loss. A style counts as painted when every judge agrees: the panel "
-                   "column is the lowest judge's accuracy (its mean over styles is restyle_acc_panel).")
+                   "column is the lowest judge's accuracy (its mean over styles is restyle_acc_panel). The unseen_ "
+                   "judges are the same recipes trained on paintings of the same styles that the restyler never saw "
+                   "(another synthart seed): they cannot recognise a copied training tile, only a style.")
         long = table.reset_index().melt(id_vars="style", value_vars=judges, var_name="judge", value_name="accuracy")
         long["judge"] = long["judge"].str.removeprefix("acc_")
         fig = px.bar(long, y="style", x="accuracy", color="judge", barmode="group", orientation="h",
@@ -181,6 +183,20 @@ with by_style:
         fig.update_layout(height=140 + 22 * len(table) * max(len(judges), 1), margin=dict(t=30, b=40),
                           yaxis=dict(autorange="reversed"))
         st.plotly_chart(fig, key="acc_by_style")
+        marks = [c for c in ("texture_ratio", "texture_ratio_resample", "copy_rate", "copy_rate_truth")
+                 if c in table.columns]
+        if marks:
+            st.caption("texture_ratio: how far a restyle's marks are from the true painting's, over how far the input's "
+                       "are (0 the truth's marks, 1 no better than leaving the image alone; Gram statistics from a fixed "
+                       "untrained network; texture_ratio_resample: the true painting painted again with other marks, "
+                       "as close as two samples of the style come). copy_rate: the share of a restyle's tiles whose marks copy a training "
+                       "painting's; copy_rate_truth: the same of the true painting, what an original scores by chance.")
+            long = table.reset_index().melt(id_vars="style", value_vars=marks, var_name="score", value_name="value")
+            fig = px.bar(long, y="style", x="value", color="score", barmode="group", orientation="h",
+                         labels=dict(style="target style", value="lower is better"))
+            fig.update_layout(height=140 + 22 * len(table) * len(marks), margin=dict(t=30, b=40),
+                              yaxis=dict(autorange="reversed"))
+            st.plotly_chart(fig, key="marks_by_style")
         st.dataframe(table.reset_index(), hide_index=True,
                      column_config={"style": st.column_config.TextColumn(width="large")})
 

@@ -1,0 +1,59 @@
+"""Restyle scores that share nothing with what they score (zoo/evidence.py): judges trained on
+paintings no restyler saw, a texture distance from a fixed network, and copies of training tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import registry
+from zoo import evidence
+
+
+@pytest.fixture
+def art(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
+    return registry.dataset("synthart", split="train", image_size=32, size=200)
+
+
+def _uint8(dataset, rows) -> np.ndarray:
+    return np.stack([dataset[int(i)][0].mul(255).round().byte().permute(1, 2, 0).numpy() for i in rows])
+
+
+def test_unseen_paintings_keep_the_styles_and_counts_and_share_no_painting(art):
+    unseen = art.unseen()
+    assert isinstance(art, evidence.Unseen) and unseen.classes == art.classes and unseen.name == art.name
+    assert np.array_equal(np.bincount(unseen.targets), np.bincount(art.targets))
+    assert unseen[0][0].shape == art[0][0].shape
+    ours = {_uint8(art, [i]).tobytes() for i in range(len(art))}
+    assert not any(_uint8(unseen, [i]).tobytes() in ours for i in range(len(unseen)))
+    assert np.array_equal(_uint8(art.unseen(), range(5)), _uint8(unseen, range(5))), "the same seed again"
+    test = registry.dataset("synthart", split="test", image_size=32, size=200)
+    assert np.array_equal(_uint8(test.unseen(), range(5)), _uint8(unseen, range(5))), "from any split, the training one"
+
+
+def test_training_paintings_themselves_are_copies_and_fresh_ones_of_the_style_are_not(art):
+    style = art.classes.index("Impressionism")  # free strokes: no two paintings share a tile by chance
+    rows = np.flatnonzero(np.asarray(art.targets) == style)[:12]
+    own = _uint8(art, rows)
+    targets = np.full(len(rows), style)
+    assert (evidence.copy_rates(own, targets, art) == 1).all()
+    assert (evidence.copy_rates(own[:, :, ::-1].copy(), targets, art) == 1).all(), "mirrored, still copies"
+    fresh = _uint8(art.unseen(), np.flatnonzero(np.asarray(art.unseen().targets) == style)[:12])
+    assert evidence.copy_rates(fresh, targets, art).mean() < 0.2
+    flat = np.full((2, 32, 32, 3), 128, np.uint8)  # no marks: nothing to copy, no rate
+    assert np.isnan(evidence.copy_rates(flat, np.full(2, style), art)).all()
+
+
+def test_the_texture_probe_is_fixed_and_tells_a_styles_marks_from_another_styles(art):
+    torch.manual_seed(1)
+    probe = evidence.TextureProbe()
+    torch.manual_seed(2)  # whatever the caller's random state, the same network
+    assert all(torch.equal(a, b) for a, b in zip(probe.state_dict().values(), evidence.TextureProbe().state_dict().values()))
+    items = range(0, len(art), 10)
+    truth = torch.stack([art[i][0] for i in items])
+    again = torch.stack([art.render(i, art[i][1], texture=1) for i in items])  # the same painting, other marks
+    other = torch.stack([art.render(i, (art[i][1] + 1) % len(art.classes)) for i in items])  # another style's marks
+    assert probe.distance(truth, truth).abs().max() < 1e-5
+    assert probe.distance(again, truth).mean() < 0.75 * probe.distance(other, truth).mean()

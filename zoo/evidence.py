@@ -1,0 +1,124 @@
+"""Restyle scores that share nothing with what they score.
+
+A judge trained on the training split has seen every tile an example-based restyler copies, so
+its verdict cannot tell a style learned from tiles remembered; a PSNR at a quarter of the side
+cannot see marks at all. The scores here look elsewhere:
+
+* **Unseen judges** (:func:`unseen_judges`): the same judge recipe (zoo/judge.py) trained on
+  paintings of the same styles that the restyler never saw, where the dataset can paint them
+  (:class:`Unseen`: synthart, another seed of the same recipe).
+* **Texture ratio** (:class:`TextureProbe`): the distance between the Gram statistics
+  (zoo/style.py) of a restyle and of its ground truth, over the same distance for the input
+  left unchanged: 0 is the truth's marks, 1 no better than doing nothing. Random marks differ
+  between two samples of a style, so even the truth painted again with other marks is not at 0
+  (about 0.5 on synthart: the ceiling, logged beside it). The statistics come from a fixed,
+  seeded, untrained network, which no run trains and no critic shares, at full resolution.
+* **Copy rate** (:func:`copy_rates`): the share of a restyle's tiles whose marks (their high
+  pass) are a near-copy (cosine ≥ :data:`COPY_COSINE`) of a tile of a training painting of the
+  target style, at any half-tile offset, mirrored or not. The ground truth, freshly painted,
+  scores what an original painting of the style does by chance.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.judge import train_judge
+from zoo.style import gram_vector, high_pass
+from zoo.task import labels_of
+
+SEED = 0
+COPY_COSINE = 0.9  # a tile whose marks correlate this well with a training tile's is a copy of it
+COPY_TILE_SHARE = 1 / 4  # the copy rate's tile, as a share of the image side (16 px at 64 px)
+COPY_SOURCES = 256  # training paintings per style searched for a copy (a seeded sample where more)
+MARKS_RMS = 0.01  # a tile with less high-pass energy than this carries no marks to copy
+
+
+@runtime_checkable
+class Unseen(Protocol):
+    """A dataset capability: ``unseen()`` gives a training split of the same classes, image size
+    and class counts that shares no image with this one (synthart: another seed of its recipe),
+    for judges that never saw what a model trained on this one may have copied."""
+
+    def unseen(self): ...
+
+
+def unseen_judges(train_set, models: list[str], num_classes: int, device: torch.device, *,
+                  steps: int) -> dict[str, nn.Module]:
+    """Each registered classifier of ``models`` trained as a judge on ``train_set.unseen()``;
+    none where the dataset cannot paint unseen paintings."""
+    if not isinstance(train_set, Unseen):
+        return {}
+    unseen = train_set.unseen()
+    return {name: train_judge(unseen, num_classes, device, steps=steps, model=name) for name in models}
+
+
+class TextureProbe(nn.Module):
+    """Gram statistics of the high pass of an image through three fixed random conv layers."""
+
+    def __init__(self, in_chans: int = 3, width: int = 32) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(SEED)
+        shapes = [(in_chans, width, 1), (width, 2 * width, 2), (2 * width, 2 * width, 2)]
+        self.layers = nn.ModuleList()
+        for c_in, c_out, stride in shapes:
+            conv = nn.Conv2d(c_in, c_out, 3, stride, 1)
+            nn.init.kaiming_normal_(conv.weight, a=0.2, nonlinearity="leaky_relu", generator=gen)
+            nn.init.zeros_(conv.bias)
+            self.layers.append(nn.Sequential(conv, nn.LeakyReLU(0.2)))
+        self.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B×D texture vectors of ``x`` (B×C×H×W in [0, 1])."""
+        h, maps = high_pass(x.float()), []
+        for layer in self.layers:
+            h = layer(h)
+            maps.append(h)
+        return gram_vector(maps)
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per item, the distance between the texture vectors of ``a`` and ``b``."""
+        return (self(a) - self(b)).norm(dim=1)
+
+
+def _mark_tiles(images: torch.Tensor, tile: int, stride: int) -> torch.Tensor:
+    """N×(C·tile²): the high pass of every ``tile``-square of ``images`` at ``stride``."""
+    return F.unfold(high_pass(images.float()), tile, stride=stride).transpose(1, 2).flatten(0, 1)
+
+
+@torch.no_grad()
+def copy_rates(painted: np.ndarray, targets: np.ndarray, train_set) -> np.ndarray:
+    """Per painted image (N×H×W×C uint8, each in its style ``targets``), the share of its
+    tiles with marks that copy a training painting of that style; NaN where none has marks."""
+    labels = labels_of(train_set)
+    side = painted.shape[1]
+    tile = max(4, round(side * COPY_TILE_SHARE))
+    rng = np.random.default_rng(SEED)
+    rates = np.full(len(painted), np.nan)
+    for style in np.unique(targets):
+        sources = np.flatnonzero(labels == style)
+        if not len(sources):
+            continue
+        if len(sources) > COPY_SOURCES:
+            sources = np.sort(rng.choice(sources, COPY_SOURCES, replace=False))
+        ours = torch.stack([train_set[int(i)][0] for i in sources])
+        known = torch.cat([_mark_tiles(ours, tile, tile // 2), _mark_tiles(ours.flip(-1), tile, tile // 2)])
+        known = F.normalize(known[known.pow(2).mean(1).sqrt() > MARKS_RMS], dim=1)
+        rows = np.flatnonzero(targets == style)
+        images = torch.from_numpy(np.ascontiguousarray(painted[rows])).permute(0, 3, 1, 2).float() / 255
+        tiles = _mark_tiles(images, tile, tile).view(len(rows), -1, known.shape[1] if len(known) else tile * tile * 3)
+        marked = tiles.pow(2).mean(2).sqrt() > MARKS_RMS
+        if not len(known):
+            rates[rows] = np.where(marked.any(1).numpy(), 0.0, np.nan)
+            continue
+        best = torch.cat([(part @ known.T).max(1).values for part in F.normalize(tiles.flatten(0, 1), dim=1).split(1024)])
+        copied = (best.view(len(rows), -1) >= COPY_COSINE) & marked
+        count = marked.sum(1)
+        rates[rows] = torch.where(count > 0, copied.sum(1) / count.clamp_min(1), torch.nan).double().numpy()
+    return rates
