@@ -286,6 +286,28 @@ def _check_painting(task, cfg: dict, args: argparse.Namespace) -> None:
                           f"not {args.mark_scale!r}") from None
 
 
+def _use_exemplars(task, cfg: dict, args: argparse.Namespace) -> None:
+    """``--exemplars DIR``: the pictures in DIR, at the run's size, become the marks of ``--style``."""
+    net = getattr(task, "net", None)
+    if not callable(getattr(net, "use_exemplars", None)) or getattr(net, "exemplars", None) is None:
+        raise Refused(f"--exemplars is for restyle runs that paint exemplar marks (cond_ae, model.marks=exemplar); "
+                      f"this run's model is {cfg['entry']} with {cfg['model'].get('marks', 'no')} marks")
+    classes = list(cfg["classes"])
+    if args.style in (None, "all"):
+        raise Refused(f"--exemplars gives one style's marks: name it with --style (one of {', '.join(classes)})")
+    size, pictures = int(cfg["data"]["image_size"]), []
+    for path, _ in find_images([args.exemplars]):
+        try:
+            pictures.append(as_tensor(read_image(path, size), int(cfg["in_chans"])))
+        except UnreadableImage as exc:
+            print(f"skipped exemplar {path}: {exc}", file=sys.stderr)
+    if not pictures:
+        raise Refused(f"no readable picture in {args.exemplars} to take {args.style}'s marks from")
+    device = next(net.parameters()).device
+    kept = net.use_exemplars(torch.stack(pictures).to(device), classes.index(args.style))
+    print(f"{args.style}'s marks: {kept} tiles of the {len(pictures)} pictures in {args.exemplars}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -300,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="restyles: how many times larger than in training the marks are painted; auto "
                              "(the default) keeps them as large, relative to the picture, as in training; 1 "
                              "paints them at their trained size in pixels")
+    parser.add_argument("--exemplars", type=Path, metavar="DIR",
+                        help="restyles with exemplar marks: paint the --style's marks from the pictures in DIR "
+                             "(your own paintings of that style) instead of the training paintings' tiles")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: cpu)")
     parser.add_argument("--overwrite", action="store_true", help="write into an --out that already holds files")
@@ -319,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             raise Refused(str(exc)) from None
         _targets(task, list(cfg["classes"]), args.style)  # an unknown style, before any image is read
         _check_painting(task, cfg, args)
+        if args.exemplars is not None:
+            _use_exemplars(task, cfg, args)
     except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -138,7 +138,7 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
             best = {f"{loop.main_key}_best": math.nan if state.best is None else float(state.best)}
             if run:
                 # what picked checkpoints/best.pt, and what sweeps rank by
-                run.log_metrics(best, step=state.epoch, timestamp=loop.tested_at)
+                run.log_metrics(best, step=0, timestamp=loop.tested_at)  # a final score, as the test's
                 served = next((n for n in registry.served_checkpoints(logged) if (loop.run_dir / n).is_file()), None)
                 note = describe(type(task), logged, metrics, run_id=run_id, served=served or "no checkpoint")
                 run.log_tags({NOTE: note})
@@ -147,7 +147,7 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
                                dataset_identity(sets["test"], logged["data"], "test")),
                               (best, dataset_identity(sets["valid"], logged["data"], "validation"))]
                     _log_model(run, logged, loop.run_dir / served, t["register"], note=note,
-                               scores=scores, step=state.epoch, timestamp=loop.tested_at)
+                               scores=scores, step=0, timestamp=loop.tested_at)
             return {**metrics, **best, "run_id": run_id}
         except Killed as exc:
             exc.run_id = run_id  # which run a sweep's trial was
@@ -468,7 +468,9 @@ class _Loop:
             metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
             if self.run:
                 self.run.log_artifacts(out)
-            self.tested_at = self._log(metrics, step=self.state.epoch)
+            # step 0: MLflow's UI charts a metric whose last step is 0 as one bar per run, the view
+            # of a final score (at a step ≥ 1, each is a line of one dot)
+            self.tested_at = self._log(metrics, step=0)
             print("test: " + ", ".join(f"{k.removeprefix('test/')}={v:.4g}" for k, v in sorted(metrics.items())),
                   flush=True)
             print(headline_table(type(self.task), {k: f"{v:.4g}" for k, v in metrics.items()}), flush=True)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import mlflow
 import pytest
 import torch
 
@@ -316,3 +317,25 @@ def test_marks_gain_at_one_scores_what_the_restyle_run_scored(capsys):
 
     with pytest.raises(SystemExit, match="no config.json"):
         bench_script("marks_gain").main(["artzoo_runs"])
+
+
+@pytest.mark.slow
+def test_restyle_evidence_compares_marks_on_the_validation_and_test_splits(tmp_path, monkeypatch, capsys):
+    evidence = bench_script("restyle_evidence")
+    monkeypatch.setattr(sys, "argv", ["restyle_evidence.py", "--seeds", "0", "--out", str(tmp_path), "data.size=100",
+                                      "data.image_size=16", "train.epochs=1", "train.judge_steps=10", "train.umap=false",
+                                      "train.max_steps_per_epoch=3"])
+    evidence.main()
+    written = (tmp_path / "restyle_evidence.md").read_text()
+    assert written.strip() in capsys.readouterr().out and "CPU threads" in written.splitlines()[0]
+    header = [c.strip() for c in written.splitlines()[2].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in written.splitlines()[4:]]
+    assert [(r["marks"], r["split"]) for r in rows] == [("exemplar", "valid"), ("exemplar", "test"),
+                                                         ("learned", "valid"), ("learned", "test")]
+    run = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                             filter_string="params.`model.marks` = 'learned'")[0]
+    test = next(r for r in rows if (r["marks"], r["split"]) == ("learned", "test"))
+    assert float(test["restyle_copy_rate"].split(" ± ")[0]) == pytest.approx(run.data.metrics["test/restyle_copy_rate"],
+                                                                               abs=1e-3)
+    assert test["stored_training_bytes"] == "0.00 MB", "learned marks keep no training pixels"
+    assert float(next(r for r in rows if r["marks"] == "exemplar")["stored_training_bytes"].split()[0]) > 0

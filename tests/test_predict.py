@@ -189,6 +189,32 @@ def _photo() -> np.ndarray:
     return load_sample_image("china.jpg")
 
 
+def test_a_style_can_take_its_marks_from_the_users_own_paintings_instead_of_the_training_tiles(store, capsys,
+                                                                                             tmp_path):
+    classes = json.loads(mlflow.get_run(store["cond_ae"]).data.tags["zoo.classes"])
+    style = classes[3]
+    picture = tmp_path / "in" / "p.png"
+    picture.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(picture)
+    flat = tmp_path / "flat"  # paintings without marks, and one that is no picture at all
+    flat.mkdir()
+    for c in range(3):
+        Image.fromarray(np.full((24, 24, 3), PALETTE[c], np.uint8)).save(flat / f"f{c}.png")
+    (flat / "broken.png").write_bytes(UNREADABLE["notes-renamed.png"][0])
+    own = predict(capsys, store["cond_ae"], picture, "--style", style, "--exemplars", flat, "--out", tmp_path / "own")
+    assert own.returncode == 0, own.stderr
+    assert "skipped exemplar" in own.stderr and "broken.png" in own.stderr
+    assert f"{style}'s marks: 3 tiles of the 3 pictures in {flat}" in own.stderr  # 16-px tiles at the run's 16 px
+    plain = predict(capsys, store["cond_ae"], picture, "--style", style, "--out", tmp_path / "plain")
+    task, _, _ = load(store["cond_ae"])
+    x = torch.from_numpy(_pixels(picture)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():  # flat exemplars carry no marks: the smooth image alone is painted
+        smooth = to_rgb8(task.net.smooth(task.net.encode(x), torch.tensor([3])).clamp(0, 1))[0]
+    painted = _pixels(tmp_path / "own" / "restyled" / style / "p.png")
+    assert np.abs(painted.astype(int) - smooth).max() <= 1
+    assert plain.returncode == 0 and not np.array_equal(painted, _pixels(tmp_path / "plain" / "restyled" / style / "p.png"))
+
+
 def test_a_photo_is_restyled_at_its_own_size_or_a_chosen_one_with_its_marks_scaled(store, capsys, tmp_path):
     classes = json.loads(mlflow.get_run(store["cond_ae"]).data.tags["zoo.classes"])
     photo = tmp_path / "china.jpg"
@@ -268,10 +294,13 @@ def _no_checkpoint_run(tmp_path: Path) -> str:
         (["{cond_ae}", "{img}", "--size", "0"], ["--size must be at least 1 pixel"]),
         (["{cond_ae}", "{img}", "--mark-scale", "0.5"], ["--mark-scale must be auto or a number ≥ 1"]),
         (["{cnn}", "{img}", "--mark-scale", "2"], ["--mark-scale is for restyle runs"]),
+        (["{cnn}", "{img}", "--exemplars", "{taken}"], ["--exemplars is for restyle runs that paint exemplar marks"]),
+        (["{cond_ae}", "{img}", "--exemplars", "{taken}"], ["--exemplars gives one style's marks", "--style"]),
     ],
     ids=["missing-path", "unknown-style", "style-for-a-classifier", "unknown-run", "not-a-run",
          "unknown-registered-model", "run-without-checkpoint", "existing-out", "size-for-a-classifier",
-         "size-zero", "mark-scale-below-one", "mark-scale-for-a-classifier"],
+         "size-zero", "mark-scale-below-one", "mark-scale-for-a-classifier", "exemplars-for-a-classifier",
+         "exemplars-without-a-style"],
 )
 def test_bad_input_is_refused_with_status_2_before_any_image_is_read(store, capsys, tmp_path, args, words):
     img = tmp_path / "one.png"
@@ -411,6 +440,9 @@ def test_the_logged_model_carries_the_runs_scores_and_description_and_no_machine
     assert model.tags["mlflow.note.content"] == note
     assert f"scored with `{served}`" in note and f"| {headline} | {logged.data.metrics[f'test/{headline}']:.4g} |" in note
     assert f"python -m runners.predict {store[run]}" in note
+    stored = logged.data.metrics.get("test/stored_training_bytes", 0)
+    assert (stored > 0) == (run == "cond_ae"), "exemplar marks keep training tiles; a classifier keeps none"
+    assert (f"{stored / 2**20:.1f} MB of training paintings' pixels" in note) == (run == "cond_ae")
 
 
 @pytest.mark.browser
@@ -441,6 +473,9 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
         assert "system/" not in shown, "no machine samples among the model's metrics"
 
         page.goto(f"{served}/#/experiments/{experiment}/runs/{store['cond_ae']}/model-metrics")
+        page.get_by_placeholder("Search metric charts").fill("identity_psnr")  # a test score: a bar, not one dot
+        page.locator(".barlayer .point").first.wait_for(timeout=60_000)
+        assert page.locator(".scatterlayer .point").count() == 0
         page.get_by_placeholder("Search metric charts").fill("restyle")
         card = page.locator("img[src*='restyle%2Bstep%2B']")  # MLflow's own card, from the run's logged images
         for _ in range(60):  # the cards are drawn as they scroll into view, below the restyle metrics

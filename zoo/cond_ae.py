@@ -214,6 +214,15 @@ class ExemplarMarks(nn.Module):
             self.kept[style] += len(new)
         self._seen = self._stamp()  # its own writes: the counts say which styles changed
 
+    @torch.no_grad()
+    def replace(self, style: int, images: torch.Tensor) -> int:
+        """Keep tiles of ``images`` (in [0, 1], sides multiples of the tile) as ``style``'s only
+        tiles, up to the bank's size; how many were kept."""
+        self.kept[style] = 0
+        self.remember(images, torch.full((len(images),), style, dtype=torch.long, device=images.device))
+        self._cache.pop(style, None)  # the same count of other tiles: the cached colours are not theirs
+        return int(self.kept[style])
+
     def forward(self, smooth: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The marks for ``smooth`` (B×C×H×W) in the styles ``weights`` (B×styles; a blend blends
         the styles' marks). A style with no kept tile paints none."""
@@ -324,6 +333,19 @@ class CondAE(nn.Module):
             h = block(h, weights)
         colours = code[:, : self.in_chans] + self.correction(h)
         return F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
+
+    def use_exemplars(self, images: torch.Tensor, style: int) -> int:
+        """Paint ``style``'s marks from ``images`` (B×C×H×W in [0, 1], a user's own paintings)
+        instead of the training tiles kept for it: reference-guided restyling. How many tiles
+        were kept; a :class:`ValueError` for learned marks, which come from the weights."""
+        if self.exemplars is None:
+            raise ValueError("this cond_ae paints learned marks (model.marks=learned), from its weights: it has no "
+                             "exemplar tiles to replace")
+        t = self.exemplars.tile
+        h, w = images.shape[-2:]
+        if h < t or w < t:
+            raise ValueError(f"exemplar paintings must be at least one tile ({t} px) on each side, not {h}×{w}")
+        return self.exemplars.replace(style, images)
 
     def training_pixel_bytes(self) -> int:
         """Bytes of training paintings' pixels the model holds (its kept tiles; learned marks: 0).
