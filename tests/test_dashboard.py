@@ -391,6 +391,26 @@ def test_restyle_page_shows_each_judges_accuracy_per_target_style(filled, open_p
 
 
 @pytest.mark.slow
+def test_restyle_page_shows_the_unseen_judges_and_the_marks_evidence_per_style(open_page):
+    from runners import config, train
+
+    run_id = train.train(config.resolve("cond_ae", ["train.log_model=false", "data.size=100", "data.image_size=16",
+                                                    "train.epochs=1", "train.max_steps_per_epoch=3",
+                                                    "train.judge_steps=10", "train.umap=false"]))["run_id"]
+    at = open_page(os.environ["MLFLOW_TRACKING_URI"], "views/restyle.py", run_id)
+    table = next(d.value for d in at.dataframe if "panel_unseen" in d.value.columns)
+    assert (table["panel_unseen"] == table[["acc_unseen_cnn", "acc_unseen_timm_net"]].min(axis=1)).all()
+    accs = figure(next(c for c in at.get("plotly_chart") if "acc_by_style" in c.proto.id))
+    assert {t["name"] for t in accs["data"]} == {"cnn", "timm_net", "unseen_cnn", "unseen_timm_net"}
+    marks = figure(next(c for c in at.get("plotly_chart") if "marks_by_style" in c.proto.id))
+    bars = {t["name"]: (list(t["y"]), array(t["x"])) for t in marks["data"]}
+    assert bars.keys() == {"texture_ratio", "texture_ratio_resample", "copy_rate", "copy_rate_truth"}
+    styles, ratios = bars["texture_ratio"]
+    assert styles == list(table["style"]) and np.allclose(ratios, table["texture_ratio"])
+    assert any("never saw" in c.value for c in at.caption) and any("copy_rate_truth" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
 def test_restyle_page_takes_an_uploaded_picture_and_refuses_a_broken_one(filled, media, open_page):
     at = open_page(filled["uri"], "views/restyle.py", filled["cond_ae"])
     at.radio(key="source").set_value("your own picture").run()
