@@ -201,6 +201,9 @@ def test_run_page_shows_a_classifiers_scores_confusion_matrix_and_per_class_tabl
     scores = MlflowClient(filled["uri"]).get_run(filled["cnn"]).data.metrics
     shown = {m.label: m.value for m in at.metric}
     assert shown["acc"] == f"{scores['test/acc']:.4g}" and "macro_f1" in shown and "balanced_acc" in shown
+    curves = next(m for m in at.multiselect if m.label == "Curves")  # curves, not the one-number best
+    assert "train/loss" in curves.value and "val/macro_f1" in curves.value
+    assert "val/macro_f1_best" in curves.options and "val/macro_f1_best" not in curves.value
     classes = [str(d) for d in range(10)]
     per_class = at.tabs[2].dataframe[0].value
     assert list(per_class["class"]) == classes

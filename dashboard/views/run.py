@@ -61,7 +61,8 @@ with tab_curves:
     if not curves:
         st.info("This run logged no training or validation curves.")
     else:
-        default = [k for k in curves if k == "train/loss" or (k.startswith("val/") and not k.endswith("/count"))]
+        # val/<metric>_best is one number, not a curve: offered, not drawn by default
+        default = [k for k in curves if k == "train/loss" or (k.startswith("val/") and not k.endswith(("/count", "_best")))]
         chosen = st.multiselect("Curves", curves, default=default[:8])
         for start in range(0, len(chosen), 2):
             for col, key in zip(st.columns(2), chosen[start : start + 2]):
