@@ -57,3 +57,13 @@ def test_the_texture_probe_is_fixed_and_tells_a_styles_marks_from_another_styles
     other = torch.stack([art.render(i, (art[i][1] + 1) % len(art.classes)) for i in items])  # another style's marks
     assert probe.distance(truth, truth).abs().max() < 1e-5
     assert probe.distance(again, truth).mean() < 0.75 * probe.distance(other, truth).mean()
+
+
+def test_the_structure_score_sees_outlines_on_the_scenes_boundaries_and_not_elsewhere(art):
+    pop = art.classes.index("Pop_Art")  # dark outlines round every region of the scene
+    items = range(0, len(art), 10)
+    truth = torch.stack([art.render(i, pop) for i in items])
+    again = torch.stack([art.render(i, pop, texture=1) for i in items])  # the same outlines, other marks
+    shuffled = torch.roll(truth, 1, 0)  # Pop_Art's outlines of other scenes: copied from elsewhere
+    assert torch.allclose(evidence.structure(truth, truth), torch.ones(len(truth)), atol=1e-5)
+    assert evidence.structure(again, truth).mean() > evidence.structure(shuffled, truth).mean() + 0.3

@@ -269,6 +269,7 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     assert scores["restyle_acc_unseen"] == scores["restyle_acc_unseen_by_cnn"] and 0 <= scores["judge_acc_unseen_by_cnn"] <= 1
     assert 0 < scores["restyle_texture_ratio_resample"] < 1 and 0 < scores["restyle_texture_ratio"]
     assert 0 <= scores["restyle_copy_rate_truth"] <= 1
+    assert scores["restyle_structure_baseline"] < scores["restyle_structure_resample"] <= 1
     assert 0 <= scores["restyle_copy_rate"] <= 1 and scores["stored_training_bytes"] == 0, "an untrained model kept none"
     table = list(csv.DictReader((tmp_path / "tables" / "restyle_per_style.csv").read_text().splitlines()))
     targets = saved["targets"]

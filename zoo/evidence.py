@@ -13,6 +13,11 @@ cannot see marks at all. The scores here look elsewhere:
   between two samples of a style, so even the truth painted again with other marks is not at 0
   (about 0.5 on synthart: the ceiling, logged beside it). The statistics come from a fixed,
   seeded, untrained network, which no run trains and no critic shares, at full resolution.
+* **Structure** (:func:`structure`): the correlation of a restyle's edges (the gradient
+  magnitude of its luminance at full resolution) with the truth's: where a style's marks follow
+  the scene (Pop_Art's outlines on its regions' boundaries, Cubism's facets), a restyle that
+  copies marks from elsewhere puts edges where the scene has none. Beside it the input's and the
+  truth painted with other marks (the floor and the ceiling).
 * **Copy rate** (:func:`copy_rates`): the share of a restyle's tiles whose marks (their high
   pass) are a near-copy (cosine ≥ :data:`COPY_COSINE`) of a tile of a training painting of the
   target style, at any half-tile offset, mirrored or not. The ground truth, freshly painted,
@@ -85,6 +90,26 @@ class TextureProbe(nn.Module):
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per item, the distance between the texture vectors of ``a`` and ``b``."""
         return (self(a) - self(b)).norm(dim=1)
+
+
+_LUMA = (0.299, 0.587, 0.114)
+_SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def edges(x: torch.Tensor) -> torch.Tensor:
+    """B×H·W: the Sobel gradient magnitude of ``x``'s luminance (B×C×H×W in [0, 1]), full resolution."""
+    x = x.float()
+    y = (x * x.new_tensor(_LUMA)[:, None, None]).sum(1, keepdim=True) if x.shape[1] == 3 else x.mean(1, keepdim=True)
+    k = _SOBEL.to(x.device)[None, None]
+    gx, gy = F.conv2d(y, k, padding=1), F.conv2d(y, k.transpose(2, 3), padding=1)
+    return (gx.square() + gy.square()).sqrt().flatten(1)
+
+
+def structure(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per item, the Pearson correlation of the edges of ``a`` and ``b`` (1: edges in the same places)."""
+    ea, eb = edges(a), edges(b)
+    ea, eb = ea - ea.mean(1, keepdim=True), eb - eb.mean(1, keepdim=True)
+    return (ea * eb).sum(1) / (ea.norm(dim=1) * eb.norm(dim=1)).clamp_min(1e-8)
 
 
 def _mark_tiles(images: torch.Tensor, tile: int, stride: int) -> torch.Tensor:

@@ -123,6 +123,8 @@ class Restyle(Reconstruct):
                                  "marks, 1 no better than doing nothing; lower is better (the truth painted again "
                                  "with other marks: the ceiling)",
         "restyle_copy_rate": "share of a restyle's tiles whose marks copy a training painting's tile",
+        "restyle_structure": "correlation of a restyle's edges with the true painting's, at full resolution: marks "
+                             "that follow the scene (outlines, facets) put edges where it has them",
         "restyle_psnr_gt": "dB between a restyle and the true painting of its scene in that style, at a quarter of "
                            "the side (the colours and layout, not the marks); higher is closer",
         "restyle_psnr_gt_baseline": "the same of the input left unchanged: what doing nothing scores",
@@ -130,6 +132,7 @@ class Restyle(Reconstruct):
     }
     metric_bounds = {"restyle_psnr_gt": ("restyle_psnr_gt_baseline", "restyle_psnr_gt_resample"),
                      "restyle_texture_ratio": (None, "restyle_texture_ratio_resample"),
+                     "restyle_structure": ("restyle_structure_baseline", "restyle_structure_resample"),
                      "restyle_copy_rate": ("restyle_copy_rate_truth", None)}
 
     def __init__(
@@ -379,6 +382,8 @@ class Restyle(Reconstruct):
                     scores["texture/restyle"].append(probe.distance(restyled, truth))
                     scores["texture/input"].append(probe.distance(x, truth))
                     scores["texture/resample"].append(probe.distance(again, truth))
+                    for name, image in (("restyle", restyled), ("input", x), ("resample", again)):
+                        scores[f"structure/{name}"].append(evidence.structure(image, truth))
                     arrays["ground_truth"].append(to_uint8(truth))
             grid = self._testimage_grid(test_set, labels, device)
 
@@ -405,6 +410,8 @@ class Restyle(Reconstruct):
             for name in ("", "_resample"):  # the restyle's, and the ceiling: the truth painted with other marks
                 result[f"restyle_texture_ratio{name}"] = (per_item[f"texture/{name.strip('_') or 'restyle'}"].mean()
                                                           / per_item["texture/input"].mean())
+            for name, suffix in (("restyle", ""), ("input", "_baseline"), ("resample", "_resample")):
+                result[f"restyle_structure{suffix}"] = per_item[f"structure/{name}"].mean()
         for name in ("restyle", "truth"):
             if f"copied/{name}" in per_item and not np.isnan(per_item[f"copied/{name}"]).all():
                 result["restyle_copy_rate" + ("" if name == "restyle" else "_truth")] = np.nanmean(
@@ -507,8 +514,8 @@ def per_style(classes: list[str], targets: np.ndarray, per_item: dict[str, np.nd
     ``acc_<judge>`` for each judge, ``panel`` (the lowest of them), the same of the judges that
     never saw the training paintings (``acc_unseen_<judge>``, ``panel_unseen``), the mean of
     each PSNR of ``per_item`` (``psnr_gt``, ``psnr_gt_baseline``, ``psnr_gt_resample``) that it
-    holds, ``texture_ratio`` and ``copy_rate`` (and ``copy_rate_truth``) where it holds them
-    (zoo/evidence.py)."""
+    holds, ``texture_ratio`` (and ``_resample``), ``structure`` (and ``_baseline``, ``_resample``)
+    and ``copy_rate`` (and ``copy_rate_truth``) where it holds them (zoo/evidence.py)."""
     rows = []
     for s, style in enumerate(classes):
         pick = targets == s
@@ -523,6 +530,10 @@ def per_style(classes: list[str], targets: np.ndarray, per_item: dict[str, np.nd
         if "texture/restyle" in per_item:
             for name, column in (("restyle", "texture_ratio"), ("resample", "texture_ratio_resample")):
                 row[column] = float(per_item[f"texture/{name}"][pick].mean() / per_item["texture/input"][pick].mean())
+        if "structure/restyle" in per_item:
+            for name, column in (("restyle", "structure"), ("input", "structure_baseline"),
+                                 ("resample", "structure_resample")):
+                row[column] = float(per_item[f"structure/{name}"][pick].mean())
         for name, column in (("restyle", "copy_rate"), ("truth", "copy_rate_truth")):
             copied = per_item.get(f"copied/{name}")
             if copied is not None and not np.isnan(copied[pick]).all():
