@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import mlflow
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -411,6 +412,36 @@ def test_restyle_page_shows_the_unseen_judges_and_the_marks_evidence_per_style(o
     styles, ratios = bars["texture_ratio"]
     assert styles == list(table["style"]) and np.allclose(ratios, table["texture_ratio"])
     assert any("never saw" in c.value for c in at.caption) and any("copy_rate_truth" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_restyle_page_paints_a_styles_marks_from_the_users_own_paintings(filled, media, open_page):
+    from runners.inference import load
+    from zoo.task import to_uint8
+
+    at = open_page(filled["uri"], "views/restyle.py", filled["cond_ae"])
+    at.selectbox(key="target").set_value(3).run()
+    live = [c for e in at.image for c in e.captions if "live" in c][0]
+    before = picture(at, media, live)
+    flat = []  # paintings without marks, and a file that is none
+    for colour in ((200, 30, 30), (30, 30, 200)):
+        png = io.BytesIO()
+        Image.fromarray(np.full((24, 24, 3), colour, np.uint8)).save(png, "PNG")
+        flat.append((f"{colour}.png", png.getvalue(), "image/png"))
+    at.file_uploader(key="exemplars").set_value([*flat, ("notes.png", b"not a picture", "image/png")]).run()
+    assert not at.exception
+    assert any("1 of the 3 files are not pictures" in w.value for w in at.warning)
+    classes = json.loads(MlflowClient(filled["uri"]).get_run(filled["cond_ae"]).data.tags["zoo.classes"])
+    own = picture(at, media, f"{classes[3]} · marks from your 2 paintings")
+    saved = mlflow.artifacts.download_artifacts(run_id=filled["cond_ae"], artifact_path="restyle/test.npz",
+                                                tracking_uri=filled["uri"])
+    with np.load(saved, allow_pickle=False) as logged:  # the test image the page shows first
+        x = torch.from_numpy(logged["images"][0]).permute(2, 0, 1)[None].float() / 255
+    task, _, _ = load(filled["cond_ae"], client=MlflowClient(filled["uri"]))
+    with torch.no_grad():  # flat paintings carry no marks: the smooth image alone is painted
+        smooth = to_uint8(task.net.smooth(task.net.encode(x), torch.tensor([3])).clamp(0, 1))[0]
+    assert np.abs(own.astype(int) - smooth).max() <= 1 and not np.array_equal(own, before)
+    assert np.array_equal(picture(at, media, live), before), "the run's own model is left as it was"
 
 
 @pytest.mark.slow

@@ -2,6 +2,9 @@
 checkpoint, live on the CPU, or in a blend of two styles set with a slider; and see, per target
 style, how often each judge of the panel calls the run's restyles that style."""
 
+import copy
+import hashlib
+
 import numpy as np
 import plotly.express as px
 import streamlit as st
@@ -11,7 +14,7 @@ import registry
 from dashboard import store, ui
 from zoo.data import UnreadableImage
 from zoo import pictures
-from zoo.imageio import IMAGE_SUFFIXES, read_picture
+from zoo.imageio import IMAGE_SUFFIXES, read_image, read_picture
 from zoo.restyle import LEGACY_TEST_GRID, TEST_GRID
 from zoo.task import to_rgb8
 
@@ -58,6 +61,23 @@ def ground_truth(uri: str, run_id: str, item: int, style: int) -> np.ndarray | N
     if dataset is None or item >= len(dataset):
         return None
     return to_rgb8(render_all(dataset, [item], [style]))[0]
+
+
+@st.cache_resource(show_spinner="Cutting your paintings into tiles…", max_entries=4)
+def with_exemplars(_task, run_id: str, style: int, paintings: tuple[bytes, ...], in_chans: int, image_size: int):
+    """A copy of the run's task whose ``style`` paints its marks from ``paintings`` (each read at
+    the run's size, as the training tiles were), and how many were readable; the run's own task,
+    shared by every session, is left as it is."""
+    readable = []
+    for data in paintings:
+        try:
+            readable.append(pictures.as_tensor(read_image(data, image_size), in_chans))
+        except UnreadableImage:
+            continue
+    mine = copy.deepcopy(_task)
+    if readable:
+        mine.net.use_exemplars(torch.stack(readable), style)
+    return mine, len(readable)
 
 
 def upload_side(height: int, width: int) -> int | None:
@@ -155,6 +175,27 @@ with live:
                     pics[2].image(truth, caption=f"ground truth · {classes[chosen]}", width="stretch", output_format="PNG")
                 if int(logged["targets"][item]) == chosen:  # what the run scored at its end, for this style
                     pics[3].image(logged["restyled"][item], caption=f"logged · {classes[chosen]}", width="stretch", output_format="PNG")
+
+            if getattr(getattr(task, "net", None), "exemplars", None) is not None and second is None:
+                with st.expander(f"{classes[target]}'s marks from your own paintings", expanded=False):
+                    st.caption(f"The model copies its marks from tiles of its training paintings of each style. Upload "
+                               f"paintings of {classes[target]} of your own, and its marks come from them instead "
+                               f"(for this page only).")
+                    mine = st.file_uploader("Your paintings", type=sorted(s.lstrip(".") for s in IMAGE_SUFFIXES),
+                                            accept_multiple_files=True, max_upload_size=UPLOAD_MB, key="exemplars")
+                    if mine:
+                        data = tuple(f.getvalue() for f in mine)
+                        guided, readable = with_exemplars(task, run_id, target, data, int(cfg.get("in_chans", 3)), size)
+                        if readable < len(data):
+                            st.warning(f"{len(data) - readable} of the {len(data)} files are not pictures and were skipped.")
+                        if readable:
+                            digest = hashlib.sha256(b"".join(data)).hexdigest()[:16]
+                            own = restyle(guided, f"{run_id}:{target}:{digest}", image, tuple(float(w) for w in weights),
+                                          int(cfg.get("in_chans", 3)), size)
+                            st.image(own, caption=f"{classes[target]} · marks from your {readable} paintings",
+                                     output_format="PNG")
+                            st.download_button("Download", ui.png(own), key="own_marks",
+                                               file_name=f"restyled-{classes[target]}-your-marks.png", mime="image/png")
 
             with st.expander("Every style", expanded=False):
                 strip = [restyle(task, run_id, image, tuple(float(w) for w in np.eye(len(classes))[s]),
