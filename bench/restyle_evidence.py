@@ -60,7 +60,7 @@ def scores_on(run_id: str, split: str) -> dict[str, float]:
 
 def cell(values: list[float], name: str) -> str:
     if name == "stored_training_bytes":
-        return f"{np.mean(values) / 2**20:.2f} MB"
+        return f"{np.mean(values) / 1e6:.2f} MB"
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
