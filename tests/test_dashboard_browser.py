@@ -112,7 +112,10 @@ def test_every_page_renders_in_chromium_without_an_error(server, tmp_path):
             alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
             raise AssertionError(f"no live restyle: {alerts}") from None
         page.get_by_text("your own picture").click()
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(picture)
+        # the picture's uploader, not the exemplar paintings' one further down
+        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Your picture")
+        uploader.wait_for(timeout=90_000)
+        uploader.locator('input[type="file"]').set_input_files(picture)
         page.get_by_text("your picture", exact=True).wait_for(timeout=90_000)  # the upload's own caption
         # at its own size, 64×48, not the run's 16×16: its marks as large as in training, and at 16 px
         page.get_by_text("· live · 64×48 · marks at their trained size").wait_for(timeout=90_000)
