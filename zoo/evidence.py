@@ -137,7 +137,7 @@ def copy_rates(painted: np.ndarray, targets: np.ndarray, train_set) -> np.ndarra
         known = F.normalize(known[known.pow(2).mean(1).sqrt() > MARKS_RMS], dim=1)
         rows = np.flatnonzero(targets == style)
         images = torch.from_numpy(np.ascontiguousarray(painted[rows])).permute(0, 3, 1, 2).float() / 255
-        tiles = _mark_tiles(images, tile, tile).view(len(rows), -1, known.shape[1] if len(known) else tile * tile * 3)
+        tiles = _mark_tiles(images, tile, tile).view(len(rows), -1, images.shape[1] * tile * tile)
         marked = tiles.pow(2).mean(2).sqrt() > MARKS_RMS
         if not len(known):
             rates[rows] = np.where(marked.any(1).numpy(), 0.0, np.nan)
