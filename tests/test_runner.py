@@ -23,7 +23,7 @@ from runners import config, train
 TINY = ["train.log_model=false", "data.size=100", "data.image_size=32", "train.epochs=2", "train.batch_size=16", "train.log_every=1"]
 BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dist == "artzoo"]
 TASK_METRICS = {
-    "classify": ["test/acc", "test/macro_f1", "test/balanced_acc"],
+    "classify": ["test/acc", "test/macro_f1", "test/balanced_acc", "test/ece", "val/ece"],
     "reconstruct": ["test/mse", "test/psnr", "test/ssim", "test/cluster_nmi_pca", "test/cluster_ari_pca",
                     "test/silhouette_pca", "test/style_cluster_nmi_pca", "test/untrained_style_cluster_nmi_pca",
                     "test/style_p_at_10", "test/code_p_at_10", "train/style_nce"],
@@ -34,7 +34,7 @@ TASK_METRICS = {
 # the restyle judge's default 400 training steps are most of a tiny run; a few make the same schema
 TASK_OVERRIDES = {"restyle": ["train.judge_steps=40"]}
 TASK_ARTIFACTS = {
-    "classify": ["plots/confusion_matrix.png", "tables/per_class.csv"],
+    "classify": ["plots/confusion_matrix.png", "tables/per_class.csv", "plots/reliability.png"],
     "reconstruct": ["embeddings/test.npz"],
     "restyle": ["restyle/test.npz", "plots/restyle_test.png"],
 }

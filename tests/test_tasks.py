@@ -464,3 +464,16 @@ def test_image_grid_puts_item_i_in_row_i_and_its_k_th_picture_in_column_k():
         for k in range(3):
             block = grid[i * 4 : (i + 1) * 4, k * 5 : (k + 1) * 5]
             assert (block == round((i * 3 + k) / 10 * 255)).all()
+
+
+def test_the_calibration_error_is_small_for_honest_confidence_and_the_gap_for_overconfidence():
+    from zoo.metrics import calibration_bins, expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.05, 1.0, 200_000)
+    honest = rng.random(confidence.size) < confidence  # right as often as it says
+    assert expected_calibration_error(confidence, honest) < 0.01
+    sure = np.full(1000, 0.99)  # 99 % sure, right half the time
+    assert expected_calibration_error(sure, np.arange(1000) % 2 == 0) == pytest.approx(0.49)
+    count, mean_conf, accuracy = calibration_bins(np.array([0.15, 0.12, 0.95]), np.array([1, 0, 1]), bins=10)
+    assert count.tolist() == [0, 2, 0, 0, 0, 0, 0, 0, 0, 1] and accuracy[1] == 0.5 and mean_conf[9] == 0.95

@@ -41,6 +41,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from torch import nn
 from torchvision.utils import make_grid
 
+from zoo.metrics import calibration_bins, expected_calibration_error
 from zoo.task import Task, dry_forward, labels_of, shape_of, to_uint8
 
 __all__ = ["Classify", "classification_metrics", "class_weights", "shot_groups", "shot_thresholds"]
@@ -202,7 +203,8 @@ class Classify(Task):
     @torch.no_grad()
     def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.net(images).float()
-        return {"pred": logits.argmax(1), "label": labels,
+        confidence, pred = logits.softmax(1).max(1)
+        return {"pred": pred, "label": labels, "confidence": confidence,
                 "loss": F.cross_entropy(logits, labels, reduction="none")}
 
     @torch.no_grad()
@@ -227,24 +229,31 @@ class Classify(Task):
             return {}
         metrics = classification_metrics(outputs["label"], outputs["pred"], len(self.classes))
         metrics.update(group_recalls(outputs["label"], outputs["pred"], self.train_counts))
+        if "confidence" in outputs:  # a subclass's eval_step may not give it
+            metrics["ece"] = expected_calibration_error(outputs["confidence"], outputs["label"] == outputs["pred"])
         return {"loss": float(np.mean(outputs["loss"])), **metrics}
 
     def finalize(self, *, train_set, test_set, out: Path, device: torch.device) -> dict[str, float]:
         """The test set's confusion matrix (plot and table), per-class scores, and each class's
         recall against its training count; returns the shot groups' thresholds."""
-        labels, preds = self._predict(test_set, device)
+        labels, preds, confidence = self._predict(test_set, device)
         write_report(labels, preds, self.classes, Path(out), train_counts=self.train_counts)
+        _plot_reliability(confidence, labels == preds, Path(out) / "plots" / "reliability.png")
         many, few = shot_thresholds(self.train_counts)
         return {"shots_many_above": many, "shots_few_below": few}
 
     @torch.no_grad()
-    def _predict(self, dataset: torch.utils.data.Dataset, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, dataset: torch.utils.data.Dataset,
+                 device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labels, predictions and the predictions' softmax probabilities."""
         self.net.eval()
-        labels, preds = [], []
+        labels, preds, confidence = [], [], []
         for x, y in torch.utils.data.DataLoader(dataset, batch_size=256):
-            preds.append(self.net(x.to(device)).argmax(1).cpu().numpy())
+            top, pred = self.net(x.to(device)).float().softmax(1).max(1)
+            preds.append(pred.cpu().numpy())
+            confidence.append(top.cpu().numpy())
             labels.append(np.asarray(y))
-        return np.concatenate(labels), np.concatenate(preds)
+        return np.concatenate(labels), np.concatenate(preds), np.concatenate(confidence)
 
 
 def write_report(labels: np.ndarray, preds: np.ndarray, classes: list[str], out: Path,
@@ -303,6 +312,27 @@ def _plot_recall_vs_count(recall: np.ndarray, support: np.ndarray, train_counts:
     ax.set_title(f"recall by class against its training count (few < {few:.0f} ≤ medium ≤ {many:.0f} < many)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
+    fig.savefig(path, dpi=120)
+
+
+def _plot_reliability(confidence: np.ndarray, correct: np.ndarray, path: Path, bins: int = 15) -> None:
+    """The reliability diagram: accuracy against confidence per bin, the diagonal being calibrated."""
+    from matplotlib.figure import Figure
+
+    count, mean_conf, accuracy = calibration_bins(confidence, correct, bins)
+    edges = np.linspace(0, 1, bins + 1)
+    fig = Figure(figsize=(5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    used = count > 0
+    ax.bar(edges[:-1][used], accuracy[used], width=1 / bins, align="edge", edgecolor="black", label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top softmax probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability, test split: ECE {expected_calibration_error(confidence, correct, bins):.3f}")
+    ax.legend(loc="upper left")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
 
 

@@ -114,3 +114,23 @@ def cluster_scores(
             silhouette_score(points, labels, sample_size=min(silhouette_points, len(points)), random_state=seed)
         )
     return scores, assignments
+
+
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> tuple[np.ndarray, ...]:
+    """Per equal-width confidence bin of (0, 1]: the count, the mean confidence and the accuracy
+    (NaN where empty) of the predictions that fall in it."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        mean_conf = np.bincount(index, confidence, bins) / count
+        accuracy = np.bincount(index, correct, bins) / count
+    return count, mean_conf, accuracy
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): the gap between accuracy and confidence in each of ``bins``
+    equal-width confidence bins, weighted by the share of predictions in it. 0: calibrated."""
+    count, mean_conf, accuracy = calibration_bins(confidence, correct, bins)
+    used = count > 0
+    return float((count[used] * np.abs(accuracy[used] - mean_conf[used])).sum() / max(count.sum(), 1))
