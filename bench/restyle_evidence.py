@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,17 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
+from throughput import cpu_model  # noqa: E402
 COLUMNS = ["restyle_acc_panel", "restyle_acc_panel_unseen", "worst style", "restyle_texture_ratio",
            "restyle_texture_ratio_resample", "Pop_Art structure", "restyle_copy_rate", "restyle_copy_rate_truth",
-           "restyle_psnr_gt",
-           "restyle_psnr_gt_baseline", "stored_training_bytes"]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+           "restyle_psnr_gt", "restyle_psnr_gt_baseline", "stored_training_bytes"]
 
 
 def scores_on(run_id: str, split: str) -> dict[str, float]:
@@ -95,7 +87,7 @@ def main() -> None:
             rows.append((marks, split, [cell([r.get(c, np.nan) for r in results], c) for c in COLUMNS],
                          float(np.mean(minutes))))
 
-    lines = [f"seeds {' '.join(map(str, args.seeds))}; {cpu_model()}, {os.cpu_count()} CPU threads; "
+    lines = [f"seeds {' '.join(map(str, args.seeds))}; {cpu_model()}; "
              f"{time.strftime('%Y-%m-%d')}; command: python bench/restyle_evidence.py {' '.join(sys.argv[1:])}".rstrip(),
              "", "| marks | split | " + " | ".join(COLUMNS) + " | min/seed |", "|---" * (len(COLUMNS) + 3) + "|"]
     lines += [f"| {marks} | {split} | " + " | ".join(cells) + f" | {mins:.1f} |" for marks, split, cells, mins in rows]

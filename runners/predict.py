@@ -44,7 +44,7 @@ from tqdm import tqdm
 from zoo.data import UnreadableImage
 from zoo.imageio import is_image_name, read_image, read_picture
 from zoo.pictures import (PictureTooLarge, as_tensor, check_size, is_picture, mark_scale_of, paints_marks,
-                          predict_picture)
+                          predict_picture, read_exemplars)
 from zoo.task import to_rgb8
 
 __all__ = ["find_images", "main", "predict", "top_styles"]
@@ -295,16 +295,13 @@ def _use_exemplars(task, cfg: dict, args: argparse.Namespace) -> None:
     classes = list(cfg["classes"])
     if args.style in (None, "all"):
         raise Refused(f"--exemplars gives one style's marks: name it with --style (one of {', '.join(classes)})")
-    size, pictures = int(cfg["data"]["image_size"]), []
-    for path, _ in find_images([args.exemplars]):
-        try:
-            pictures.append(as_tensor(read_image(path, size), int(cfg["in_chans"])))
-        except UnreadableImage as exc:
-            print(f"skipped exemplar {path}: {exc}", file=sys.stderr)
-    if not pictures:
+    paths = [path for path, _ in find_images([args.exemplars])]
+    pictures, skipped = read_exemplars(paths, int(cfg["data"]["image_size"]), int(cfg["in_chans"]))
+    for path, why in skipped:
+        print(f"skipped exemplar {path}: {why}", file=sys.stderr)
+    if pictures is None:
         raise Refused(f"no readable picture in {args.exemplars} to take {args.style}'s marks from")
-    device = next(net.parameters()).device
-    kept = net.use_exemplars(torch.stack(pictures).to(device), classes.index(args.style))
+    kept = net.use_exemplars(pictures.to(next(net.parameters()).device), classes.index(args.style))
     print(f"{args.style}'s marks: {kept} tiles of the {len(pictures)} pictures in {args.exemplars}", file=sys.stderr)
 
 

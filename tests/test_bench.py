@@ -327,7 +327,7 @@ def test_restyle_evidence_compares_marks_on_the_validation_and_test_splits(tmp_p
                                       "train.max_steps_per_epoch=3"])
     evidence.main()
     written = (tmp_path / "restyle_evidence.md").read_text()
-    assert written.strip() in capsys.readouterr().out and "CPU threads" in written.splitlines()[0]
+    assert written.strip() in capsys.readouterr().out and "cores" in written.splitlines()[0]
     header = [c.strip() for c in written.splitlines()[2].strip("|").split("|")]
     rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in written.splitlines()[4:]]
     assert [(r["marks"], r["split"]) for r in rows] == [("exemplar", "valid"), ("exemplar", "test"),

@@ -136,3 +136,19 @@ def _expanded(value, n: int):
     if isinstance(value, torch.Tensor) and value.dim() >= 1 and len(value) == 1:
         return value.expand(n, *value.shape[1:])
     return value
+
+
+def read_exemplars(sources, image_size: int, in_chans: int) -> tuple[torch.Tensor | None, list[tuple[object, str]]]:
+    """A user's own paintings (paths or bytes) read at the run's size, as training tiles were: an
+    N×C×S×S batch for ``CondAE.use_exemplars`` (None if none is readable), and each unreadable
+    source with its reason."""
+    from zoo.data import UnreadableImage
+    from zoo.imageio import read_image
+
+    read, skipped = [], []
+    for source in sources:
+        try:
+            read.append(as_tensor(read_image(source, image_size), in_chans))
+        except UnreadableImage as exc:
+            skipped.append((source, str(exc)))
+    return (torch.stack(read) if read else None), skipped

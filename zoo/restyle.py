@@ -349,7 +349,7 @@ class Restyle(Reconstruct):
         judges = self.judges(train_set, device)
         unseen = evidence.unseen_judges(train_set, [self.judge_model, *self.panel], len(self.classes), device,
                                         steps=self.judge_steps)
-        probe = evidence.TextureProbe(x0_chans(test_set)).to(device)
+        probe = evidence.TextureProbe(getattr(self.net, "in_chans", 3)).to(device)
         labels = labels_of(test_set)
         targets = restyle_targets(labels, len(self.classes))
         renders = isinstance(test_set, Renders)
@@ -471,10 +471,6 @@ class Restyle(Reconstruct):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def x0_chans(dataset) -> int:
-    return int(dataset[0][0].shape[0]) if len(dataset) else 3
 
 
 def _chunks(n: int, size: int) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ import registry
 from dashboard import store, ui
 from zoo.data import UnreadableImage
 from zoo import pictures
-from zoo.imageio import IMAGE_SUFFIXES, read_image, read_picture
+from zoo.imageio import IMAGE_SUFFIXES, read_picture
 from zoo.restyle import LEGACY_TEST_GRID, TEST_GRID
 from zoo.task import to_rgb8
 
@@ -68,16 +68,11 @@ def with_exemplars(_task, run_id: str, style: int, paintings: tuple[bytes, ...],
     """A copy of the run's task whose ``style`` paints its marks from ``paintings`` (each read at
     the run's size, as the training tiles were), and how many were readable; the run's own task,
     shared by every session, is left as it is."""
-    readable = []
-    for data in paintings:
-        try:
-            readable.append(pictures.as_tensor(read_image(data, image_size), in_chans))
-        except UnreadableImage:
-            continue
+    readable, _ = pictures.read_exemplars(paintings, image_size, in_chans)
     mine = copy.deepcopy(_task)
-    if readable:
-        mine.net.use_exemplars(torch.stack(readable), style)
-    return mine, len(readable)
+    if readable is not None:
+        mine.net.use_exemplars(readable, style)
+    return mine, 0 if readable is None else len(readable)
 
 
 def upload_side(height: int, width: int) -> int | None:
