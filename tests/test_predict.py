@@ -489,12 +489,13 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
         assert "restyle%2Bstep%2B0%2B" in card.first.get_attribute("src"), "it opens on step 0, and has a picture"
         step = card.first.locator("xpath=ancestor::*[.//input[@type='number']][1]").locator("input[type=number]")
         last = page.locator(f"img[src*='restyle%2Bstep%2B{epochs}%2B']")
-        for _ in range(3):  # the slider's box takes the step once the card has drawn (slow on a loaded machine)
-            step.fill(str(epochs))
-            step.press("Tab")
+        for attempt in range(5):  # the card redraws as its picture loads: the box detaches, the picture is away
             with contextlib.suppress(PlaywrightTimeout):
-                last.first.wait_for(timeout=20_000)
+                step.fill(str(epochs), timeout=10_000)
+                page.keyboard.press("Tab")  # to the focused box, wherever the redraw left the locator
+                last.first.wait_for(timeout=30_000)
                 break
+            page.screenshot(path=tmp_path / f"mlflow-step-attempt{attempt}.png")
         assert last.count(), "the card shows the last epoch's picture"
         page.screenshot(path=tmp_path / "mlflow-images.png")
         browser.close()
