@@ -197,6 +197,45 @@ def artifact_image(uri: str, run_id: str, path: str, *, caption: str | None = No
         st.warning(f"`{path}` is not a readable image ({exc}).")
 
 
+def per_class_recalls(uri: str, run_id: str) -> pd.DataFrame | None:
+    """A classify run's ``tables/per_class.csv`` (train_count and recall by class), or for a
+    multi-seed run the mean recall over its seeds'; None where there is none."""
+    own = store.table(uri, run_id, "tables/per_class.csv")
+    if own is not None:
+        return own if {"train_count", "recall"} <= set(own.columns) else None
+    frame = store.runs(uri)
+    seeds = [store.table(uri, r, "tables/per_class.csv") for r in frame.loc[frame["parent"] == run_id, "run_id"]]
+    seeds = [t for t in seeds if t is not None and {"train_count", "recall"} <= set(t.columns)]
+    if not seeds:
+        return None
+    mean = seeds[0][["train_count"]].copy()
+    mean["recall"] = np.mean([t["recall"].reindex(mean.index) for t in seeds], axis=0)
+    return mean
+
+
+def recall_by_count(uri: str, table: pd.DataFrame, keys: list[str], *, key: str) -> None:
+    """A grid of classify configurations (imbalance remedies): each one's test recall by class
+    against the class's training count, on one figure (mean over seeds)."""
+    lines = []
+    for _, row in table.iterrows():
+        recalls = per_class_recalls(uri, row["run_id"]) if isinstance(row.get("run_id"), str) else None
+        if recalls is not None:
+            label = ", ".join(f"{k.removeprefix('train.')}={row[k]}" for k in keys) or row["run_id"][:8]
+            lines.append(recalls.reset_index().assign(configuration=label).sort_values("train_count"))
+    if not lines:
+        return
+    frame = pd.concat(lines)
+    hover = frame.columns[0]
+    st.subheader("Recall by class against its training count")
+    fig = px.line(frame, x="train_count", y="recall", color="configuration", markers=True, log_x=True,
+                  hover_name=hover, labels={"train_count": "training images of the class (log scale)",
+                                            "recall": "test recall (mean over seeds)"})
+    fig.update_layout(height=420, margin=dict(t=30, b=40), yaxis_range=[-0.03, 1.05])
+    st.plotly_chart(fig, key=key)
+    st.caption("One line per configuration; the tail (few training images) is on the left, where the remedies "
+               "part. The run page of each configuration has its confusion matrix.")
+
+
 def sweep(uri: str, run_id: str, tags: dict[str, str], *, key: str) -> None:
     """A sweep parent's configurations (a grid) or trials (a search): the table with the best
     marked, its main metric against each swept key, and for a search Optuna's own plots."""
@@ -247,6 +286,8 @@ def sweep(uri: str, run_id: str, tags: dict[str, str], *, key: str) -> None:
                     fig.update_xaxes(type="category")
                 fig.update_layout(height=300, margin=dict(t=30, b=40), yaxis_title=y)
                 col.plotly_chart(fig, key=f"{key}_{k}")
+    if tags.get("zoo.sweep") == "grid":
+        recall_by_count(uri, table, keys, key=f"{key}_recall")
     for name, title in (("optimization_history", "Optimization history"), ("param_importances", "Parameter importances")):
         local = store.artifact(uri, run_id, f"optuna/{name}.json")
         if local is not None:

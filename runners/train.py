@@ -454,6 +454,7 @@ class _Loop:
     def test(self) -> dict[str, float]:
         """The test split's metrics (``test/...``), logged with one timestamp (``tested_at``)."""
         self._load_served()
+        self._after_fit()
         if self.world.main:
             print(f"scoring the test split ({len(self.sets['test'])} images) …", flush=True)
         metrics = self.evaluate("test")
@@ -488,6 +489,27 @@ class _Loop:
             return
         (self.ema.module if self.ema is not None else self.model).load_state_dict(state["model"])
         self.task.load_state_dict(state["task"])
+
+    def _after_fit(self) -> None:
+        """The task's post-hoc step with the served weights (classify's crt and tau_norm), on
+        every rank alike; the task state it changes is written into the served checkpoint, so
+        that every user of the run loads what the test split scores."""
+        hook = getattr(self.task, "after_fit", None)  # optional: a plugin task need not have it
+        if hook is None:
+            return
+        with self._evaluated():
+            changed = hook(train_set=self.sets["train"], valid_set=self.sets["valid"], device=self.device)
+        if changed:  # val/<main>_best (what sweeps and benches rank by) is then the served model's score
+            self.state.best = self.evaluate("valid").get(self.main_key, self.state.best)
+        folder = self.run_dir / "checkpoints"
+        served = folder / "best.pt" if getattr(self.task, "serves", "best") == "best" else None
+        path = served if served is not None and served.is_file() else folder / "last.pt"
+        if changed and self.world.main and path.is_file():
+            state = checkpoint.load(path)
+            state["task"] = self.task.state_dict()
+            checkpoint.save(path, state)
+            if self.run:
+                self.run.log_artifact(path, "checkpoints")
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _is_best(self, val: dict[str, float]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Tests that need a system package skip where it is absent; CI sets ARTZOO_REQUIRE_ALL=1 so that
@@ -224,6 +226,14 @@ def assert_resumed_as_uninterrupted(resumed: subprocess.CompletedProcess, run_id
     for key, value in whole.items():
         if key.startswith("test/"):
             assert r.data.metrics[key] == value, key
+
+
+def array(value) -> np.ndarray:
+    """A Plotly data array: a list, or the typed array ({"dtype", "bdata", "shape"}) Plotly 6 sends."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
+    return np.asarray(value)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
@@ -240,28 +241,44 @@ def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
     assert trained[test.classes.index("Pop_Art")] > given[test.classes.index("Pop_Art")] + 0.5
 
 
-def _row(entry: str, remedy: str, balanced: list[float], few: list[float]) -> dict:
-    values = {m: [0.5] * len(balanced) for m in ("acc", "macro_f1", "recall_many", "recall_medium")}
-    return {"entry": entry, "remedy": remedy, "minutes": 1.0,
+def _row(entry: str, remedy: str, balanced: list[float], few: list[float], val: float = 0.5,
+         recalls: list[float] | None = None) -> dict:
+    """A bench row as run_row makes it; ``recalls``: per-class test recalls of styles A, B
+    (many-shot in the long tail) and C (few-shot), the same for every seed."""
+    import pandas as pd
+
+    values = {m: [0.5] * len(balanced) for m in ("acc", "macro_f1", "recall_many", "recall_medium", "ece")}
+    table = pd.DataFrame({"recall": recalls or [0.5, 0.5, 0.5], "shots": ["many", "many", "few"]},
+                         index=pd.Index(["A", "B", "C"], name="class"))
+    return {"entry": entry, "remedy": remedy, "minutes": 1.0, "val": val, "per_class": [table] * len(balanced),
             "values": {**values, "balanced_acc": balanced, "recall_few": few}}
 
 
-def test_imbalance_targets_compare_the_best_remedy_with_none_by_their_spread():
+def test_imbalance_targets_compare_the_best_remedy_with_none_and_the_balanced_ceiling():
     imbalance = bench_script("imbalance")
-    assert imbalance.remedies() == ["none", "sampler", "weights", "cb", "drw", "logit_adjust"]
+    assert imbalance.remedies() == ["none", "sampler", "weights", "cb", "drw", "logit_adjust", "crt"]
     rows = [_row("cnn", "none", [0.70, 0.72, 0.74], [0.2, 0.3, 0.4]),  # std 0.02
-            _row("cnn", "weights", [0.78, 0.80, 0.82], [0.5, 0.5, 0.5]),  # 0.08 above: 4× the std
-            _row("cnn", "cb", [0.74, 0.75, 0.76], [0.9, 0.9, 0.9])]
+            _row("cnn", "weights", [0.78, 0.80, 0.82], [0.5, 0.5, 0.5], val=0.8),  # 0.08 above: 4× the std
+            _row("cnn", "cb", [0.84, 0.85, 0.86], [0.9, 0.9, 0.9], val=0.7),  # better on test, worse on validation
+            _row("cnn", imbalance.CEILING, [0.82, 0.82, 0.82], [np.nan] * 3, recalls=[0.9, 0.9, 0.6])]
+    imbalance.with_ceiling(rows)
     lines = imbalance.targets(rows)
-    assert lines[0] == "best remedy by mean balanced accuracy: weights"
+    assert lines[0] == "best remedy by mean validation score (val/macro_f1_best): weights"
     assert "a gap of 0.080, 4.0× the larger std (0.020); target > 3×: met" in lines[1]
     assert "+0.200; target > 0.1: met" in lines[2]
     assert "none's balanced accuracy 0.720; target < 0.9 (not saturated): met" in lines[3]
-    rows[1] = _row("cnn", "weights", [0.75, 0.76, 0.77], [0.35, 0.35, 0.35])  # 0.04 above: 2×
-    assert "target > 3×: NOT met" in imbalance.targets(rows)[1]
+    # the ceiling's few-shot recall is its recall of style C, few-shot in the long tail: 0.6
+    assert rows[3]["values"]["recall_few"] == [0.6] * 3 and rows[3]["values"]["recall_many"] == [0.9] * 3
+    assert "0.020 below the balanced ceiling's, few-shot recall 0.100 below" in lines[4] and "NOT met" in lines[4]
+    rows[1] = _row("cnn", "weights", [0.75, 0.76, 0.77], [0.55, 0.55, 0.55], val=0.8)  # 0.04 above none: 2×
+    imbalance.with_ceiling(rows)
+    lines = imbalance.targets(rows)
+    assert "target > 3×: NOT met" in lines[1]
+    assert "0.060 below the balanced ceiling's" in lines[4] and "NOT met" in lines[4]
     table = imbalance.markdown(rows).splitlines()
-    assert table[0].startswith("| model | train.imbalance | acc |") and len(table) == 2 + len(rows)
+    assert table[0].startswith("| model | remedy | acc |") and len(table) == 2 + len(rows)
     assert "| cnn | none | 0.500 ± 0.000 |" in table[2] and "0.720 ± 0.020" in table[2]
+    assert table[3].endswith("| 0.060 | 0.050 | 1.00 |")  # weights: its gaps to the ceiling
 
 
 @pytest.mark.slow
@@ -274,9 +291,11 @@ def test_imbalance_bench_runs_small_and_writes_its_table(tmp_path, monkeypatch, 
     written = (tmp_path / "imbalance.md").read_text()
     assert written.strip() in capsys.readouterr().out
     assert "| cnn | none |" in written and "| cnn | drw |" in written and "timm_net" not in written
-    assert "best remedy by mean balanced accuracy: drw" in written and "cores" in written.splitlines()[0]
+    assert "best remedy by mean validation score (val/macro_f1_best): drw" in written
+    assert "cores" in written.splitlines()[0] and "balanced ceiling" in written
     rows = [line for line in written.splitlines() if line.startswith("| cnn |")]
-    assert len(rows) == 2 and all(line.count("±") == 6 for line in rows)
+    assert [r.split(" | ")[1] for r in rows] == ["none", "drw", imbalance.CEILING]
+    assert all(line.count("±") == 7 for line in rows)
 
 
 @pytest.mark.slow

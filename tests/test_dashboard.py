@@ -7,7 +7,6 @@ the third is empty. Training is the slow part, so each store is filled once per 
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -28,7 +27,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import registry
-from conftest import REPO, free_port, plugin_env, plugin_installed, use_store
+from conftest import REPO, array, free_port, plugin_env, plugin_installed, use_store
 from images import png_header
 
 APP = REPO / "dashboard" / "app.py"
@@ -134,14 +133,6 @@ def picture(at: AppTest, media: dict[str, bytes], caption: str) -> np.ndarray:
 def figure(chart) -> dict:
     """The Plotly figure a chart element sends to the browser."""
     return json.loads(chart.proto.spec)
-
-
-def array(value) -> np.ndarray:
-    """A Plotly data array: a list, or the typed array ({"dtype", "bdata", "shape"}) Plotly 6 sends."""
-    if isinstance(value, dict) and "bdata" in value:
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
-    return np.asarray(value)
 
 
 def texts(at: AppTest) -> str:

@@ -229,6 +229,28 @@ def test_a_third_party_model_trains_through_the_runner(with_plugin, capsys):
 
 
 @pytest.mark.slow
+def test_a_decoupled_run_serves_the_last_layer_and_tau_its_test_split_scored(capsys):
+    """crt and tau_norm act after training: what they pick is in the served checkpoint, so a
+    user of the run predicts what the test split scored."""
+    from runners import inference
+    from zoo.classify import CRT_C_GRID, TAU_GRID
+
+    code, out, err = runner(capsys, "cnn", "data=synthart_lt", "data.size=200", "data.held_out_per_class=4",
+                            "data.image_size=16", "train.epochs=2", "train.batch_size=32", "train.imbalance=crt",
+                            "train.tau_norm=auto", "train.log_model=false", "train.system_metrics=false")
+    assert code == 0, err
+    run_id = out.strip().splitlines()[-1].split()[1]
+    metrics = mlflow.get_run(run_id).data.metrics
+    assert metrics["test/crt_C"] in CRT_C_GRID and metrics["test/tau_norm"] in TAU_GRID
+    task, cfg, _ = inference.load(run_id)
+    assert task.crt_head is not None and task.tau == metrics["test/tau_norm"]
+    test = registry.dataset_of(cfg, "test")
+    images = torch.stack([test[i][0] for i in range(len(test))])
+    right = task.predict(images)["probabilities"].argmax(1) == np.asarray(test.labels)
+    assert right.mean() == pytest.approx(metrics["test/acc"])
+
+
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_train_one_run(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import postgres, use_store, wait_for
+from conftest import array, postgres, use_store, wait_for
 from runners import run as run_cli
 from runners import sweep as sweep_cli
 
@@ -242,3 +242,21 @@ def test_the_dashboard_shows_each_sweep_as_one_row_with_its_table_and_plots(swep
     assert "A search of 4 trials" in heads and "Optimization history" in heads
     charts = [json.loads(c.proto.spec) for c in page.get("plotly_chart")]
     assert any(c["layout"].get("title", {}).get("text") == "Optimization History Plot" for c in charts)
+
+    grid = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=120)
+    grid.query_params["run"] = swept["grid"]
+    grid.switch_page("views/run.py").run()
+    assert not grid.exception, [e.value for e in grid.exception]
+    assert "Recall by class against its training count" in [h.value for h in grid.subheader]
+    chart = next(json.loads(c.proto.spec) for c in grid.get("plotly_chart") if "configuration" in c.proto.spec)
+    assert len(chart["data"]) == 4, "every configuration on one figure"
+    # a configuration's line: its seeds' mean recall of each class, by the class's training count
+    config = _children(swept["grid"])[0]
+    seeds = [pd.read_csv(mlflow.artifacts.download_artifacts(run_id=r.info.run_id, artifact_path="tables/per_class.csv"))
+             for r in _children(config.info.run_id)]
+    line = next(t for t in chart["data"] if t["name"] == "lr={}, model.width={}".format(
+        *json.loads(config.data.tags["zoo.sweep_config"]).values()))
+    expected = pd.concat(seeds).groupby("class").agg(train_count=("train_count", "first"), recall=("recall", "mean"))
+    expected = expected.sort_values("train_count", kind="stable")
+    shown = sorted(zip(array(line["x"]).tolist(), np.round(array(line["y"]), 6).tolist()))
+    assert shown == sorted(zip(expected["train_count"].tolist(), np.round(expected["recall"], 6).tolist()))

@@ -15,7 +15,8 @@ from torch import nn
 
 import registry
 from runners.dist import World, epoch_order
-from zoo.classify import Classify, class_weights, classification_metrics, group_recalls, shot_groups, shot_thresholds
+from zoo.classify import (TAU_GRID, Classify, class_weights, classification_metrics, classifier_head, group_recalls,
+                          shot_groups, shot_thresholds)
 from zoo.data import ImageDataset
 from zoo.metrics import PSNR_MAX, psnr, ssim
 from zoo.reconstruct import Reconstruct
@@ -192,6 +193,95 @@ def test_deferred_reweighting_is_plain_until_its_epoch_then_uses_the_cb_weights(
     # after a resume the epoch in progress decides, whatever came before
     default.on_epoch_start(3, 10)
     assert default.class_weights is None
+
+
+def _points(counts: list[int], seed: int) -> ImageDataset:
+    """Two overlapping Gaussian classes, their features in the first two pixels' red values
+    (scaled into uint8), the other pixels zero."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(counts)), counts)
+    centres = np.array([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0]])[: len(counts)]
+    points = centres[labels] + rng.normal(scale=0.9, size=(len(labels), 2))
+    images = np.zeros((len(labels), 2, 2, 3), dtype=np.uint8)
+    images[:, 0, :2, 0] = np.clip(points * 40 + 128, 0, 255)
+    return ImageDataset(images, labels, [f"c{i}" for i in range(len(counts))])
+
+
+def _linear(k: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, k))
+
+
+def test_crt_refits_the_last_layer_class_balanced_and_leaves_the_model_as_trained():
+    train, valid = _points([300, 30, 6], seed=0), _points([60, 60, 60], seed=1)
+    model = _linear(3)
+    with torch.no_grad():  # a head that says the largest class almost always, as plain training on the tail does
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([3.0, 0.0, -1.0]))
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    task = Classify(model=model, classes=train.classes, imbalance="crt")
+    task.setup(train, CPU)
+    x, y = torch.stack([valid[i][0] for i in range(len(valid))]), torch.as_tensor(valid.labels)
+    before = classification_metrics(valid.labels, task.eval_step(x, y)["pred"].numpy(), 3)["balanced_acc"]
+    assert task.after_fit(train_set=train, valid_set=valid, device=CPU) is True
+    after = classification_metrics(valid.labels, task.eval_step(x, y)["pred"].numpy(), 3)["balanced_acc"]
+    assert before == pytest.approx(1 / 3) and after > 0.6
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in trained.items()), "the model's own layer is kept"
+    # the layer is scikit-learn's balanced logistic regression on standardised features, folded back
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.stack([train[i][0].flatten().numpy() for i in range(len(train))])
+    fit = make_pipeline(StandardScaler(), LogisticRegression(C=float(task.crt_head["C"]), class_weight="balanced",
+                                                             max_iter=1000)).fit(features, train.labels)
+    np.testing.assert_allclose(task.logits(x).numpy(), fit.decision_function(x.flatten(1).numpy()), atol=1e-3)
+    # the task state carries it: a run's user (predict, the MLflow model) gets the same predictions
+    again = Classify(model=model, classes=train.classes, imbalance="crt")
+    again.load_state_dict(task.state_dict())
+    assert np.array_equal(again.predict(x)["probabilities"], task.predict(x)["probabilities"])
+    assert Classify(model=model, classes=train.classes).predict(x)["probabilities"].argmax(1).tolist() == [0] * len(x)
+
+
+def test_tau_norm_divides_each_logit_by_its_rows_norm_and_auto_picks_tau_on_validation():
+    train, valid = _points([300, 30, 6], seed=0), _points([60, 60, 60], seed=1)
+    model = _linear(3)
+    with torch.no_grad():  # rows towards the class centres, the head class's 4× longest, as a long tail leaves it
+        model[1].weight.zero_()
+        model[1].weight[:, :2] = torch.tensor([[-4.0, 0.0], [1.0, 0.5], [0.0, -1.0]])
+        model[1].bias.copy_(-model[1].weight.sum(1) * 128 / 255)  # about the features' centre
+    x, y = torch.stack([valid[i][0] for i in range(len(valid))]), torch.as_tensor(valid.labels)
+    raw = model(x)
+    norms = model[1].weight.norm(dim=1)
+    fixed = Classify(model=model, classes=train.classes, tau_norm=1.0)
+    fixed.setup(train, CPU)
+    assert fixed.after_fit(train_set=train, valid_set=valid, device=CPU) and fixed.tau == 1.0
+    torch.testing.assert_close(fixed.logits(x), raw / norms)
+    auto = Classify(model=model, classes=train.classes, tau_norm="auto")
+    auto.setup(train, CPU)
+    auto.after_fit(train_set=train, valid_set=valid, device=CPU)
+    scores = [classification_metrics(valid.labels, (raw / norms**t).argmax(1).numpy(), 3)["macro_f1"] for t in TAU_GRID]
+    assert auto.tau == TAU_GRID[int(np.argmax(scores))] and auto.tau > 0, "the first of the best on validation"
+    assert max(scores) > scores[0], "this head is helped by the normalisation"
+    plain = Classify(model=model, classes=train.classes)
+    assert plain.after_fit(train_set=train, valid_set=valid, device=CPU) is False and plain.tau == 0
+
+
+def test_decoupling_refuses_a_model_whose_logits_are_not_its_last_linear_layers():
+    class Doubled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(12, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * self.fc(x.flatten(1))
+
+    example = torch.zeros(3, 2, 2)
+    assert classifier_head(_linear(3), example) is not None
+    with pytest.raises(ValueError, match="Doubled whose logits are its last nn.Linear layer's output"):
+        classifier_head(Doubled(), example)
+    data = _points([5, 5, 5], seed=0)
+    with pytest.raises(ValueError, match="_Constant .* has no nn.Linear layer"):
+        Classify(model=_Constant(3), classes=data.classes, imbalance="crt").setup(data, CPU)
 
 
 def test_shot_groups_scale_with_the_largest_class_and_absent_groups_are_left_out():

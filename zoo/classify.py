@@ -14,7 +14,19 @@
   2021, "Long-tail learning via logit adjustment"); the raw logits then estimate the balanced
   posterior, so evaluation and prediction use them unchanged. At tau = 1 this is the balanced
   softmax of Ren et al. (2020) exactly (log n_c and log prior differ by a constant), so there is
-  no second value for it.
+  no second value for it;
+* ``crt``: classifier re-training, the decoupled remedy of Kang et al. (2020): the model trains
+  with plain cross-entropy; then, with the served weights frozen, a new last layer is fitted to
+  the training split's features (the last linear layer's input, in eval mode) under the
+  class-balanced objective: scikit-learn's multinomial logistic regression with
+  ``class_weight="balanced"``, which weighs each class's loss as class-balanced draws do in
+  expectation and is fitted to convergence rather than for a few epochs; its L2 strength is
+  picked on the validation split.
+
+``tau_norm`` (with any remedy, Kang et al.'s τ-normalised classifier) divides each class's logit
+by the norm of its weight row to the power τ after training, where a long tail leaves the head
+classes' rows longest; ``auto`` picks τ in 0, 0.1, …, 2 by the validation split's main metric
+with the served weights. The chosen τ is task state, so every user of the run applies it.
 
 Metrics, and the convention for classes absent from a split: ``acc``; ``macro_f1`` averages F1
 over the classes that occur in the split's true labels or its predictions (a class predicted
@@ -42,14 +54,16 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from zoo.metrics import calibration_bins, expected_calibration_error
-from zoo.task import Task, dry_forward, labels_of, shape_of, to_uint8
+from zoo.task import Task, dry_forward, labels_of, progress, shape_of, to_uint8
 
-__all__ = ["Classify", "classification_metrics", "class_weights", "shot_groups", "shot_thresholds"]
+__all__ = ["Classify", "classification_metrics", "class_weights", "classifier_head", "shot_groups", "shot_thresholds"]
 
 # Liu et al. (2019) split ImageNet-LT, whose largest class has 1,280 training images, into
 # many-shot (over 100), medium-shot (20 to 100) and few-shot (under 20) classes.
 _LIU_LARGEST, _LIU_MANY, _LIU_FEW = 1280, 100, 20
 SHOT_GROUPS = ("many", "medium", "few")
+TAU_GRID = np.round(np.linspace(0, 2, 21), 2)  # tau_norm=auto's candidates; 0 leaves the logits as trained
+CRT_C_GRID = (0.01, 0.1, 1.0, 10.0)  # crt's inverse L2 strengths (of standardised features), picked on validation
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict[str, float]:
@@ -109,6 +123,34 @@ def class_weights(counts: np.ndarray, beta: float | None = None) -> np.ndarray:
     return weights * k / weights.sum()
 
 
+def classifier_head(model: nn.Module, example: torch.Tensor | None = None) -> nn.Linear:
+    """The linear layer whose output is ``model``'s logits: timm's ``get_classifier()``, else
+    the last ``nn.Linear`` registered. With ``example`` (one C×H×W image) that is checked on a
+    batch of zeros: a model that changes the logits after that layer is refused by name
+    (decoupling re-trains and re-scales that layer)."""
+    getter = getattr(model, "get_classifier", None)
+    head = getter() if callable(getter) else None
+    if not isinstance(head, nn.Linear):
+        head = next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
+    if head is not None and example is None:
+        return head
+    problem = "it has no nn.Linear layer"
+    if head is not None:
+        seen: dict[str, torch.Tensor] = {}
+        handle = head.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+        try:
+            out, failed = dry_forward(model, torch.zeros(2, *example.shape, device=head.weight.device))
+        finally:
+            handle.remove()
+        with torch.no_grad():
+            same = not failed and "x" in seen and torch.allclose(head(seen["x"]).float(), out.float(), atol=1e-5)
+        if same:
+            return head
+        problem = failed or f"its output is not that of its last linear layer ({type(head).__name__})"
+    raise ValueError(f"train.imbalance=crt and train.tau_norm need a {type(model).__name__} whose logits are its last "
+                     f"nn.Linear layer's output (timm's get_classifier()); {problem}")
+
+
 class Classify(Task):
     main_metric: ClassVar[str] = "macro_f1"
     greater_is_better: ClassVar[bool] = True
@@ -126,11 +168,12 @@ class Classify(Task):
         model: nn.Module,
         classes: list[str],
         imbalance: Annotated[
-            Literal["none", "sampler", "weights", "cb", "drw", "logit_adjust"],
+            Literal["none", "sampler", "weights", "cb", "drw", "logit_adjust", "crt"],
             Field(description="class-imbalance remedy: none; sampler (class-balanced draws); weights (N/(K n_c) in "
                   "the loss); cb (effective-number weights, Cui et al. 2019); drw (plain, then cb weights from "
                   "train.drw_epoch: deferred re-weighting, Cao et al. 2019); logit_adjust (Menon et al. 2021; at "
-                  "tau=1 the balanced softmax of Ren et al. 2020)"),
+                  "tau=1 the balanced softmax of Ren et al. 2020); crt (plain, then the last layer re-fitted to the "
+                  "frozen features, class-balanced: Kang et al. 2020)"),
         ] = "none",
         logit_tau: Annotated[float, Field(ge=0, description="tau of imbalance=logit_adjust")] = 1.0,
         cb_beta: Annotated[float, Field(ge=0, lt=1, description="beta of the effective number (1-beta^n)/(1-beta) "
@@ -138,6 +181,12 @@ class Classify(Task):
         drw_epoch: Annotated[int, Field(ge=0, description="imbalance=drw: the epoch (from 0) whose training first "
                                         "uses the weights; 0: four fifths of train.epochs, as Cao et al.'s 160 "
                                         "of 200")] = 0,
+        tau_norm: Annotated[
+            Annotated[float, Field(ge=0)] | Literal["auto"],
+            Field(description="after training, divide each class's logit by its weight row's norm to this power "
+                  "(Kang et al. 2020's tau-normalised classifier); auto: tau in 0..2 picked on the validation split; "
+                  "0: off"),
+        ] = 0.0,
         label_smoothing: Annotated[float, Field(ge=0, lt=1, description="label smoothing of the loss")] = 0.0,
     ) -> None:
         super().__init__(model=model, classes=classes)
@@ -145,6 +194,9 @@ class Classify(Task):
         self.logit_tau = logit_tau
         self.cb_beta = cb_beta
         self.drw_epoch = drw_epoch
+        self.tau_norm = tau_norm
+        self.tau = 0.0  # the tau applied to the logits (tau_norm's value, or the one auto picked)
+        self.crt_head: dict[str, torch.Tensor] | None = None  # imbalance=crt: the re-fitted last layer
         self.label_smoothing = label_smoothing
         self.train_counts = np.zeros(len(self.classes), dtype=np.int64)
         self.class_weights: torch.Tensor | None = None  # the weights of the loss now (drw: from its epoch on)
@@ -170,6 +222,8 @@ class Classify(Task):
             # an empty class counts as one item: log(0) would make the smoothed loss infinite
             prior = np.maximum(counts, 1) / np.maximum(counts, 1).sum()
             self.log_prior = torch.tensor(np.log(prior), dtype=torch.float32, device=device)
+        if self.imbalance == "crt" or self.tau_norm:
+            classifier_head(self.net, train_set[0][0])  # refused now, not after the first stage has trained
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         if self.imbalance == "drw":
@@ -200,23 +254,118 @@ class Classify(Task):
         loss = F.cross_entropy(adjusted, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
         return {"loss": loss, "acc": (logits.argmax(1) == labels).float().mean()}
 
+    def _head_input(self, images: torch.Tensor) -> torch.Tensor:
+        seen: dict[str, torch.Tensor] = {}
+        handle = classifier_head(self.net).register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+        try:
+            self.net(images)
+        finally:
+            handle.remove()
+        return seen["x"]
+
+    def _head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's weight and bias in use: crt's re-fitted one, else the model's."""
+        if self.crt_head is not None:
+            return self.crt_head["weight"], self.crt_head["bias"]
+        head = classifier_head(self.net)
+        bias = head.bias if head.bias is not None else torch.zeros(head.out_features, device=head.weight.device)
+        return head.weight.detach().float(), bias.detach().float()
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits every evaluation and prediction uses: the model's, from crt's re-fitted
+        last layer where there is one, tau-normalised where a tau is set."""
+        if self.crt_head is None:
+            logits = self.net(images).float()
+        else:
+            weight, bias = self._head()
+            logits = F.linear(self._head_input(images).float(), weight.to(images.device), bias.to(images.device))
+        if self.tau:
+            logits = logits / self._head()[0].to(logits.device).norm(dim=1).clamp_min(1e-12).pow(self.tau)
+        return logits
+
+    @torch.no_grad()
+    def _features(self, dataset, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        """The last layer's input for every item of ``dataset`` (eval mode), and the labels."""
+        self.net.eval()
+        features, labels = [], []
+        for x, y in progress(torch.utils.data.DataLoader(dataset, batch_size=256), "features for crt", unit="batch"):
+            features.append(self._head_input(x.to(device)).float().cpu().numpy())
+            labels.append(np.asarray(y))
+        return np.concatenate(features), np.concatenate(labels)
+
+    def _score(self, labels: np.ndarray, logits: np.ndarray) -> float:
+        return classification_metrics(labels, logits.argmax(1), len(self.classes)).get(self.main_metric, -np.inf)
+
+    def after_fit(self, *, train_set, valid_set, device: torch.device) -> bool:
+        """After training, with the served weights: crt's last layer (its L2 strength picked on
+        ``valid_set`` by the main metric) and tau_norm's tau (auto: picked on ``valid_set``, the
+        smallest of equals). True where the task state changed."""
+        if self.imbalance != "crt" and not self.tau_norm:
+            return False
+        self.crt_head, self.tau = None, 0.0
+        valid_x, valid_y = self._features(valid_set, device)
+        if self.imbalance == "crt":
+            self.crt_head = self._refit(*self._features(train_set, device), valid_x, valid_y, device)
+        weight, bias = (t.cpu().numpy() for t in self._head())
+        logits = valid_x @ weight.T + bias
+        norms = np.maximum(np.linalg.norm(weight, axis=1), 1e-12)
+        if self.tau_norm == "auto":
+            scores = [self._score(valid_y, logits / norms**t) for t in TAU_GRID]
+            self.tau = float(TAU_GRID[int(np.argmax(scores))])
+        else:
+            self.tau = float(self.tau_norm)
+        return True
+
+    def _refit(self, x: np.ndarray, y: np.ndarray, valid_x: np.ndarray, valid_y: np.ndarray,
+               device: torch.device) -> dict[str, torch.Tensor]:
+        """crt's last layer: balanced multinomial logistic regression on standardised features,
+        folded back to act on the raw features; classes without training items get -inf-like
+        logits (they are never predicted, as with the model's own layer)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(x)
+        present = np.unique(y)
+        best, best_score = None, -np.inf
+        for c in CRT_C_GRID:
+            fit = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(scaler.transform(x), y)
+            coef = fit.coef_ if len(present) > 2 else np.vstack([-fit.coef_, fit.coef_]) / 2
+            intercept = fit.intercept_ if len(present) > 2 else np.array([-fit.intercept_[0], fit.intercept_[0]]) / 2
+            weight = np.zeros((len(self.classes), x.shape[1]))
+            bias = np.full(len(self.classes), -1e4)
+            weight[present] = coef / scaler.scale_
+            bias[present] = intercept - weight[present] @ scaler.mean_
+            score = self._score(valid_y, valid_x @ weight.T + bias)
+            if score > best_score:
+                best, best_score = (weight, bias, c), score
+        weight, bias, c = best
+        return {"weight": torch.tensor(weight, dtype=torch.float32, device=device),
+                "bias": torch.tensor(bias, dtype=torch.float32, device=device), "C": torch.tensor(c)}
+
+    def state_dict(self) -> dict:
+        return {"tau": self.tau, "crt_head": self.crt_head}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tau = float(state.get("tau", 0.0))  # a checkpoint from before tau_norm and crt has neither
+        self.crt_head = state.get("crt_head")
+
     @torch.no_grad()
     def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = self.net(images).float()
+        logits = self.logits(images)
         confidence, pred = logits.softmax(1).max(1)
         return {"pred": pred, "label": labels, "confidence": confidence,
                 "loss": F.cross_entropy(logits, labels, reduction="none")}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
-        """``probabilities``: B×classes, the softmax of the plain logits (logit adjustment and
-        class weights shape training only)."""
-        return {"probabilities": self.net(images).float().softmax(1).cpu().numpy()}
+        """``probabilities``: B×classes, the softmax of the logits (tau-normalised where the run
+        set tau_norm; logit adjustment and class weights shape training only)."""
+        return {"probabilities": self.logits(images).softmax(1).cpu().numpy()}
 
     @torch.no_grad()
     def images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
         """The validation images framed green where the prediction is right, red where wrong."""
-        right = (self.net(images).argmax(1) == labels).cpu()
+        right = (self.logits(images).argmax(1) == labels).cpu()
         x = images.float().cpu()
         x = x[:, :1].expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
         frame = torch.tensor([[0.85, 0.1, 0.1], [0.1, 0.7, 0.2]])[right.long()][:, :, None, None]
@@ -240,7 +389,9 @@ class Classify(Task):
         write_report(labels, preds, self.classes, Path(out), train_counts=self.train_counts)
         _plot_reliability(confidence, labels == preds, Path(out) / "plots" / "reliability.png")
         many, few = shot_thresholds(self.train_counts)
-        return {"shots_many_above": many, "shots_few_below": few}
+        post_hoc = {**({"tau_norm": self.tau} if self.tau_norm else {}),
+                    **({"crt_C": float(self.crt_head["C"])} if self.crt_head is not None else {})}
+        return {"shots_many_above": many, "shots_few_below": few, **post_hoc}
 
     @torch.no_grad()
     def _predict(self, dataset: torch.utils.data.Dataset,
@@ -249,7 +400,7 @@ class Classify(Task):
         self.net.eval()
         labels, preds, confidence = [], [], []
         for x, y in torch.utils.data.DataLoader(dataset, batch_size=256):
-            top, pred = self.net(x.to(device)).float().softmax(1).max(1)
+            top, pred = self.logits(x.to(device)).softmax(1).max(1)
             preds.append(pred.cpu().numpy())
             confidence.append(top.cpu().numpy())
             labels.append(np.asarray(y))
