@@ -27,6 +27,7 @@ import difflib
 import functools
 import inspect
 import os
+import types
 import typing
 import warnings
 from dataclasses import dataclass
@@ -190,6 +191,9 @@ class Option:
         base = typing.get_args(self.annotation)[0] if _is_annotated(self.annotation) else self.annotation
         if typing.get_origin(base) is typing.Literal:
             return "|".join(str(a) for a in typing.get_args(base))
+        if typing.get_origin(base) in (typing.Union, types.UnionType):  # each member with its own range
+            members = (Option(self.name, a, None, "") for a in typing.get_args(base))
+            return "|".join(f"{m.type_name} {m.bounds}".strip() for m in members)
         return getattr(base, "__name__", None) or str(base).replace("typing.", "")
 
     @property

@@ -64,9 +64,10 @@ def test_help_shows_each_keys_range_and_choices_a_plugins_too(cli, with_plugin):
     assert "float [0, 1)" in line("cnn", "model.dropout")
     assert "int >= 0" in line("cnn", "seed")
     remedies = line("cnn", "train.imbalance")
-    assert "none|sampler|weights|cb|drw|logit_adjust" in remedies
-    for paper in ("Cui et al. 2019", "Cao et al. 2019", "Menon et al. 2021", "Ren et al. 2020"):
+    assert "none|sampler|weights|cb|drw|logit_adjust|crt" in remedies
+    for paper in ("Cui et al. 2019", "Cao et al. 2019", "Menon et al. 2021", "Ren et al. 2020", "Kang et al. 2020"):
         assert paper in remedies, paper
+    assert "float >= 0|auto" in line("cnn", "train.tau_norm")  # a number or a word: each with its range
     assert "float [0, 1)" in line("cnn", "train.cb_beta") and "int >= 0" in line("cnn", "train.drw_epoch")
     assert "default 32" in line("cnn", "data.image_size", "data=synthart_lt")  # the preset's own default
     assert "int > 0" in line("tinynet", "model.width")  # the plugin's Field(gt=0)
