@@ -223,7 +223,7 @@ class Classify(Task):
             prior = np.maximum(counts, 1) / np.maximum(counts, 1).sum()
             self.log_prior = torch.tensor(np.log(prior), dtype=torch.float32, device=device)
         if self.imbalance == "crt" or self.tau_norm:
-            classifier_head(self.net, train_set[0][0])  # refused now, not after the first stage has trained
+            classifier_head(self.net, train_set[0][0])  # refused before training, not after it
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         if self.imbalance == "drw":
@@ -288,7 +288,7 @@ class Classify(Task):
         """The last layer's input for every item of ``dataset`` (eval mode), and the labels."""
         self.net.eval()
         features, labels = [], []
-        for x, y in progress(torch.utils.data.DataLoader(dataset, batch_size=256), "features for crt", unit="batch"):
+        for x, y in progress(torch.utils.data.DataLoader(dataset, batch_size=256), "last-layer features", unit="batch"):
             features.append(self._head_input(x.to(device)).float().cpu().numpy())
             labels.append(np.asarray(y))
         return np.concatenate(features), np.concatenate(labels)
@@ -358,8 +358,8 @@ class Classify(Task):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, **options) -> dict[str, np.ndarray]:
-        """``probabilities``: B×classes, the softmax of the logits (tau-normalised where the run
-        set tau_norm; logit adjustment and class weights shape training only)."""
+        """``probabilities``: B×classes, the softmax of :meth:`logits` (crt's layer, tau_norm;
+        logit adjustment and class weights shape training only)."""
         return {"probabilities": self.logits(images).softmax(1).cpu().numpy()}
 
     @torch.no_grad()
