@@ -489,14 +489,16 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
         assert "restyle%2Bstep%2B0%2B" in card.first.get_attribute("src"), "it opens on step 0, and has a picture"
         step = card.first.locator("xpath=ancestor::*[.//input[@type='number']][1]").locator("input[type=number]")
         last = page.locator(f"img[src*='restyle%2Bstep%2B{epochs}%2B']")
+        shown = False
         for attempt in range(5):  # the card redraws as its picture loads: the box detaches, the picture is away
             with contextlib.suppress(PlaywrightTimeout):
                 step.fill(str(epochs), timeout=10_000)
                 page.keyboard.press("Tab")  # to the focused box, wherever the redraw left the locator
                 last.first.wait_for(timeout=30_000)
+                shown = True  # seen once: a later redraw may take it away for a moment
                 break
             page.screenshot(path=tmp_path / f"mlflow-step-attempt{attempt}.png")
-        assert last.count(), "the card shows the last epoch's picture"
+        assert shown, "the card shows the last epoch's picture"
         page.screenshot(path=tmp_path / "mlflow-images.png")
         browser.close()
 
