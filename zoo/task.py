@@ -19,7 +19,9 @@ Call order, per run::
     each epoch:  task.eval_step(x, y) per val batch -> per-item tensors, gathered over ranks,
                  task.eval_metrics(outputs)     # -> {"loss": ..., "acc": ...} logged as val/*
                  task.images(x, y)              # -> {"name": H×W×3 uint8 grid} under images/
-    at the end:  the same eval on the test split, logged as test/*, then (rank 0 only)
+    at the end:  task.after_fit(train_set=..., valid_set=..., device=...)   # the served weights loaded:
+                                                # a post-hoc step; True where the task state changed
+                 the same eval on the test split, logged as test/*, then (rank 0 only)
                  task.finalize(train_set=..., test_set=..., out=dir, device=...)
                                                 # writes embeddings/, restyle/, plots/ under
                                                 # out and returns more test metrics
@@ -143,6 +145,13 @@ class Task:
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Before epoch ``epoch`` (from 0) of ``epochs`` trains, also where a resume continues it:
         for schedules a task keeps itself (deferred re-weighting). Optional for a plugin."""
+
+    def after_fit(self, *, train_set: torch.utils.data.Dataset, valid_set: torch.utils.data.Dataset,
+                  device: torch.device) -> bool:
+        """After training, with the weights the run serves, before the test split is scored: a
+        post-hoc step chosen on ``valid_set`` (classify's crt and tau_norm). Return True where the
+        task state changed: the runner then writes it into the served checkpoint. Optional."""
+        return False
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss of one batch as ``{"loss": scalar, **other scalars to log}``."""
