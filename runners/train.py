@@ -494,17 +494,17 @@ class _Loop:
         """The task's post-hoc step with the served weights (classify's crt and tau_norm), on
         every rank alike; the task state it changes is written into the served checkpoint, so
         that every user of the run loads what the test split scores."""
-        hook = getattr(self.task, "after_fit", None)  # optional: a plugin task need not have it
+        hook = getattr(self.task, "after_fit", None)  # optional: a plugin task need not subclass Task
         if hook is None:
             return
         with self._evaluated():
-            changed = hook(train_set=self.sets["train"], valid_set=self.sets["valid"], device=self.device)
-        if changed:  # val/<main>_best (what sweeps and benches rank by) is then the served model's score
-            self.state.best = self.evaluate("valid").get(self.main_key, self.state.best)
-        folder = self.run_dir / "checkpoints"
-        served = folder / "best.pt" if getattr(self.task, "serves", "best") == "best" else None
-        path = served if served is not None and served.is_file() else folder / "last.pt"
-        if changed and self.world.main and path.is_file():
+            if not hook(train_set=self.sets["train"], valid_set=self.sets["valid"], device=self.device):
+                return
+        # val/<main>_best (what sweeps and benches rank by) is then the served model's score
+        self.state.best = self.evaluate("valid").get(self.main_key, self.state.best)
+        path = next((self.run_dir / n for n in registry.served_checkpoints(self.cfg) if (self.run_dir / n).is_file()),
+                    None)
+        if self.world.main and path is not None:
             state = checkpoint.load(path)
             state["task"] = self.task.state_dict()
             checkpoint.save(path, state)

@@ -233,7 +233,7 @@ def test_a_decoupled_run_serves_the_last_layer_and_tau_its_test_split_scored(cap
     """crt and tau_norm act after training: what they pick is in the served checkpoint, so a
     user of the run predicts what the test split scored."""
     from runners import inference
-    from zoo.classify import CRT_C_GRID, TAU_GRID
+    from zoo.classify import CRT_C_GRID, TAU_GRID, classification_metrics
 
     code, out, err = runner(capsys, "cnn", "data=synthart_lt", "data.size=200", "data.held_out_per_class=4",
                             "data.image_size=16", "train.epochs=2", "train.batch_size=32", "train.imbalance=crt",
@@ -244,10 +244,17 @@ def test_a_decoupled_run_serves_the_last_layer_and_tau_its_test_split_scored(cap
     assert metrics["test/crt_C"] in CRT_C_GRID and metrics["test/tau_norm"] in TAU_GRID
     task, cfg, _ = inference.load(run_id)
     assert task.crt_head is not None and task.tau == metrics["test/tau_norm"]
-    test = registry.dataset_of(cfg, "test")
-    images = torch.stack([test[i][0] for i in range(len(test))])
-    right = task.predict(images)["probabilities"].argmax(1) == np.asarray(test.labels)
-    assert right.mean() == pytest.approx(metrics["test/acc"])
+    def predicted(split: str) -> tuple[np.ndarray, np.ndarray]:
+        data = registry.dataset_of(cfg, split)
+        images = torch.stack([data[i][0] for i in range(len(data))])
+        return task.predict(images)["probabilities"].argmax(1), np.asarray(data.labels)
+
+    preds, labels = predicted("test")
+    assert (preds == labels).mean() == pytest.approx(metrics["test/acc"])
+    # what a sweep ranks this run by is the served model's validation score, not the training's
+    preds, labels = predicted("valid")
+    served = classification_metrics(labels, preds, len(cfg["classes"]))["macro_f1"]
+    assert metrics["val/macro_f1_best"] == pytest.approx(served)
 
 
 @pytest.mark.slow

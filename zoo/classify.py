@@ -41,7 +41,9 @@ The per-class table and confusion matrix list every class, absent ones with supp
 
 from __future__ import annotations
 
+import contextlib
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -136,12 +138,8 @@ def classifier_head(model: nn.Module, example: torch.Tensor | None = None) -> nn
         return head
     problem = "it has no nn.Linear layer"
     if head is not None:
-        seen: dict[str, torch.Tensor] = {}
-        handle = head.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
-        try:
+        with _input_of(head) as seen:
             out, failed = dry_forward(model, torch.zeros(2, *example.shape, device=head.weight.device))
-        finally:
-            handle.remove()
         with torch.no_grad():
             same = not failed and "x" in seen and torch.allclose(head(seen["x"]).float(), out.float(), atol=1e-5)
         if same:
@@ -149,6 +147,17 @@ def classifier_head(model: nn.Module, example: torch.Tensor | None = None) -> nn
         problem = failed or f"its output is not that of its last linear layer ({type(head).__name__})"
     raise ValueError(f"train.imbalance=crt and train.tau_norm need a {type(model).__name__} whose logits are its last "
                      f"nn.Linear layer's output (timm's get_classifier()); {problem}")
+
+
+@contextlib.contextmanager
+def _input_of(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """While open, the input of ``layer``'s first call lands in the yielded dict as ``"x"``."""
+    seen: dict[str, torch.Tensor] = {}
+    handle = layer.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 class Classify(Task):
@@ -255,12 +264,8 @@ class Classify(Task):
         return {"loss": loss, "acc": (logits.argmax(1) == labels).float().mean()}
 
     def _head_input(self, images: torch.Tensor) -> torch.Tensor:
-        seen: dict[str, torch.Tensor] = {}
-        handle = classifier_head(self.net).register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
-        try:
+        with _input_of(classifier_head(self.net)) as seen:
             self.net(images)
-        finally:
-            handle.remove()
         return seen["x"]
 
     def _head(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,14 +279,14 @@ class Classify(Task):
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The logits every evaluation and prediction uses: the model's, from crt's re-fitted
         last layer where there is one, tau-normalised where a tau is set."""
+        if self.crt_head is None and not self.tau:
+            return self.net(images).float()
+        weight, bias = (t.to(images.device) for t in self._head())
         if self.crt_head is None:
             logits = self.net(images).float()
         else:
-            weight, bias = self._head()
-            logits = F.linear(self._head_input(images).float(), weight.to(images.device), bias.to(images.device))
-        if self.tau:
-            logits = logits / self._head()[0].to(logits.device).norm(dim=1).clamp_min(1e-12).pow(self.tau)
-        return logits
+            logits = F.linear(self._head_input(images).float(), weight, bias)
+        return logits / weight.norm(dim=1).clamp_min(1e-12).pow(self.tau) if self.tau else logits
 
     @torch.no_grad()
     def _features(self, dataset, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -302,18 +307,17 @@ class Classify(Task):
         smallest of equals). True where the task state changed."""
         if self.imbalance != "crt" and not self.tau_norm:
             return False
-        self.crt_head, self.tau = None, 0.0
-        valid_x, valid_y = self._features(valid_set, device)
-        if self.imbalance == "crt":
-            self.crt_head = self._refit(*self._features(train_set, device), valid_x, valid_y, device)
-        weight, bias = (t.cpu().numpy() for t in self._head())
-        logits = valid_x @ weight.T + bias
-        norms = np.maximum(np.linalg.norm(weight, axis=1), 1e-12)
-        if self.tau_norm == "auto":
-            scores = [self._score(valid_y, logits / norms**t) for t in TAU_GRID]
-            self.tau = float(TAU_GRID[int(np.argmax(scores))])
-        else:
-            self.tau = float(self.tau_norm)
+        self.crt_head, self.tau = None, (0.0 if self.tau_norm == "auto" else float(self.tau_norm))
+        if self.imbalance == "crt" or self.tau_norm == "auto":  # a tau given alone needs no features
+            valid_x, valid_y = self._features(valid_set, device)
+            if self.imbalance == "crt":
+                self.crt_head = self._refit(*self._features(train_set, device), valid_x, valid_y, device)
+            if self.tau_norm == "auto":
+                weight, bias = (t.cpu().numpy() for t in self._head())
+                logits = valid_x @ weight.T + bias
+                norms = np.maximum(np.linalg.norm(weight, axis=1), 1e-12)
+                scores = [self._score(valid_y, logits / norms**t) for t in TAU_GRID]
+                self.tau = float(TAU_GRID[int(np.argmax(scores))])
         return True
 
     def _refit(self, x: np.ndarray, y: np.ndarray, valid_x: np.ndarray, valid_y: np.ndarray,
