@@ -43,6 +43,21 @@ def inference_state(state: dict[str, Any]) -> dict[str, Any]:
     return {"model": state["model"], "task": state.get("task", {})}
 
 
+def trained_weights(raw: dict[str, torch.Tensor], reported: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``raw`` (the weights being trained, beside the ``reported`` moving average) less the tensors
+    that equal the reported ones: buffers the average copies rather than averages (an exemplar
+    bank of tiles, counters) are then stored once, not twice."""
+    return {k: v for k, v in raw.items()
+            if not (k in reported and v.dtype == reported[k].dtype and v.shape == reported[k].shape
+                    and torch.equal(v, reported[k]))}
+
+
+def trained_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights being trained that a checkpoint holds (:func:`trained_weights` undone)."""
+    raw = state.get("model_raw")
+    return state["model"] if raw is None else {**state["model"], **raw}
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

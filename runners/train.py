@@ -134,6 +134,10 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
                          state, steps_per_epoch, ema, auxiliary, on_epoch)
             with StopFlag() as stop:
                 loop.fit(stop)
+                # past the last checkpoint a stop ends the run at once: a resume scores the test split again
+                stop.at_once = True
+                if stop.signum is not None:  # it came during the last validation
+                    raise Stopped(stop.signum)
                 metrics = loop.test()
             best = {f"{loop.main_key}_best": math.nan if state.best is None else float(state.best)}
             if run:
@@ -239,7 +243,7 @@ def _resume_checkpoint(run_id: str, world: dist.World) -> Path:
 
 def _restore(ckpt: dict, model: nn.Module, ema: ModelEmaV3 | None, optimizer, scheduler, task,
              auxiliary: dict[str, Auxiliary]) -> _State:
-    model.load_state_dict(ckpt.get("model_raw", ckpt["model"]))
+    model.load_state_dict(checkpoint.trained_state(ckpt))
     if ema is not None:
         ema.module.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -281,10 +285,12 @@ def _wrapped(model: nn.Module, t: dict, device: torch.device, world: dist.World)
 
 
 class StopFlag:
-    """Turns SIGTERM (and Ctrl-C) into a flag the loop checks between steps."""
+    """Turns SIGTERM (and Ctrl-C) into a flag the loop checks between steps; once ``at_once`` is set
+    (the run is past its last checkpoint: the test split, the analysis), into :class:`Stopped` at once."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.at_once = False  # raise Stopped from the handler, wherever the run is, rather than set the flag
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "StopFlag":
@@ -295,6 +301,8 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.signum = signum
+        if self.at_once:
+            raise Stopped(signum)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
@@ -404,6 +412,10 @@ class _Loop:
             seen += len(images)
             rate = seen * self.world.size / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}")
+            if bar.disable and self.world.main and s.batch % max(1, self.steps_per_epoch // 10) == 0:
+                # no bar where the output is a log or CI: a line every tenth of the epoch instead
+                print(f"epoch {epoch + 1}, batch {s.batch}/{self.steps_per_epoch}: loss={loss.item():.4g}, "
+                      f"{rate:.0f} images/s", flush=True)
             # every log_every steps, and the last of each epoch: a short run still has its curves
             if self.world.main and (s.step % t["log_every"] == 0 or s.batch == self.steps_per_epoch):
                 logs = {f"train/{k}": float(v.detach()) for k, v in out.items()}
@@ -538,11 +550,13 @@ class _Loop:
 
     def _save(self, name: str, *, log: bool) -> None:
         path = self.run_dir / "checkpoints" / name
+        reported = (self.ema.module if self.ema is not None else self.model).state_dict()
         checkpoint.save(path, {
             # "model" is what the run reports (and the dashboard and judges load); with train.ema,
-            # "model_raw" holds the weights being trained, which a resume continues from
-            "model": (self.ema.module if self.ema is not None else self.model).state_dict(),
-            **({"model_raw": self.model.state_dict()} if self.ema is not None else {}),
+            # "model_raw" holds the weights being trained where they differ, which a resume continues from
+            "model": reported,
+            **({"model_raw": checkpoint.trained_weights(self.model.state_dict(), reported)}
+               if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "task": self.task.state_dict(),

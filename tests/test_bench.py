@@ -71,9 +71,14 @@ def test_gpu_sh_dry_run_prints_the_gpu_grid():
     cmd = out.stdout
     assert "bench/throughput.py" in cmd and "cnn\\,ae\\,cond_ae" in cmd and "data.image_size=128\\,416" in cmd
     assert "fp32\\,bf16\\,bf16+compile" in cmd and "--device cuda" in cmd and "--budget 240" in cmd
-    out = gpu_sh("--dry-run", "--seconds", "3", "--budget", "0", "--workers", "2", "--", "--images", "500")
+    # then the WikiArt-size table on the GPU, bf16 with compile off and on, sharing one painted folder
+    scales = cmd.splitlines()[1:]
+    assert len(scales) == 2 and all("bench/scale.py --images 15000 --sizes 128\\,224" in c for c in scales)
+    assert all("train.device=cuda train.precision=bf16" in c and "--paintings " in c for c in scales)
+    assert ["train.compile=true" in c for c in scales] == [False, True]
+    out = gpu_sh("--dry-run", "--seconds", "3", "--budget", "0", "--workers", "2", "--no-scale", "--", "--images", "500")
     assert "--seconds 3" in out.stdout and "--budget 0" in out.stdout and "--workers 2" in out.stdout
-    assert out.stdout.rstrip().endswith("--images 500")
+    assert out.stdout.rstrip().endswith("--images 500") and "scale.py" not in out.stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -82,6 +87,7 @@ def test_gpu_sh_dry_run_prints_the_gpu_grid():
     (["--seconds", "soon"], "--seconds takes a number"),
     (["--workers", "-1"], "--workers takes a whole number"),
     (["--frobnicate"], "unknown argument '--frobnicate'"),
+    (["--scale-modes", "fp8"], "--scale-modes takes bf16 and/or bf16+compile"),
 ])
 def test_gpu_sh_refuses_bad_arguments(args, message):
     out = gpu_sh(*args, "--dry-run")
@@ -359,3 +365,36 @@ def test_restyle_evidence_compares_marks_on_the_validation_and_test_splits(tmp_p
     assert float(test["stored_training_bytes"].split()[0]) > 0
     assert next(r for r in rows if r["marks"] == "learned")["stored_training_bytes"] == "0.00 MB", \
         "learned marks keep no training pixels"
+
+
+def test_the_scale_folder_has_wikiarts_movements_in_wikiarts_proportions():
+    scale = bench_script("scale")
+    counts = scale.class_counts(15000)
+    assert sum(counts.values()) == 15000 and len(counts) == 27
+    biggest, smallest = max(counts, key=counts.get), min(counts, key=counts.get)
+    assert (biggest, smallest) == ("Impressionism", "Action_painting")
+    assert counts[biggest] / counts[smallest] == pytest.approx(13060 / 98, rel=0.05)
+    assert all(min(scale.split_counts(n).values()) >= 1 for n in scale.class_counts(81).values())
+    assert scale.split_counts(1000) == {"train": 700, "valid": 200, "test": 100}
+
+
+@pytest.mark.slow
+def test_scale_bench_runs_small_end_to_end_and_writes_its_table(tmp_path, monkeypatch, capsys):
+    scale = bench_script("scale")
+    monkeypatch.setattr(scale, "FEED_SECONDS", 0.2)
+    rows = scale.main(["--images", "81", "--sizes", "16", "--entries", "cond_ae", "--out", str(tmp_path),
+                       "--set", "train.judge_steps=2", "train.panel=", "train.umap=false", "train.batch_size=16"])
+    folder = tmp_path / "wikiart81"
+    assert sorted(p.name for p in (folder / "train").iterdir()) == sorted(scale.WIKIART)
+    assert {p.parent.name for p in (folder / "test").rglob("*.jpg")} == set(scale.WIKIART), "every movement tested"
+    out = capsys.readouterr().out
+    [row] = rows
+    assert row.images_per_s > 0 and row.peak_rss_gb > 0 and row.checkpoint_mb > 0 and row.model_mb > 0
+    assert row.runs_page_s > 0 and row.run_page_s > 0 and row.cache_build_s > 0
+    assert {scale.TRAIN, scale.CACHE, scale.MODEL, "restyling the N test images"} <= set(row.phases)
+    assert f"| cond_ae | 16 | {row.images_per_s:.1f} |" in out and "cost, not accuracy" in out
+    projected = out[out.index("At WikiArt's size"):]
+    assert "81,444 paintings" in projected and "| cond_ae | " in projected and "Limits (" in out
+    assert row.input_images_per_s > 0
+    # the table is kept in --out and built on by the next part of the benchmark
+    assert [(r.entry, r.size, r.run_id) for r in scale._read_csv(tmp_path / "scale.csv")] == [("cond_ae", 16, row.run_id)]

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 import registry
 from conftest import assert_resumed_as_uninterrupted, cli, run_id_of, wait_for
-from runners import config, train
+from runners import checkpoint, config, train
 
 # the MLflow model each finished run logs is tested in test_predict.py; these runs leave it out
 TINY = ["train.log_model=false", "data.size=100", "data.image_size=32", "train.epochs=2", "train.batch_size=16", "train.log_every=1"]
@@ -135,7 +135,9 @@ def test_with_ema_the_checkpoint_holds_the_averaged_model_that_the_test_metrics_
 
     assert loss_of(ckpt["model"]) == pytest.approx(result["test/loss"], rel=1e-5)
     # the weights being trained are kept for a resume, and they are not the ones scored
-    assert loss_of(ckpt["model_raw"]) != pytest.approx(result["test/loss"], rel=1e-3)
+    assert loss_of(checkpoint.trained_state(ckpt)) != pytest.approx(result["test/loss"], rel=1e-3)
+    # what the average copies rather than averages (batch norm's counters) is stored once
+    assert not [k for k in ckpt["model_raw"] if k.endswith("num_batches_tracked")]
 
 
 @pytest.mark.slow
@@ -258,6 +260,32 @@ def test_a_decoupled_run_serves_the_last_layer_and_tau_its_test_split_scored(cap
 
 
 @pytest.mark.slow
+def test_a_run_stopped_during_its_analysis_stops_there_and_a_resume_scores_it_as_if_uninterrupted(monkeypatch):
+    from zoo.reconstruct import Reconstruct
+
+    args = ["train.umap=false", "seed=6"]
+    whole = run("ae", *args)
+    analyse = Reconstruct.finalize
+
+    def stopped_midway(self, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a scheduler would, while the analysis runs
+        return analyse(self, **kwargs)
+
+    monkeypatch.setattr(Reconstruct, "finalize", stopped_midway)
+    with pytest.raises(train.Stopped) as stopped:
+        train.train(config.resolve("ae", [*TINY, *args]))
+    run_id = stopped.value.run_id
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    assert "test/psnr" not in mlflow.get_run(run_id).data.metrics, "it stopped before its scores"
+    monkeypatch.undo()
+    resumed = train.train(config.resolve("ae", [*TINY, *args, f"resume={run_id}"]))
+    assert resumed["run_id"] == run_id and mlflow.get_run(run_id).info.status == "FINISHED"
+    scores = [k for k in whole if k.startswith("test/") and not k.endswith("_seconds")]
+    assert "test/cluster_nmi_pca" in scores
+    assert {k: resumed[k] for k in scores} == {k: whole[k] for k in scores}
+
+
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_train_one_run(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
@@ -267,6 +295,9 @@ def test_torchrun_two_cpu_processes_train_one_run(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_ids = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("run_id: ")]
     assert len(run_ids) == 1, "only rank 0 reports"
+    # no bar is drawn into a pipe: rank 0 prints the epoch's progress as lines instead, each once
+    shown = re.findall(r"^epoch 1, batch (\d+)/(\d+): loss=", proc.stdout, flags=re.M)
+    assert shown and [int(b) for b, _ in shown] == list(range(1, int(shown[0][1]) + 1)), proc.stdout[-2000:]
     runs = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
     assert len(runs) == 1
     r = runs[0]
@@ -330,6 +361,8 @@ def test_a_restyle_run_stopped_after_an_epoch_resumes_to_the_numbers_of_an_unint
     ckpt = torch.load(train.runs_root() / run_id / "checkpoints" / "last.pt", weights_only=True)
     assert set(ckpt["auxiliary"]) == {"critic"} and ckpt["auxiliary"]["critic"]["state"]  # Adam's moments
     assert "critic" in ckpt["task"]
+    # the exemplar tiles are in the averaged model once, not again beside it in the trained one
+    assert "exemplars.tiles" in ckpt["model"] and "exemplars.tiles" not in ckpt["model_raw"]
 
     resumed = train.train(config.resolve("cond_ae", [*TINY, *args, f"resume={run_id}"]))
     assert resumed["run_id"] == run_id and mlflow.get_run(run_id).info.status == "FINISHED"

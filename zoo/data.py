@@ -117,6 +117,8 @@ def _fill(target: Path, count: int, decode: Decoder, *, desc: str, workers: int 
     chunk = max(1, min(256, count // max(1, workers * 4)))
     spans = [range(s, min(s + chunk, count)) for s in range(0, count, chunk)]
     failed: dict[int, str] = {}
+    # one line wherever the output goes (a log, CI), where the bar is drawn only on a terminal
+    print(f"caching {desc}: decoding {count} images …", flush=True)
     bar = tqdm(total=count, desc=f"caching {desc}", unit="img", disable=None, leave=False)
     if workers <= 1 or count < 2 * chunk:
         for span in spans:

@@ -1,0 +1,570 @@
+"""What artzoo costs at WikiArt's size: every built-in entry, one epoch, on a 416 px folder.
+
+    python bench/scale.py                                  # 15,000 paintings; 64, 128 and 224 px
+    python bench/scale.py --sizes 64 --entries cnn,ae      # a part of it
+    python bench/scale.py --steps 100 --sizes 224          # 100 training steps, then the whole analysis
+    python bench/scale.py --prepare                        # only paint the folder
+
+It paints (once, kept in ``--out``) a folder in the Roboflow export's layout
+(``train|valid|test/CLASS/*.jpg``, 416×416 JPEG at quality 90) with WikiArt's 27 movements in
+WikiArt's proportions (Impressionism the largest, Action_painting the smallest, about 130:1),
+split 70/20/10 as Roboflow splits by default. The pixels are synthart's: its ten techniques are
+used again for the movements it has no technique for, so **this benchmark measures cost, not
+accuracy**. Then each entry trains one epoch at each size through the normal command line
+(``python -m runners.run ENTRY data=FOLDER ...``, its test-split analysis included) in a fresh
+process, and the benchmark records, per entry and size: the decode cache's build time and size,
+training images/s, the peak resident memory of the run's process tree, where the time went
+(phase by phase, from the lines the run prints), checkpoint, logged-model and largest-artifact
+sizes, the MLflow database's size and the dashboard's first render of the Runs and Run pages
+(Streamlit's AppTest). It prints one table, writes it to ``OUT/scale.csv``, fits each cost
+against images and pixels, and projects it to WikiArt's 81,444 paintings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import multiprocessing as mp
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from throughput import cpu_model  # noqa: E402  (bench/, on sys.path as the script's folder)
+from zoo import synthart  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "scale"
+ENTRIES = ("cnn", "timm_net", "ae", "cond_ae")
+SOURCE_SIZE = 416  # the Roboflow export's side
+QUALITY = 90
+SPLITS = (("train", 0.7), ("valid", 0.2), ("test", 0.1))
+# WikiArt's 81,444 paintings by movement (the ArtGAN release the Roboflow export was cut from)
+WIKIART = {
+    "Abstract_Expressionism": 2782, "Action_painting": 98, "Analytical_Cubism": 110, "Art_Nouveau_Modern": 4334,
+    "Baroque": 4240, "Color_Field_Painting": 1615, "Contemporary_Realism": 481, "Cubism": 2235,
+    "Early_Renaissance": 1391, "Expressionism": 6736, "Fauvism": 934, "High_Renaissance": 1343,
+    "Impressionism": 13060, "Mannerism_Late_Renaissance": 1279, "Minimalism": 1337, "Naive_Art_Primitivism": 2405,
+    "New_Realism": 314, "Northern_Renaissance": 2552, "Pointillism": 513, "Pop_Art": 1483,
+    "Post_Impressionism": 6450, "Realism": 10733, "Rococo": 2089, "Romanticism": 7019, "Symbolism": 4528,
+    "Synthetic_Cubism": 216, "Ukiyo_e": 1167,
+}
+WIKIART_IMAGES = sum(WIKIART.values())
+
+
+# -- the folder ----------------------------------------------------------------------------------
+
+
+def class_counts(images: int) -> dict[str, int]:
+    """Paintings per movement for a folder of ``images``: WikiArt's shares, at least three each
+    (one per split), rounded so that they add up."""
+    names = sorted(WIKIART)
+    exact = np.array([WIKIART[n] for n in names], dtype=float) * images / WIKIART_IMAGES
+    counts = np.maximum(3, np.floor(exact)).astype(int)
+    for i in np.argsort(counts - exact)[: max(0, images - counts.sum())]:  # largest remainders first
+        counts[i] += 1
+    return dict(zip(names, counts.tolist()))
+
+
+def split_counts(count: int) -> dict[str, int]:
+    """One movement's ``count`` split 70/20/10, at least one in each split."""
+    valid = max(1, round(count * SPLITS[1][1]))
+    test = max(1, round(count * SPLITS[2][1]))
+    return {"train": count - valid - test, "valid": valid, "test": test}
+
+
+def technique(movement: str) -> str:
+    """The synthart technique that paints ``movement``: its own where synthart has one, else one of
+    the ten in turn (the benchmark measures cost, not whether styles can be told apart)."""
+    techniques = list(synthart.TECHNIQUES)
+    if movement in techniques:
+        return movement
+    others = [m for m in sorted(WIKIART) if m not in techniques]
+    return techniques[others.index(movement) % len(techniques)]
+
+
+def wikiart_folder(images: int, out: Path = OUT) -> Path:
+    """The Roboflow-layout folder of ``images`` paintings, painted once (``.complete`` marks it done)."""
+    folder = out / f"wikiart{images}"
+    done = folder / ".complete"
+    if done.exists() and done.read_text().strip() == str(images):
+        return folder
+    jobs, painted = [], {split: 0 for split, _ in SPLITS}  # each painting its own scene in its split
+    for movement, count in class_counts(images).items():
+        for split, n in split_counts(count).items():
+            recipe = synthart.Recipe(0, split, SOURCE_SIZE)
+            for index in range(painted[split], painted[split] + n):
+                jobs.append((recipe, technique(movement), index, folder / split / movement / f"{index:05d}.jpg"))
+            painted[split] += n
+    todo = [j for j in jobs if not j[3].exists()]  # a stopped painting run goes on where it stopped
+    for path in {j[3].parent for j in todo}:
+        path.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    workers = len(os.sched_getaffinity(0))
+    print(f"painting {len(todo)} of {len(jobs)} synthart JPEGs of {SOURCE_SIZE} px into {folder} "
+          f"({workers} processes) …", file=sys.stderr, flush=True)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        for k, _ in enumerate(pool.map(_paint, todo, chunksize=16), 1):
+            if k % 1000 == 0 or k == len(todo):
+                rate = k / (time.perf_counter() - started)
+                print(f"  {k}/{len(todo)} ({rate:.0f}/s, {(len(todo) - k) / rate / 60:.1f} min left)",
+                      file=sys.stderr, flush=True)
+    done.write_text(str(images))
+    return folder
+
+
+def _paint(job: tuple) -> None:
+    recipe, style, index, path = job
+    tmp = path.with_suffix(".part")
+    Image.fromarray(recipe.paint(index, style)).save(tmp, format="JPEG", quality=QUALITY)
+    tmp.rename(path)  # a painting stopped halfway is painted again, never read half-written
+
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    entry: str
+    size: int
+    train_images: int
+    test_images: int
+    steps: int  # training steps run (the epoch's, or --steps)
+    epoch_steps: int  # steps of a whole epoch
+    wall_s: float = 0.0
+    images_per_s: float = float("nan")
+    peak_rss_gb: float = float("nan")  # the run's process
+    peak_anon_gb: float = float("nan")  # its memory that is no file's pages (RSS less the mapped cache, libraries)
+    peak_tree_gb: float = float("nan")  # the run's process and its children (PSS), summed, at the worst moment
+    cache_build_s: float = 0.0  # decoding the folder into the cache (0: it was there)
+    cache_mb: float = 0.0  # the cache entries of this size, all splits
+    checkpoint_mb: float = 0.0  # the largest checkpoint
+    model_mb: float = 0.0  # the logged MLflow model, all its files
+    largest_artifact: str = ""
+    largest_artifact_mb: float = 0.0
+    artifacts_mb: float = 0.0
+    db_mb: float = 0.0
+    input_images_per_s: float = float("nan")  # the data path alone at this size, no model (one process)
+    runs_page_s: float = float("nan")
+    run_page_s: float = float("nan")
+    run_id: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def train_s(self) -> float:
+        return self.phases.get(TRAIN, float("nan"))
+
+    @property
+    def epoch_s(self) -> float:
+        """A whole epoch's training, from the steps run (a run cut by --steps is scaled up)."""
+        return self.train_images / self.images_per_s if self.images_per_s > 0 else float("nan")
+
+    @property
+    def analysis_s(self) -> float:
+        """The test split's scoring and the task's analysis, to the last artifact logged."""
+        return sum(v for k, v in self.phases.items() if k not in (SETUP, CACHE, TRAIN, AFTER, MODEL))
+
+
+SETUP, CACHE, TRAIN, AFTER, MODEL = ("start-up and data", "decode cache", "train and validate one epoch",
+                                      "served checkpoint", "log the MLflow model")
+# the run's printed lines that open a phase (the rest of the lines belong to the phase before)
+MARKS = ((re.compile(r"^caching "), CACHE), (re.compile(r"^started run "), TRAIN),
+         (re.compile(r"^epoch \d+/\d+: "), AFTER), (re.compile(r"^scoring the test split"), "score the test split"),
+         (re.compile(r"^logging the MLflow model"), MODEL), (re.compile(r"^test: "), "log the test metrics"))
+PROGRESS = re.compile(r"^(\S.*?) …\s*$")  # zoo.task.progress's line: a named phase of the analysis
+
+
+def phase_of(line: str, current: str) -> str:
+    """The phase ``line`` opens, or ``current`` where it opens none."""
+    for pattern, name in MARKS:
+        if pattern.search(line):
+            return name
+    found = PROGRESS.match(line)
+    if found and current not in (SETUP, CACHE):
+        # numbers vary with the data: "embedding 1500 test images" and its 4,500 are one phase
+        return re.sub(r"\d[\d,.]*", "N", found.group(1))[:70]
+    return current
+
+
+def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra: list[str]) -> Row:
+    """Train ``entry`` one epoch at ``size`` px in a fresh process and measure it."""
+    import psutil
+
+    counts = {s: sum(1 for _ in (folder / s).rglob("*.jpg")) for s, _ in SPLITS}
+    extra = _taken(entry, extra)
+    batch = _batch_size(entry, extra)
+    epoch_steps = -(-counts["train"] // batch)
+    row = Row(entry, size, counts["train"], counts["test"], min(steps, epoch_steps) if steps else epoch_steps,
+              epoch_steps)
+    cmd = [sys.executable, "-u", "-m", "runners.run", entry, f"data={folder}", f"data.image_size={size}",
+           "train.epochs=1", "experiment=scale", *([f"train.max_steps_per_epoch={steps}"] if steps else []), *extra]
+    cache = out / "cache"
+    before = _sizes(cache)
+    log = (out / "logs" / f"{entry}-{size}px.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\n{entry} at {size} px: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=out, env=_env(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1)
+    peak = [0, 0, 0]
+    sampler = threading.Thread(target=_sample_rss, args=(psutil.Process(proc.pid), peak), daemon=True)
+    sampler.start()
+    phase, since, lines = SETUP, started, []
+    with open(log, "w") as f:
+        for line in proc.stdout:
+            now = time.perf_counter()
+            f.write(f"{now - started:8.1f} {line}")
+            f.flush()  # the log is where a user looks while a long phase runs
+            lines.append(line.rstrip("\n"))
+            opened = phase_of(line.strip(), phase)
+            if opened != phase:
+                row.phases[phase] = row.phases.get(phase, 0.0) + now - since
+                phase, since = opened, now
+                print(f"  {now - started:7.1f} s  {opened}", file=sys.stderr, flush=True)
+    proc.wait()
+    end = time.perf_counter()
+    row.phases[phase] = row.phases.get(phase, 0.0) + end - since
+    row.wall_s = end - started
+    sampler.join()
+    row.peak_rss_gb, row.peak_tree_gb, row.peak_anon_gb = (p / 1e9 for p in peak)
+    if proc.returncode != 0:
+        tail = "\n".join(lines[-30:])
+        raise RuntimeError(f"{entry} at {size} px failed (exit {proc.returncode}); its log: {log}\n{tail}")
+    row.run_id = lines[-1].removeprefix("run_id: ").strip()
+    row.cache_build_s = row.phases.get(CACHE, 0.0)
+    grown = {k: v for k, v in _sizes(cache).items() if k not in before}
+    row.cache_mb = sum(v for k, v in (grown or _sizes(cache)).items() if f"-{size}px-" in k) / 1e6
+    _store_sizes(row, out)
+    return row
+
+
+def _taken(entry: str, extra: list[str]) -> list[str]:
+    """The ``key=value`` settings that ``entry``'s config has (train.judge_steps is restyle's alone)."""
+    from runners.config import ConfigError, resolve
+
+    taken = []
+    for setting in extra:
+        try:
+            resolve(entry, [setting])
+            taken.append(setting)
+        except ConfigError:
+            pass
+    return taken
+
+
+def _batch_size(entry: str, extra: list[str]) -> int:
+    given = [e.split("=", 1)[1] for e in extra if e.startswith("train.batch_size=")]
+    if given:
+        return int(given[-1])
+    from runners.config import resolve
+
+    return resolve(entry, [])["train"]["batch_size"]
+
+
+def _env(out: Path) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out / 'mlflow.db'}", "ARTZOO_CACHE": str(out / "cache"),
+            "ARTZOO_RUNS": str(out / "runs"), "PYTHONPATH": str(ROOT),
+            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(out / "numba")),
+            "PYTHONWARNINGS": "ignore"}
+
+
+def _sample_rss(process, peak: list[int]) -> None:
+    """Every 0.2 s until ``process`` ends: ``peak[0]``, its largest resident set; ``peak[1]``, the
+    largest sum over it and its children of their proportional sets (PSS: the pages a forked
+    decoder shares with its parent are counted once, not once per process); ``peak[2]``, its
+    largest resident set less file-backed pages (the memory-mapped decode cache the kernel can
+    drop, the libraries)."""
+    import psutil
+
+    while True:
+        try:
+            memory = process.memory_info()
+            peak[0] = max(peak[0], memory.rss)
+            peak[2] = max(peak[2], memory.rss - memory.shared)
+            total = 0
+            for p in [process, *process.children(recursive=True)]:
+                try:
+                    total += p.memory_full_info().pss
+                except psutil.Error:
+                    pass
+            peak[1] = max(peak[1], total)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.Error:
+            return
+        time.sleep(0.2)
+
+
+def _sizes(folder: Path) -> dict[str, int]:
+    """Bytes under each entry of ``folder``."""
+    if not folder.is_dir():
+        return {}
+    return {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in folder.iterdir()}
+
+
+def _store_sizes(row: Row, out: Path) -> None:
+    """Checkpoint, logged model and artifact sizes of ``row``'s run, and the database's."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    run = mlflow.get_run(row.run_id)
+    history = mlflow.tracking.MlflowClient().get_metric_history(row.run_id, "train/images_per_s")
+    row.images_per_s = history[-1].value if history else float("nan")
+    checkpoints = list((out / "runs" / row.run_id / "checkpoints").glob("*.pt"))
+    row.checkpoint_mb = max((p.stat().st_size for p in checkpoints), default=0) / 1e6
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    files = [(f.stat().st_size, f.relative_to(artifacts).as_posix()) for f in artifacts.rglob("*") if f.is_file()]
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list",
+                                         filter_string=f"source_run_id = '{row.run_id}'")
+    for model in models:
+        where = Path(model.artifact_location.removeprefix("file://"))
+        sizes = [(f.stat().st_size, f"model/{f.relative_to(where).as_posix()}") for f in where.rglob("*") if f.is_file()]
+        row.model_mb += sum(s for s, _ in sizes) / 1e6
+        files += sizes
+    row.artifacts_mb = sum(s for s, _ in files) / 1e6
+    if files:
+        size, name = max(files)
+        row.largest_artifact, row.largest_artifact_mb = name, size / 1e6
+    row.db_mb = (out / "mlflow.db").stat().st_size / 1e6
+
+
+# -- the data path alone -------------------------------------------------------------------------
+
+
+FEED_SECONDS = 5.0  # timed per size
+
+
+def input_rate(folder: Path, size: int, out: Path, seconds: float | None = None) -> float:
+    """Training images/s that the runner's data path (the decode cache, runners.loader, flips)
+    yields at ``size`` px on this CPU in one process, with no model: the most it could feed a GPU."""
+    import torch
+
+    import registry
+    from throughput import _artzoo, _input_rate
+
+    os.environ["ARTZOO_CACHE"] = str(out / "cache")
+    data = registry.dataset(str(folder), split="train", image_size=size)
+    cpu = torch.device("cpu")
+    return _input_rate(_artzoo(data, 64, cpu, workers=0), 20, seconds or FEED_SECONDS, cpu)
+
+
+# -- the dashboard -------------------------------------------------------------------------------
+
+
+def dashboard_first_load(run_id: str, out: Path) -> tuple[float, float]:
+    """Seconds of the Runs page's and then the Run page's first render of ``run_id``, in a fresh
+    process (a user opening the dashboard): Streamlit's AppTest."""
+    done = subprocess.run([sys.executable, __file__, "--probe", run_id, "--out", str(out)], env=_env(out), cwd=out,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the dashboard failed on run {run_id}:\n{done.stderr[-3000:]}")
+    runs, run = map(float, done.stdout.split()[-2:])
+    return runs, run
+
+
+def _probe(run_id: str) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    seconds = []
+    for page in ("views/runs.py", "views/run.py"):
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
+        at.query_params["run"] = run_id
+        started = time.perf_counter()
+        at.switch_page(page).run()
+        seconds.append(time.perf_counter() - started)
+        if at.exception:
+            raise SystemExit(f"{page} raised: {at.exception[0].value}")
+    print(*(f"{s:.2f}" for s in seconds))
+
+
+# -- the table, the fit and the projection ---------------------------------------------------------
+
+COLUMNS = ("entry", "size", "train_images", "test_images", "steps", "epoch_steps", "images_per_s", "epoch_s", "analysis_s",
+           "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb", "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact",
+           "largest_artifact_mb", "artifacts_mb", "db_mb", "input_images_per_s", "runs_page_s", "run_page_s", "run_id")
+LIMITS = {"peak_rss_gb": 4.0, "peak_tree_gb": 4.0, "largest_artifact_mb": 200.0, "runs_page_s": 5.0, "run_page_s": 5.0}
+
+
+def table(rows: list[Row]) -> str:
+    head = ("| entry | px | img/s | epoch (min) | analysis (s) | peak memory (GB): RSS / anon / tree | cache build (s) | cache (MB) "
+            "| checkpoint (MB) | model (MB) | largest artifact (MB) | db (MB) | Runs / Run page (s) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r.entry} | {r.size} | {r.images_per_s:.1f} | {r.epoch_s / 60:.1f}"
+                     f"{'*' if r.steps < r.epoch_steps else ''} | {r.analysis_s:.0f} | {r.peak_rss_gb:.2f} / {r.peak_anon_gb:.2f} / "
+                     f"{r.peak_tree_gb:.2f} "
+                     f"| {r.cache_build_s:.0f} | {r.cache_mb:.0f} | {r.checkpoint_mb:.1f} | {r.model_mb:.1f} "
+                     f"| {r.largest_artifact_mb:.1f} ({r.largest_artifact}) | {r.db_mb:.1f} "
+                     f"| {r.runs_page_s:.1f} / {r.run_page_s:.1f} |")
+    return "\n".join(lines)
+
+
+def phases_table(rows: list[Row]) -> str:
+    lines = ["| entry | px | phase | s |", "|---|---|---|---|"]
+    for r in rows:
+        for name, seconds in sorted(r.phases.items(), key=lambda kv: -kv[1]):
+            if seconds >= 1:
+                lines.append(f"| {r.entry} | {r.size} | {name} | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def over_limits(rows: list[Row]) -> list[str]:
+    found = []
+    for r in rows:
+        for key, limit in LIMITS.items():
+            if getattr(r, key) > limit:
+                found.append(f"{r.entry} at {r.size} px: {key} {getattr(r, key):.2f} > {limit:g}")
+        if r.size == 64 and r.analysis_s > 180:
+            found.append(f"{r.entry} at 64 px: the analysis took {r.analysis_s:.0f} s > 180")
+    return found
+
+
+def projection(rows: list[Row], images: int = WIKIART_IMAGES, size: int = 224) -> list[str]:
+    """Each entry at ``images`` paintings of ``size`` px, as a Markdown table: the epoch on this
+    machine, training seconds per image fitted as a power of the pixels over the sizes measured
+    (an epoch is linear in its images); the analysis scaled from the nearest size measured,
+    linearly in pixels and test images (its sampled parts are capped, so this bounds it from
+    above); and the shortest epoch the data path allows in one loader process, from its rate
+    alone (what a GPU could be fed; the GPU's own rate is bench/gpu.sh's)."""
+    split = [split_counts(c) for c in class_counts(images).values()]
+    train_images, test_images = (sum(s[name] for s in split) for name in ("train", "test"))
+    lines = [f"{images:,} paintings ({train_images:,} training, {test_images:,} test) at {size} px:", "",
+             "| entry | epoch on this machine | fitted on | analysis on this machine (at most) "
+             "| epoch floor set by the data path (one loader process) |", "|---|---|---|---|---|"]
+    for entry in dict.fromkeys(r.entry for r in rows):
+        mine = [r for r in rows if r.entry == entry and r.images_per_s > 0]
+        if not mine:
+            continue
+        pixels = np.array([r.size**2 for r in mine], dtype=float)
+        per_image = np.array([1 / r.images_per_s for r in mine])
+        if len(mine) >= 2:
+            slope, icept = np.polyfit(np.log(pixels), np.log(per_image), 1)
+        else:  # one size: proportional to the pixels
+            slope, icept = 1.0, float(np.log(per_image[0] / pixels[0]))
+        epoch = train_images * float(np.exp(icept + slope * np.log(size**2)))
+        nearest = min(mine, key=lambda r: abs(r.size - size))
+        analysis = nearest.analysis_s * (size / nearest.size) ** 2 * test_images / nearest.test_images
+        fed = [r for r in rows if r.size == size and r.input_images_per_s > 0]
+        floor = f"{train_images / fed[0].input_images_per_s / 60:.1f} min" if fed else f"(no {size} px row)"
+        lines.append(f"| {entry} | {epoch / 3600:.1f} h | {', '.join(str(r.size) for r in mine)} px "
+                     f"(s/image ∝ pixels^{slope:.2f}) | {analysis / 60:.0f} min | {floor} |")
+    lines.append(f"\nThe decode cache: {images * 3 * size * size / 1e9:.1f} GB on disk at {size} px, memory-mapped.")
+    return lines
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=15000, help="paintings in the folder, all splits (default 15000)")
+    parser.add_argument("--sizes", type=_ints, default=[64, 128, 224], help="training sizes in px (default 64,128,224)")
+    parser.add_argument("--entries", default=",".join(ENTRIES), help=f"model entries (default {','.join(ENTRIES)})")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="training steps per run (0: the whole epoch); the epoch's time is then scaled up")
+    parser.add_argument("--set", dest="extra", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more config for the entries whose config has the key (e.g. train.judge_steps=100)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"folder, store and caches (default {OUT})")
+    parser.add_argument("--paintings", type=Path, default=None,
+                        help="where the painted folder is kept (default: --out), to share it between --out folders")
+    parser.add_argument("--prepare", action="store_true", help="only paint the folder")
+    parser.add_argument("--probe", metavar="RUN_ID", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.entries = [e for e in args.entries.split(",") if e]
+    import registry
+
+    known = registry.entries("model")
+    unknown = [e for e in args.entries if e not in known]
+    if unknown:
+        parser.error(f"unknown entry {', '.join(unknown)}; registered: {', '.join(sorted(known))}")
+    if args.images < 3 * len(WIKIART):
+        parser.error(f"--images must be at least {3 * len(WIKIART)} (three paintings of each of the 27 movements)")
+    if not args.sizes or min(args.sizes) < 8:
+        parser.error("--sizes takes sizes of at least 8 px, e.g. 64,128,224")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = parse(argv)
+    if args.probe:
+        _probe(args.probe)
+        return []
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    folder = wikiart_folder(args.images, (args.paintings or out).resolve())
+    if args.prepare:
+        return []
+    print(f"{cpu_model()}. Synthart paintings in WikiArt's layout and proportions: this measures cost, "
+          f"not accuracy.", file=sys.stderr, flush=True)
+    # rows measured before into this --out stay in the table unless measured again
+    planned = {(e, s) for e in args.entries for s in args.sizes}
+    rows = [r for r in _read_csv(out / "scale.csv") if (r.entry, r.size) not in planned]
+    for size in args.sizes:
+        for entry in args.entries:
+            row = measure(entry, size, folder, out, steps=args.steps, extra=args.extra)
+            row.runs_page_s, row.run_page_s = dashboard_first_load(row.run_id, out)
+            rows.append(row)
+            rows.sort(key=lambda r: (r.size, ENTRIES.index(r.entry) if r.entry in ENTRIES else len(ENTRIES), r.entry))
+            _write_csv(rows, out / "scale.csv")
+    # the data path alone, once per size, with the machine to itself again
+    for size in sorted({r.size for r in rows if not r.input_images_per_s > 0}):
+        feed = input_rate(folder, size, out)
+        for r in rows:
+            r.input_images_per_s = feed if r.size == size else r.input_images_per_s
+    _write_csv(rows, out / "scale.csv")
+    print(f"\n{args.images:,} paintings of {SOURCE_SIZE} px in {len(WIKIART)} movements (synthart: cost, not "
+          f"accuracy), one epoch each; {cpu_model()}; {time.strftime('%Y-%m-%d')}\n")
+    print(table(rows))
+    if any(r.steps < r.epoch_steps for r in rows):
+        print("\n* the epoch from the steps run (--steps), at the rate they ran")
+    print("\nWhere the time went (phases as the run printed them, seconds)\n")
+    print(phases_table(rows))
+    print("\nAt WikiArt's size, projected\n")
+    print("\n".join(projection(rows)))
+    problems = over_limits(rows)
+    print("\nLimits (peak RSS ≤ 4 GB, no artifact over 200 MB, pages ≤ 5 s, analysis ≤ 3 min at 64 px): "
+          + ("all hold" if not problems else "over: " + "; ".join(problems)))
+    print(f"\ntable: {out / 'scale.csv'}; logs: {out / 'logs'}")
+    return rows
+
+
+def _read_csv(path: Path) -> list[Row]:
+    """The rows an earlier run of the benchmark wrote into the same --out (a table built in parts)."""
+    if not path.is_file():
+        return []
+    rows = []
+    types = {f.name: f.type for f in Row.__dataclass_fields__.values()}
+    with open(path, newline="") as f:
+        for record in csv.DictReader(f):
+            phases = dict(p.rsplit("=", 1) for p in record.pop("phases").split("; ") if p)
+            values = {k: {"int": int, "float": float}.get(types[k], str)(v) for k, v in record.items() if k in types}
+            rows.append(Row(**values, phases={k: float(v) for k, v in phases.items()}))
+    return rows
+
+
+def _write_csv(rows: list[Row], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*COLUMNS, "phases"])
+        for r in rows:
+            writer.writerow([getattr(r, c) for c in COLUMNS] + ["; ".join(f"{k}={v:.1f}" for k, v in r.phases.items())])
+
+
+if __name__ == "__main__":
+    main()
