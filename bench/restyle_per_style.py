@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     options = {"size": args.size, "image_size": args.image_size}
     train, test = (registry.dataset("synthart", split=s, **options) for s in ("train", "test"))
     classes, labels, targets = list(saved["classes"]), saved["labels"], saved["targets"]
-    if classes != list(test.classes) or not np.array_equal(labels, labels_of(test)[: len(labels)]):
+    # the pictures are of a sample of the test split (zoo.restyle.SAVED_MB); older runs kept all
+    positions = saved["index"] if "index" in saved else np.arange(len(labels))
+    if len(labels) != len(test) or classes != list(test.classes) or not np.array_equal(labels, labels_of(test)):
         raise SystemExit("the npz's classes or labels differ from synthart's test split with these options: "
                          "give the run's --size and --image-size")
     judge = train_judge(train, len(classes), torch.device("cpu"), steps=args.judge_steps)
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     restyled, truth, inputs = (_images(saved[k]) for k in ("restyled", "ground_truth", "images"))
     with torch.no_grad():
         called = torch.cat([judge(part).argmax(1) for part in restyled.split(256)]).numpy()
-    again = render_all(test, range(len(targets)), targets, texture=1)
+    labels, targets = labels[positions], targets[positions]
+    again = render_all(test, positions, targets, texture=1)
     psnr = {name: metrics.psnr(quarter(image), quarter(truth)).numpy()
             for name, image in (("restyle", restyled), ("input", inputs), ("resample", again))}
 

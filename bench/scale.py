@@ -70,9 +70,13 @@ def class_counts(images: int) -> dict[str, int]:
     (one per split), rounded so that they add up."""
     names = sorted(WIKIART)
     exact = np.array([WIKIART[n] for n in names], dtype=float) * images / WIKIART_IMAGES
-    counts = np.maximum(3, np.floor(exact)).astype(int)
-    for i in np.argsort(counts - exact)[: max(0, images - counts.sum())]:  # largest remainders first
-        counts[i] += 1
+    counts = np.maximum(3, np.rint(exact)).astype(int)
+    # settle the rounding one painting at a time, where it moves a movement least from its share
+    while (short := images - counts.sum()) != 0:
+        if short > 0:
+            counts[np.argmax(exact - counts)] += 1
+        else:
+            counts[np.argmax(np.where(counts > 3, counts - exact, -np.inf))] -= 1
     return dict(zip(names, counts.tolist()))
 
 
@@ -162,10 +166,6 @@ class Row:
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
-    def train_s(self) -> float:
-        return self.phases.get(TRAIN, float("nan"))
-
-    @property
     def epoch_s(self) -> float:
         """A whole epoch's training, from the steps run (a run cut by --steps is scaled up)."""
         return self.train_images / self.images_per_s if self.images_per_s > 0 else float("nan")
@@ -193,7 +193,8 @@ def phase_of(line: str, current: str) -> str:
     found = PROGRESS.match(line)
     if found and current not in (SETUP, CACHE):
         # numbers vary with the data: "embedding 1500 test images" and its 4,500 are one phase
-        return re.sub(r"\d[\d,.]*", "N", found.group(1))[:70]
+        label = re.sub(r"\s*\(.*", "", found.group(1))  # "(then cached in /a/long/path)" and the like
+        return re.sub(r"\d[\d,.]*", "N", label)
     return current
 
 
@@ -211,7 +212,7 @@ def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra
            "train.epochs=1", "experiment=scale", *([f"train.max_steps_per_epoch={steps}"] if steps else []), *extra]
     cache = out / "cache"
     before = _sizes(cache)
-    log = (out / "logs" / f"{entry}-{size}px.log")
+    log = out / "logs" / f"{entry}-{size}px-{folder.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"\n{entry} at {size} px: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -244,7 +245,8 @@ def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra
     row.run_id = lines[-1].removeprefix("run_id: ").strip()
     row.cache_build_s = row.phases.get(CACHE, 0.0)
     grown = {k: v for k, v in _sizes(cache).items() if k not in before}
-    row.cache_mb = sum(v for k, v in (grown or _sizes(cache)).items() if f"-{size}px-" in k) / 1e6
+    row.cache_mb = sum(v for k, v in (grown or _sizes(cache)).items()
+                       if k.startswith(f"{folder.name}-") and f"-{size}px-" in k) / 1e6
     _store_sizes(row, out)
     return row
 
@@ -315,17 +317,17 @@ def _sizes(folder: Path) -> dict[str, int]:
 
 def _store_sizes(row: Row, out: Path) -> None:
     """Checkpoint, logged model and artifact sizes of ``row``'s run, and the database's."""
-    import mlflow
+    from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
-    run = mlflow.get_run(row.run_id)
-    history = mlflow.tracking.MlflowClient().get_metric_history(row.run_id, "train/images_per_s")
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")  # this process's own store is left alone
+    run = client.get_run(row.run_id)
+    history = client.get_metric_history(row.run_id, "train/images_per_s")
     row.images_per_s = history[-1].value if history else float("nan")
     checkpoints = list((out / "runs" / row.run_id / "checkpoints").glob("*.pt"))
     row.checkpoint_mb = max((p.stat().st_size for p in checkpoints), default=0) / 1e6
     artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
     files = [(f.stat().st_size, f.relative_to(artifacts).as_posix()) for f in artifacts.rglob("*") if f.is_file()]
-    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list",
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
                                          filter_string=f"source_run_id = '{row.run_id}'")
     for model in models:
         where = Path(model.artifact_location.removeprefix("file://"))
@@ -353,10 +355,17 @@ def input_rate(folder: Path, size: int, out: Path, seconds: float | None = None)
     import registry
     from throughput import _artzoo, _input_rate
 
-    os.environ["ARTZOO_CACHE"] = str(out / "cache")
-    data = registry.dataset(str(folder), split="train", image_size=size)
+    before = os.environ.get("ARTZOO_CACHE")
+    os.environ["ARTZOO_CACHE"] = str(out / "cache")  # the runs' cache: built already
+    try:
+        data = registry.dataset(str(folder), split="train", image_size=size)
+    finally:
+        if before is None:
+            del os.environ["ARTZOO_CACHE"]
+        else:
+            os.environ["ARTZOO_CACHE"] = before
     cpu = torch.device("cpu")
-    return _input_rate(_artzoo(data, 64, cpu, workers=0), 20, seconds or FEED_SECONDS, cpu)
+    return _input_rate(_artzoo(data, min(64, len(data)), cpu, workers=0), 20, seconds or FEED_SECONDS, cpu)
 
 
 # -- the dashboard -------------------------------------------------------------------------------
@@ -397,11 +406,11 @@ LIMITS = {"peak_rss_gb": 4.0, "peak_tree_gb": 4.0, "largest_artifact_mb": 200.0,
 
 
 def table(rows: list[Row]) -> str:
-    head = ("| entry | px | img/s | epoch (min) | analysis (s) | peak memory (GB): RSS / anon / tree | cache build (s) | cache (MB) "
+    head = ("| entry | px | training paintings | img/s | epoch (min) | analysis (s) | peak memory (GB): RSS / anon / tree | cache build (s) | cache (MB) "
             "| checkpoint (MB) | model (MB) | largest artifact (MB) | db (MB) | Runs / Run page (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r.entry} | {r.size} | {r.images_per_s:.1f} | {r.epoch_s / 60:.1f}"
+        lines.append(f"| {r.entry} | {r.size} | {r.train_images:,} | {r.images_per_s:.1f} | {r.epoch_s / 60:.1f}"
                      f"{'*' if r.steps < r.epoch_steps else ''} | {r.analysis_s:.0f} | {r.peak_rss_gb:.2f} / {r.peak_anon_gb:.2f} / "
                      f"{r.peak_tree_gb:.2f} "
                      f"| {r.cache_build_s:.0f} | {r.cache_mb:.0f} | {r.checkpoint_mb:.1f} | {r.model_mb:.1f} "
@@ -433,34 +442,50 @@ def over_limits(rows: list[Row]) -> list[str]:
 def projection(rows: list[Row], images: int = WIKIART_IMAGES, size: int = 224) -> list[str]:
     """Each entry at ``images`` paintings of ``size`` px, as a Markdown table: the epoch on this
     machine, training seconds per image fitted as a power of the pixels over the sizes measured
-    (an epoch is linear in its images); the analysis scaled from the nearest size measured,
-    linearly in pixels and test images (its sampled parts are capped, so this bounds it from
-    above); and the shortest epoch the data path allows in one loader process, from its rate
-    alone (what a GPU could be fed; the GPU's own rate is bench/gpu.sh's)."""
+    (an epoch is linear in its images); the analysis fitted as a + b × test images over the
+    folder sizes measured at the smallest image size, times its growth from there to ``size``
+    px as measured (without two folder sizes: linear in the test images, an upper bound, as its
+    sampled parts are capped); and the shortest epoch the data path allows in one loader
+    process, from its rate alone (what a GPU could be fed; the GPU's own rate is bench/gpu.sh's)."""
     split = [split_counts(c) for c in class_counts(images).values()]
     train_images, test_images = (sum(s[name] for s in split) for name in ("train", "test"))
     lines = [f"{images:,} paintings ({train_images:,} training, {test_images:,} test) at {size} px:", "",
-             "| entry | epoch on this machine | fitted on | analysis on this machine (at most) "
-             "| epoch floor set by the data path (one loader process) |", "|---|---|---|---|---|"]
+             "| entry | epoch on this machine | fitted on | analysis on this machine | fitted on "
+             "| epoch floor set by the data path (one loader process) |", "|---|---|---|---|---|---|"]
     for entry in dict.fromkeys(r.entry for r in rows):
         mine = [r for r in rows if r.entry == entry and r.images_per_s > 0]
         if not mine:
             continue
-        pixels = np.array([r.size**2 for r in mine], dtype=float)
-        per_image = np.array([1 / r.images_per_s for r in mine])
-        if len(mine) >= 2:
+        main = [r for r in mine if r.train_images == max(m.train_images for m in mine)]
+        pixels = np.array([r.size**2 for r in main], dtype=float)
+        per_image = np.array([1 / r.images_per_s for r in main])
+        if len(main) >= 2:
             slope, icept = np.polyfit(np.log(pixels), np.log(per_image), 1)
         else:  # one size: proportional to the pixels
             slope, icept = 1.0, float(np.log(per_image[0] / pixels[0]))
         epoch = train_images * float(np.exp(icept + slope * np.log(size**2)))
-        nearest = min(mine, key=lambda r: abs(r.size - size))
-        analysis = nearest.analysis_s * (size / nearest.size) ** 2 * test_images / nearest.test_images
-        fed = [r for r in rows if r.size == size and r.input_images_per_s > 0]
+        analysis, how = _analysis_at(mine, main, test_images, size)
+        fed = [r for r in main if r.size == size and r.input_images_per_s > 0]
         floor = f"{train_images / fed[0].input_images_per_s / 60:.1f} min" if fed else f"(no {size} px row)"
-        lines.append(f"| {entry} | {epoch / 3600:.1f} h | {', '.join(str(r.size) for r in mine)} px "
-                     f"(s/image ∝ pixels^{slope:.2f}) | {analysis / 60:.0f} min | {floor} |")
+        lines.append(f"| {entry} | {epoch / 3600:.1f} h | {', '.join(str(r.size) for r in main)} px "
+                     f"(s/image ∝ pixels^{slope:.2f}) | {analysis / 60:.0f} min | {how} | {floor} |")
     lines.append(f"\nThe decode cache: {images * 3 * size * size / 1e9:.1f} GB on disk at {size} px, memory-mapped.")
     return lines
+
+
+def _analysis_at(mine: list[Row], main: list[Row], test_images: int, size: int) -> tuple[float, str]:
+    small = min(r.size for r in mine)
+    at_small = {r.test_images: r.analysis_s for r in mine if r.size == small}
+    nearest = min(main, key=lambda r: abs(r.size - size))
+    base = next(r for r in main if r.size == small) if any(r.size == small for r in main) else nearest
+    grow = nearest.analysis_s / base.analysis_s * (size / nearest.size) ** 2 if base.analysis_s > 0 else 1.0
+    if len(at_small) >= 2:
+        slope, icept = np.polyfit(list(at_small), list(at_small.values()), 1)
+        counts = ", ".join(f"{n:,}" for n in sorted(at_small))
+        return (icept + slope * test_images) * grow, (f"{icept:.0f} s + {slope:.3f} s × test images at {small} px "
+                                                      f"({counts}), × {grow:.2f} to {size} px")
+    return (nearest.analysis_s * (size / nearest.size) ** 2 * test_images / nearest.test_images,
+            f"linear from {nearest.test_images:,} test images at {nearest.size} px (upper bound)")
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -513,20 +538,23 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print(f"{cpu_model()}. Synthart paintings in WikiArt's layout and proportions: this measures cost, "
           f"not accuracy.", file=sys.stderr, flush=True)
     # rows measured before into this --out stay in the table unless measured again
-    planned = {(e, s) for e in args.entries for s in args.sizes}
-    rows = [r for r in _read_csv(out / "scale.csv") if (r.entry, r.size) not in planned]
+    train = sum(split_counts(c)["train"] for c in class_counts(args.images).values())
+    planned = {(e, s, train) for e in args.entries for s in args.sizes}
+    rows = [r for r in _read_csv(out / "scale.csv") if (r.entry, r.size, r.train_images) not in planned]
     for size in args.sizes:
         for entry in args.entries:
             row = measure(entry, size, folder, out, steps=args.steps, extra=args.extra)
             row.runs_page_s, row.run_page_s = dashboard_first_load(row.run_id, out)
             rows.append(row)
-            rows.sort(key=lambda r: (r.size, ENTRIES.index(r.entry) if r.entry in ENTRIES else len(ENTRIES), r.entry))
+            rows.sort(key=lambda r: (-r.train_images, r.size, ENTRIES.index(r.entry) if r.entry in ENTRIES
+                                     else len(ENTRIES), r.entry))
             _write_csv(rows, out / "scale.csv")
     # the data path alone, once per size, with the machine to itself again
-    for size in sorted({r.size for r in rows if not r.input_images_per_s > 0}):
+    for size in sorted({r.size for r in rows if r.train_images == train and not r.input_images_per_s > 0}):
         feed = input_rate(folder, size, out)
         for r in rows:
-            r.input_images_per_s = feed if r.size == size else r.input_images_per_s
+            if r.size == size and r.train_images == train:
+                r.input_images_per_s = feed
     _write_csv(rows, out / "scale.csv")
     print(f"\n{args.images:,} paintings of {SOURCE_SIZE} px in {len(WIKIART)} movements (synthart: cost, not "
           f"accuracy), one epoch each; {cpu_model()}; {time.strftime('%Y-%m-%d')}\n")

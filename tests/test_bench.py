@@ -382,6 +382,7 @@ def test_the_scale_folder_has_wikiarts_movements_in_wikiarts_proportions():
 def test_scale_bench_runs_small_end_to_end_and_writes_its_table(tmp_path, monkeypatch, capsys):
     scale = bench_script("scale")
     monkeypatch.setattr(scale, "FEED_SECONDS", 0.2)
+    store, cache = mlflow.get_tracking_uri(), os.environ.get("ARTZOO_CACHE")
     rows = scale.main(["--images", "81", "--sizes", "16", "--entries", "cond_ae", "--out", str(tmp_path),
                        "--set", "train.judge_steps=2", "train.panel=", "train.umap=false", "train.batch_size=16"])
     folder = tmp_path / "wikiart81"
@@ -392,9 +393,10 @@ def test_scale_bench_runs_small_end_to_end_and_writes_its_table(tmp_path, monkey
     assert row.images_per_s > 0 and row.peak_rss_gb > 0 and row.checkpoint_mb > 0 and row.model_mb > 0
     assert row.runs_page_s > 0 and row.run_page_s > 0 and row.cache_build_s > 0
     assert {scale.TRAIN, scale.CACHE, scale.MODEL, "restyling the N test images"} <= set(row.phases)
-    assert f"| cond_ae | 16 | {row.images_per_s:.1f} |" in out and "cost, not accuracy" in out
+    assert f"| cond_ae | 16 | {row.train_images:,} | {row.images_per_s:.1f} |" in out and "cost, not accuracy" in out
     projected = out[out.index("At WikiArt's size"):]
     assert "81,444 paintings" in projected and "| cond_ae | " in projected and "Limits (" in out
     assert row.input_images_per_s > 0
     # the table is kept in --out and built on by the next part of the benchmark
     assert [(r.entry, r.size, r.run_id) for r in scale._read_csv(tmp_path / "scale.csv")] == [("cond_ae", 16, row.run_id)]
+    assert (mlflow.get_tracking_uri(), os.environ.get("ARTZOO_CACHE")) == (store, cache), "the caller's store and cache"

@@ -286,6 +286,30 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
     assert scores["restyle_acc_panel_unseen"] == pytest.approx(np.mean([float(r["panel_unseen"]) for r in table]), abs=1e-4)
 
 
+def test_at_scale_the_saved_restyles_are_a_spread_sample_of_the_test_split_and_the_scores_its_whole(tmp_path,
+                                                                                                    monkeypatch):
+    from zoo import restyle
+
+    monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
+    train = registry.dataset("synthart", split="train", image_size=32, size=60)
+    test = registry.dataset("synthart", split="test", image_size=32, size=100)  # 15 paintings
+    monkeypatch.setattr(restyle, "SAVED_MB", 5 * 32 * 32 * 3 * 3 / 1e6)  # room for 5 of them
+    model = registry.model("cond_ae", num_classes=len(train.classes), image_size=32)
+    task = registry.task("restyle", model=model, classes=train.classes, judge_steps=2, panel="", umap=False)
+    scores = task.finalize(train_set=train, test_set=test, out=tmp_path, device=torch.device("cpu"))
+    saved = np.load(tmp_path / "restyle" / "test.npz", allow_pickle=False)
+    index = saved["index"]
+    assert len(index) == 5 and list(index) == sorted(set(index)) and index[-1] > 4, "spread over the split"
+    assert saved["images"].shape == saved["restyled"].shape == saved["ground_truth"].shape == (5, 32, 32, 3)
+    assert (saved["images"] == np.stack([test[int(i)][0].mul(255).round().byte().permute(1, 2, 0).numpy()
+                                         for i in index])).all()
+    assert len(saved["labels"]) == len(saved["targets"]) == len(test)
+    # the scores are the whole split's; the copy rate (a search of the training tiles) the sample's
+    table = list(csv.DictReader((tmp_path / "tables" / "restyle_per_style.csv").read_text().splitlines()))
+    assert sum(int(row["restyles"]) for row in table) == len(test)
+    assert 0 <= scores["restyle_copy_rate"] <= 1
+
+
 def test_the_panel_scores_each_style_by_its_lowest_judge():
     from zoo.restyle import per_style
 

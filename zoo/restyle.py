@@ -49,7 +49,7 @@ import registry
 from zoo import evidence, metrics
 from zoo.data import Renders
 from zoo.judge import load_judge, train_judge
-from zoo.reconstruct import Reconstruct
+from zoo.reconstruct import Reconstruct, subsample
 from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, progress, shape_of, to_uint8
 
 SEED = 0  # restyle targets and the decoder's noise at test time are seeded
@@ -59,7 +59,10 @@ JUDGE_STEPS = 400  # each judge's training steps (train.judge_steps): ≥ 99 % o
 # (one file there without a step and it shows none of the run's images)
 TEST_GRID = "plots/restyle_test.png"
 LEGACY_TEST_GRID = "images/restyle_test.png"  # runs before 2026-12-06
-PSNRS = ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")  # the restyle_* scores against the ground truth
+PSNRS = ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")
+# restyle/test.npz keeps the pictures of a spread sample of the test split, at most this many MB of
+# pixels (all of a 64 px synthart's; at WikiArt's size the whole split would be gigabytes)
+SAVED_MB = 64  # the restyle_* scores against the ground truth
 
 # -- the style critic --------------------------------------------------------------------------
 
@@ -333,8 +336,10 @@ class Restyle(Reconstruct):
         """Restyle every test image into another style (seeded) and score it.
 
         Writes ``restyle/test.npz`` (no pickles): ``images``, ``restyled`` and, where the dataset
-        can render (synthart), ``ground_truth`` (N×H×W×C uint8), ``labels`` and ``targets`` (N),
-        ``classes`` (unicode); and :data:`TEST_GRID`: for a few test images, a row of
+        can render (synthart), ``ground_truth`` (n×H×W×C uint8) of a seeded sample of the test
+        split (all of it, or as many as :data:`SAVED_MB` holds), ``index`` (their positions in the
+        test split), ``labels`` and ``targets`` (N, the whole split), ``classes`` (unicode); and
+        :data:`TEST_GRID`: for a few test images, a row of
         the image restyled into every style, and below it (synthart) the ground truth; and
         ``tables/restyle_per_style.csv`` (:func:`per_style`): per target style, each judge's
         accuracy, the panel's (the lowest) and the PSNRs.
@@ -353,6 +358,7 @@ class Restyle(Reconstruct):
         labels = labels_of(test_set)
         targets = restyle_targets(labels, len(self.classes))
         renders = isinstance(test_set, Renders)
+        kept = self._saved_sample(test_set, renders)
         arrays: dict[str, list[np.ndarray]] = {"images": [], "restyled": [], "ground_truth": []}
         scores: dict[str, list[torch.Tensor]] = defaultdict(list)  # per test image
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -370,8 +376,9 @@ class Restyle(Reconstruct):
                 for name, judge in unseen.items():
                     scores[f"hit_unseen/{name}"].append(judge(restyled).argmax(1) == t)
                     scores[f"judged_unseen/{name}"].append(judge(x).argmax(1) == y)
-                arrays["images"].append(to_uint8(x))
-                arrays["restyled"].append(to_uint8(restyled))
+                keep = np.isin(idx, kept)
+                arrays["images"].append(to_uint8(x)[keep])
+                arrays["restyled"].append(to_uint8(restyled)[keep])
                 if renders:
                     truth = render_all(test_set, idx, targets[idx]).to(device)
                     scores["psnr_gt"].append(metrics.psnr(quarter(restyled), quarter(truth)))
@@ -384,16 +391,16 @@ class Restyle(Reconstruct):
                     scores["texture/resample"].append(probe.distance(again, truth))
                     for name, image in (("restyle", restyled), ("input", x), ("resample", again)):
                         scores[f"structure/{name}"].append(evidence.structure(image, truth))
-                    arrays["ground_truth"].append(to_uint8(truth))
+                    arrays["ground_truth"].append(to_uint8(truth)[keep])
             grid = self._testimage_grid(test_set, labels, device)
 
         per_item = {k: torch.cat(v).float().cpu().numpy() for k, v in scores.items()}
         saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
-        if len(labels):
-            print("looking for copied tiles …", flush=True)
-            per_item["copied/restyle"] = evidence.copy_rates(saved["restyled"], targets, train_set)
-            if renders:
-                per_item["copied/truth"] = evidence.copy_rates(saved["ground_truth"], targets, train_set)
+        if len(kept):  # on the saved sample: NaN for the other items
+            print(f"looking for copied tiles in {len(kept)} of the restyles …", flush=True)
+            for name, key in (("restyle", "restyled"), *((("truth", "ground_truth"),) if renders else ())):
+                per_item[f"copied/{name}"] = np.full(len(labels), np.nan)
+                per_item[f"copied/{name}"][kept] = evidence.copy_rates(saved[key], targets[kept], train_set)
         first = next(iter(judges))
         result = {"restyle_acc": per_item[f"hit/{first}"].mean(), "judge_acc": per_item[f"judged/{first}"].mean(),
                   "identity_psnr": per_item["identity"].mean()}
@@ -426,12 +433,21 @@ class Restyle(Reconstruct):
             _write_table(out / "tables" / "restyle_per_style.csv", rows)
 
         (out / "restyle").mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out / "restyle" / "test.npz", labels=labels, targets=targets,
+        np.savez_compressed(out / "restyle" / "test.npz", labels=labels, targets=targets, index=kept,
                             classes=np.array(self.classes, dtype=str), **saved)
         (out / "plots").mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(out / TEST_GRID)
         result = {k: float(v) for k, v in result.items()}
         return {**super().finalize(train_set=train_set, test_set=test_set, out=out, device=device), **result}
+
+    @staticmethod
+    def _saved_sample(test_set, renders: bool) -> np.ndarray:
+        """Positions of the test items whose pictures restyle/test.npz keeps (:data:`SAVED_MB`)."""
+        if not len(test_set):
+            return np.arange(0)
+        pictures = 3 if renders else 2  # the input, its restyle and, where rendered, the truth
+        cap = max(1, int(SAVED_MB * 1e6 // (test_set[0][0].numel() * pictures)))
+        return subsample(len(test_set), cap, SEED)
 
     def judges(self, train_set, device: torch.device) -> dict[str, nn.Module]:
         """The panel, by name: first the judge of ``restyle_acc`` (``judge``, a checkpoint, or

@@ -113,11 +113,14 @@ with live:
     if task is not None and len(classes) >= 2:
         choices = (["a test image"] if logged is not None else []) + ["your own picture"]
         source = st.radio("Restyle", choices, horizontal=True, key="source")
-        image, label, item = None, None, None
+        image, label, item, position = None, None, None, None
         if source == "a test image":
-            n = len(logged["images"])
-            item = st.number_input(f"Test image (0–{n - 1})", 0, n - 1, 0, step=1, key="item")
-            image, label = logged["images"][item], int(logged["labels"][item])
+            n, split = len(logged["images"]), len(logged["labels"])
+            sample = "" if n == split else f", a sample of the test split's {split}"
+            item = st.number_input(f"Test image (0–{n - 1}{sample})", 0, n - 1, 0, step=1, key="item")
+            # their positions in the test split (runs before 2026-12-06 kept the whole split)
+            position = int(logged["index"][item]) if "index" in logged else item
+            image, label = logged["images"][item], int(logged["labels"][position])
         else:
             suffixes = sorted(s.lstrip(".") for s in IMAGE_SUFFIXES)
             upload = st.file_uploader("Your picture", type=suffixes, max_upload_size=UPLOAD_MB,
@@ -165,10 +168,10 @@ with live:
                                         file_name=f"restyled-{classes[target]}-fine-marks.png", mime="image/png")
             if item is not None and (second is None or share in (0.0, 1.0)):
                 chosen = target if second is None or share == 0 else second
-                truth = ground_truth(uri, run_id, item, chosen)
+                truth = ground_truth(uri, run_id, position, chosen)
                 if truth is not None:  # the scene painted in the chosen style by the dataset itself
                     pics[2].image(truth, caption=f"ground truth · {classes[chosen]}", width="stretch", output_format="PNG")
-                if int(logged["targets"][item]) == chosen:  # what the run scored at its end, for this style
+                if int(logged["targets"][position]) == chosen:  # what the run scored at its end, for this style
                     pics[3].image(logged["restyled"][item], caption=f"logged · {classes[chosen]}", width="stretch", output_format="PNG")
 
             if getattr(getattr(task, "net", None), "exemplars", None) is not None and second is None:
