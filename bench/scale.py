@@ -170,31 +170,52 @@ class Row:
         """A whole epoch's training, from the steps run (a run cut by --steps is scaled up)."""
         return self.train_images / self.images_per_s if self.images_per_s > 0 else float("nan")
 
+    def _between(self, first: str, last: str | None) -> float:
+        """Seconds of the phases from ``first`` (included) to ``last`` (not), in the order they began."""
+        names = list(self.phases)
+        if first not in names:
+            return 0.0
+        names = names[names.index(first):]
+        return sum(self.phases[k] for k in names[: names.index(last) if last in names else len(names)])
+
+    @property
+    def validate_s(self) -> float:
+        """The epoch's validation, and what first ran inside it (cond_ae trains its first judge there)."""
+        return self._between(VALIDATE, AFTER)
+
     @property
     def analysis_s(self) -> float:
         """The test split's scoring and the task's analysis, to the last artifact logged."""
-        return sum(v for k, v in self.phases.items() if k not in (SETUP, CACHE, TRAIN, AFTER, MODEL))
+        return self._between(TEST, MODEL)
 
 
-SETUP, CACHE, TRAIN, AFTER, MODEL = ("start-up and data", "decode cache", "train and validate one epoch",
-                                      "served checkpoint", "log the MLflow model")
+SETUP, CACHE, TRAIN, VALIDATE, AFTER, TEST, MODEL = (
+    "start-up and data", "decode cache", "train one epoch", "epoch N: validating N images",
+    "served checkpoint", "score the test split", "log the MLflow model")
 # the run's printed lines that open a phase (the rest of the lines belong to the phase before)
 MARKS = ((re.compile(r"^caching "), CACHE), (re.compile(r"^started run "), TRAIN),
-         (re.compile(r"^epoch \d+/\d+: "), AFTER), (re.compile(r"^scoring the test split"), "score the test split"),
+         (re.compile(r"^epoch \d+/\d+: "), AFTER), (re.compile(r"^scoring the test split"), TEST),
          (re.compile(r"^logging the MLflow model"), MODEL), (re.compile(r"^test: "), "log the test metrics"))
 PROGRESS = re.compile(r"^(\S.*?) …\s*$")  # zoo.task.progress's line: a named phase of the analysis
+DONE = re.compile(r"^(\S.*?): done in [\d.]+ s$")  # and its last: back to the phase it ran within
 
 
-def phase_of(line: str, current: str) -> str:
-    """The phase ``line`` opens, or ``current`` where it opens none."""
+def phase_of(line: str, current: str, within: list[str]) -> str:
+    """The phase ``line`` opens, or ``current`` where it opens none; ``within`` is the stack of
+    the phases that a named phase runs inside (a judge trained during the validation)."""
     for pattern, name in MARKS:
         if pattern.search(line):
+            within.clear()
             return name
-    found = PROGRESS.match(line)
-    if found and current not in (SETUP, CACHE):
-        # numbers vary with the data: "embedding 1500 test images" and its 4,500 are one phase
-        label = re.sub(r"\s*\(.*", "", found.group(1))  # "(then cached in /a/long/path)" and the like
-        return re.sub(r"\d[\d,.]*", "N", label)
+    for pattern, closes in ((PROGRESS, False), (DONE, True)):
+        found = pattern.match(line)
+        if found and current not in (SETUP, CACHE):
+            label = re.sub(r"\s*\(.*", "", found.group(1))  # "(then cached in /a/long/path)" and the like
+            label = re.sub(r"\d[\d,.]*", "N", label)
+            if closes:
+                return within.pop() if within and label == current else current
+            within.append(current)
+            return label
     return current
 
 
@@ -221,14 +242,14 @@ def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra
     peak = [0, 0, 0]
     sampler = threading.Thread(target=_sample_rss, args=(psutil.Process(proc.pid), peak), daemon=True)
     sampler.start()
-    phase, since, lines = SETUP, started, []
+    phase, since, lines, within = SETUP, started, [], []
     with open(log, "w") as f:
         for line in proc.stdout:
             now = time.perf_counter()
             f.write(f"{now - started:8.1f} {line}")
             f.flush()  # the log is where a user looks while a long phase runs
             lines.append(line.rstrip("\n"))
-            opened = phase_of(line.strip(), phase)
+            opened = phase_of(line.strip(), phase, within)
             if opened != phase:
                 row.phases[phase] = row.phases.get(phase, 0.0) + now - since
                 phase, since = opened, now
@@ -399,19 +420,19 @@ def _probe(run_id: str) -> None:
 
 # -- the table, the fit and the projection ---------------------------------------------------------
 
-COLUMNS = ("entry", "size", "train_images", "test_images", "steps", "epoch_steps", "images_per_s", "epoch_s", "analysis_s",
+COLUMNS = ("entry", "size", "train_images", "test_images", "steps", "epoch_steps", "images_per_s", "epoch_s", "validate_s", "analysis_s",
            "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb", "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact",
            "largest_artifact_mb", "artifacts_mb", "db_mb", "input_images_per_s", "runs_page_s", "run_page_s", "run_id")
 LIMITS = {"peak_rss_gb": 4.0, "peak_tree_gb": 4.0, "largest_artifact_mb": 200.0, "runs_page_s": 5.0, "run_page_s": 5.0}
 
 
 def table(rows: list[Row]) -> str:
-    head = ("| entry | px | training paintings | img/s | epoch (min) | analysis (s) | peak memory (GB): RSS / anon / tree | cache build (s) | cache (MB) "
+    head = ("| entry | px | training paintings | img/s | epoch (min) | validation (s) | analysis (s) | peak memory (GB): RSS / anon / tree | cache build (s) | cache (MB) "
             "| checkpoint (MB) | model (MB) | largest artifact (MB) | db (MB) | Runs / Run page (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r.entry} | {r.size} | {r.train_images:,} | {r.images_per_s:.1f} | {r.epoch_s / 60:.1f}"
-                     f"{'*' if r.steps < r.epoch_steps else ''} | {r.analysis_s:.0f} | {r.peak_rss_gb:.2f} / {r.peak_anon_gb:.2f} / "
+                     f"{'*' if r.steps < r.epoch_steps else ''} | {r.validate_s:.0f} | {r.analysis_s:.0f} | {r.peak_rss_gb:.2f} / {r.peak_anon_gb:.2f} / "
                      f"{r.peak_tree_gb:.2f} "
                      f"| {r.cache_build_s:.0f} | {r.cache_mb:.0f} | {r.checkpoint_mb:.1f} | {r.model_mb:.1f} "
                      f"| {r.largest_artifact_mb:.1f} ({r.largest_artifact}) | {r.db_mb:.1f} "
@@ -509,6 +530,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paintings", type=Path, default=None,
                         help="where the painted folder is kept (default: --out), to share it between --out folders")
     parser.add_argument("--prepare", action="store_true", help="only paint the folder")
+    parser.add_argument("--report", action="store_true", help="only print the tables of what --out holds")
     parser.add_argument("--probe", metavar="RUN_ID", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.entries = [e for e in args.entries.split(",") if e]
@@ -531,6 +553,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
         _probe(args.probe)
         return []
     out = args.out.resolve()
+    if args.report:
+        rows = _read_csv(out / "scale.csv")
+        if not rows:
+            raise SystemExit(f"{out / 'scale.csv'} holds no rows yet: run the benchmark with this --out first")
+        report(rows, out)
+        return rows
     out.mkdir(parents=True, exist_ok=True)
     folder = wikiart_folder(args.images, (args.paintings or out).resolve())
     if args.prepare:
@@ -556,8 +584,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
             if r.size == size and r.train_images == train:
                 r.input_images_per_s = feed
     _write_csv(rows, out / "scale.csv")
-    print(f"\n{args.images:,} paintings of {SOURCE_SIZE} px in {len(WIKIART)} movements (synthart: cost, not "
-          f"accuracy), one epoch each; {cpu_model()}; {time.strftime('%Y-%m-%d')}\n")
+    report(rows, out)
+    return rows
+
+
+def report(rows: list[Row], out: Path) -> None:
+    """The tables of ``rows``: costs, where the time went, the projection and the limits."""
+    print(f"\nSynthart paintings of {SOURCE_SIZE} px in WikiArt's {len(WIKIART)} movements and proportions (cost, "
+          f"not accuracy), one epoch each; {cpu_model()}; {time.strftime('%Y-%m-%d')}\n")
     print(table(rows))
     if any(r.steps < r.epoch_steps for r in rows):
         print("\n* the epoch from the steps run (--steps), at the rate they ran")
@@ -569,7 +603,6 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print("\nLimits (peak RSS ≤ 4 GB, no artifact over 200 MB, pages ≤ 5 s, analysis ≤ 3 min at 64 px): "
           + ("all hold" if not problems else "over: " + "; ".join(problems)))
     print(f"\ntable: {out / 'scale.csv'}; logs: {out / 'logs'}")
-    return rows
 
 
 def _read_csv(path: Path) -> list[Row]:

@@ -32,7 +32,7 @@ class _Batches(Dataset):
         # memory maps read fastest in ascending row order
         sort = np.argsort(rows, kind="stable")
         images = np.empty((len(rows), *self.dataset.images.shape[1:]), dtype=np.uint8)
-        images[sort] = self.dataset.images[rows[sort]]
+        images[sort] = self.dataset.read(rows[sort])
         return torch.from_numpy(images), torch.from_numpy(self.dataset.labels[idx])
 
 

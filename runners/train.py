@@ -356,6 +356,8 @@ class _Loop:
         for epoch in epochs:
             s.epoch = epoch
             self._train_epoch(epoch, stop)
+            if self.world.main:
+                print(f"epoch {epoch + 1}: validating {len(self.sets['valid'])} images …", flush=True)
             val = self.evaluate("valid")
             self.state.batch = 0
             self.state.epoch = epoch + 1

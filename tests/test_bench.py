@@ -378,6 +378,22 @@ def test_the_scale_folder_has_wikiarts_movements_in_wikiarts_proportions():
     assert scale.split_counts(1000) == {"train": 700, "valid": 200, "test": 100}
 
 
+def test_the_scale_bench_times_each_phase_a_run_prints_a_judge_inside_the_validation_apart():
+    scale = bench_script("scale")
+    printed = ["started run abc; if it stops, …", "epoch 1, batch 16/165: loss=2.3, 30 images/s",
+               "epoch 1: validating 3000 images …", "training the judge cnn (400 steps, then cached in /x) …",
+               "training the judge cnn (400 steps, then cached in /x): done in 48.0 s", "epoch 1/1: val/acc=0.5",
+               "scoring the test split (1500 images) …", "restyling the 1500 test images …",
+               "restyling the 1500 test images: done in 5.0 s", "test: acc=0.5"]
+    phase, within, seen = scale.SETUP, [], []
+    for line in printed:
+        phase = scale.phase_of(line, phase, within)
+        seen.append(phase)
+    assert seen == [scale.TRAIN, scale.TRAIN, scale.VALIDATE, "training the judge cnn",
+                    scale.VALIDATE, scale.AFTER, scale.TEST, "restyling the N test images",
+                    scale.TEST, "log the test metrics"]
+
+
 @pytest.mark.slow
 def test_scale_bench_runs_small_end_to_end_and_writes_its_table(tmp_path, monkeypatch, capsys):
     scale = bench_script("scale")
@@ -392,7 +408,8 @@ def test_scale_bench_runs_small_end_to_end_and_writes_its_table(tmp_path, monkey
     [row] = rows
     assert row.images_per_s > 0 and row.peak_rss_gb > 0 and row.checkpoint_mb > 0 and row.model_mb > 0
     assert row.runs_page_s > 0 and row.run_page_s > 0 and row.cache_build_s > 0
-    assert {scale.TRAIN, scale.CACHE, scale.MODEL, "restyling the N test images"} <= set(row.phases)
+    assert {scale.TRAIN, scale.CACHE, scale.MODEL, scale.VALIDATE, "restyling the N test images",
+            "looking for copied tiles in N of the restyles"} <= set(row.phases)
     assert f"| cond_ae | 16 | {row.train_images:,} | {row.images_per_s:.1f} |" in out and "cost, not accuracy" in out
     projected = out[out.index("At WikiArt's size"):]
     assert "81,444 paintings" in projected and "| cond_ae | " in projected and "Limits (" in out
@@ -400,3 +417,5 @@ def test_scale_bench_runs_small_end_to_end_and_writes_its_table(tmp_path, monkey
     # the table is kept in --out and built on by the next part of the benchmark
     assert [(r.entry, r.size, r.run_id) for r in scale._read_csv(tmp_path / "scale.csv")] == [("cond_ae", 16, row.run_id)]
     assert (mlflow.get_tracking_uri(), os.environ.get("ARTZOO_CACHE")) == (store, cache), "the caller's store and cache"
+    scale.main(["--report", "--out", str(tmp_path)])  # the tables again, from what --out holds
+    assert f"| cond_ae | 16 | {row.train_images:,} |" in capsys.readouterr().out

@@ -6,13 +6,15 @@ import functools
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from images import PALETTE, solid
-from zoo.data import UnreadableImage, cache_root, cached_images
+from zoo.data import ImageDataset, UnreadableImage, cache_root, cached_images
 from zoo.folder import folder
 
 SIZE = 4
@@ -176,3 +178,32 @@ def test_a_pickled_dataset_carries_the_cache_file_name_not_the_pixels(tmp_path):
     copy = pickle.loads(data)
     assert isinstance(copy.images, np.memmap) and np.array_equal(copy.rows, ds.rows)
     assert colours(copy) == colours(ds)
+
+
+def test_reading_a_whole_cache_keeps_none_of_it_resident_in_the_process(tmp_path):
+    """An epoch reads every image of the cache; read rather than faulted in through the memory
+    map, they stay in the kernel's page cache and the process's resident memory does not grow to
+    the cache's size (12 GB for WikiArt at 224 px)."""
+    import torch
+
+    from runners import loader
+
+    shape = (4000, 128, 128, 3)  # 197 MB
+    cache = np.lib.format.open_memmap(tmp_path / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+    cache[:] = 7
+    cache.flush()
+    del cache
+    data = ImageDataset(np.load(tmp_path / "images.npy", mmap_mode="r"), np.zeros(shape[0], np.int64), ["a"])
+    order = np.random.default_rng(0).permutation(shape[0])
+
+    def mapped() -> int:  # resident pages of files mapped into this process
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"RssFile:\s+(\d+) kB", status).group(1)) * 1024
+
+    next(loader.batches(data, order[:8], 8, device=torch.device("cpu")))  # the code's own pages
+    before = mapped()
+    for images, _ in loader.batches(data, order, 64, device=torch.device("cpu")):
+        assert int(images[0, 0, 0, 0] * 255) == 7
+    for i in order[:1000]:  # judges and the analysis read single items
+        data[int(i)]
+    assert mapped() - before < 0.15 * np.prod(shape), f"{(mapped() - before) / 1e6:.0f} MB of the cache stayed"

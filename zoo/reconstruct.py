@@ -61,7 +61,7 @@ from torch import nn
 from zoo.data import cache_root
 from zoo.metrics import cluster_scores, psnr, ssim
 from zoo.style import gram_vector, high_pass, info_nce, precision_at_k, views
-from zoo.task import Auxiliary, Task, dry_forward, image_grid, progress, shape_of, to_uint8
+from zoo.task import Auxiliary, Task, dry_forward, image_grid, phase, progress, shape_of, to_uint8
 
 __all__ = ["Reconstruct"]
 
@@ -322,9 +322,8 @@ class Reconstruct(Task):
         arrays = {"reduced": reduced.astype(np.float32), "pca": reduced[:, :2].astype(np.float32),
                   "kmeans_pca": assigned, "neighbours": neighbours}
         if with_umap:
-            print(f"UMAP layout of {len(reduced)} points (the first run here compiles UMAP: about half a minute) …",
-                  flush=True)
-            layout = umap_layout(reduced, fit_points=self.umap_points)
+            with phase(f"UMAP layout of {len(reduced)} points (the first run here compiles UMAP: about half a minute)"):
+                layout = umap_layout(reduced, fit_points=self.umap_points)
             scores, arrays["kmeans_umap"] = cluster_scores(layout, labels, k=k, seed=SEED,
                                                            silhouette_points=self.silhouette_points)
             arrays["umap"] = layout.astype(np.float32)

@@ -50,7 +50,7 @@ from zoo import evidence, metrics
 from zoo.data import Renders
 from zoo.judge import load_judge, train_judge
 from zoo.reconstruct import Reconstruct, subsample
-from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, progress, shape_of, to_uint8
+from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, phase, progress, shape_of, to_uint8
 
 SEED = 0  # restyle targets and the decoder's noise at test time are seeded
 BATCH = 128  # images per batch in the final analysis
@@ -397,10 +397,10 @@ class Restyle(Reconstruct):
         per_item = {k: torch.cat(v).float().cpu().numpy() for k, v in scores.items()}
         saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
         if len(kept):  # on the saved sample: NaN for the other items
-            print(f"looking for copied tiles in {len(kept)} of the restyles …", flush=True)
-            for name, key in (("restyle", "restyled"), *((("truth", "ground_truth"),) if renders else ())):
-                per_item[f"copied/{name}"] = np.full(len(labels), np.nan)
-                per_item[f"copied/{name}"][kept] = evidence.copy_rates(saved[key], targets[kept], train_set)
+            with phase(f"looking for copied tiles in {len(kept)} of the restyles"):
+                for name, key in (("restyle", "restyled"), *((("truth", "ground_truth"),) if renders else ())):
+                    per_item[f"copied/{name}"] = np.full(len(labels), np.nan)
+                    per_item[f"copied/{name}"][kept] = evidence.copy_rates(saved[key], targets[kept], train_set)
         first = next(iter(judges))
         result = {"restyle_acc": per_item[f"hit/{first}"].mean(), "judge_acc": per_item[f"judged/{first}"].mean(),
                   "identity_psnr": per_item["identity"].mean()}

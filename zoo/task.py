@@ -36,6 +36,8 @@ used by ``python -m runners.predict``, the run's MLflow model and the dashboard.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,13 +213,23 @@ def metric_meaning(task_cls, name: str, metrics: dict[str, float], num_classes: 
     return "; ".join(filter(None, [meaning, ", ".join(known)]))
 
 
+@contextlib.contextmanager
+def phase(desc: str) -> Iterator[None]:
+    """A long step of a run named in one line wherever the output goes (a log, CI), and in
+    another with its time when it is done (bench/scale.py reads these lines)."""
+    print(f"{desc} …", flush=True)
+    started = time.perf_counter()
+    yield
+    print(f"{desc}: done in {time.perf_counter() - started:.1f} s", flush=True)
+
+
 def progress(iterable, desc: str, *, total: int | None = None, unit: str = "it"):
-    """``iterable`` with a progress bar where the output is a terminal, and its phase named in one
-    line wherever it goes (a log, CI): no long step of a run's analysis passes in silence."""
+    """``iterable`` as a :func:`phase`, with a progress bar where the output is a terminal: no
+    long step of a run's analysis passes in silence."""
     from tqdm.auto import tqdm
 
-    print(f"{desc} …", flush=True)
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=None, leave=False)
+    with phase(desc):
+        yield from tqdm(iterable, desc=desc, total=total, unit=unit, disable=None, leave=False)
 
 
 def dry_forward(model: nn.Module, *inputs: torch.Tensor) -> tuple[object, str]:
