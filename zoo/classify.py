@@ -56,7 +56,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from zoo.metrics import calibration_bins, expected_calibration_error
-from zoo.task import Task, dry_forward, labels_of, progress, shape_of, to_uint8
+from zoo.task import Task, analysis_batch, dry_forward, labels_of, progress, shape_of, to_uint8
 
 __all__ = ["Classify", "classification_metrics", "class_weights", "classifier_head", "shot_groups", "shot_thresholds"]
 
@@ -293,7 +293,8 @@ class Classify(Task):
         """The last layer's input for every item of ``dataset`` (eval mode), and the labels."""
         self.net.eval()
         features, labels = [], []
-        for x, y in progress(torch.utils.data.DataLoader(dataset, batch_size=256), "last-layer features", unit="batch"):
+        batches = torch.utils.data.DataLoader(dataset, batch_size=analysis_batch(dataset, 256))
+        for x, y in progress(batches, "last-layer features", unit="batch"):
             features.append(self._head_input(x.to(device)).float().cpu().numpy())
             labels.append(np.asarray(y))
         return np.concatenate(features), np.concatenate(labels)
@@ -403,7 +404,7 @@ class Classify(Task):
         """Labels, predictions and the predictions' softmax probabilities."""
         self.net.eval()
         labels, preds, confidence = [], [], []
-        for x, y in torch.utils.data.DataLoader(dataset, batch_size=256):
+        for x, y in torch.utils.data.DataLoader(dataset, batch_size=analysis_batch(dataset, 256)):
             top, pred = self.logits(x.to(device)).softmax(1).max(1)
             preds.append(pred.cpu().numpy())
             confidence.append(top.cpu().numpy())

@@ -61,7 +61,7 @@ from torch import nn
 from zoo.data import cache_root
 from zoo.metrics import cluster_scores, psnr, ssim
 from zoo.style import gram_vector, high_pass, info_nce, precision_at_k, views
-from zoo.task import Auxiliary, Task, dry_forward, image_grid, phase, progress, shape_of, to_uint8
+from zoo.task import Auxiliary, Task, analysis_batch, dry_forward, image_grid, phase, progress, shape_of, to_uint8
 
 __all__ = ["Reconstruct"]
 
@@ -345,7 +345,7 @@ class Reconstruct(Task):
         codes, labels, thumbs = [], [], []
         styles: dict[str, list[np.ndarray]] = {name: [] for name in nets}
         subset = torch.utils.data.Subset(dataset, index.tolist())
-        batches = torch.utils.data.DataLoader(subset, batch_size=256)
+        batches = torch.utils.data.DataLoader(subset, batch_size=analysis_batch(subset, 256))
         for x, y in progress(batches, f"embedding {len(index)} test images", unit="batch"):
             x, y = x.to(device).contiguous(memory_format=layout), torch.as_tensor(y).to(device)
             codes.append(self.embed(model, x, y).flatten(1).float().cpu().numpy())

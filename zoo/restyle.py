@@ -50,10 +50,11 @@ from zoo import evidence, metrics
 from zoo.data import Renders
 from zoo.judge import load_judge, train_judge
 from zoo.reconstruct import Reconstruct, subsample
-from zoo.task import Auxiliary, dry_forward, image_grid, labels_of, phase, progress, shape_of, to_uint8
+from zoo.task import (Auxiliary, analysis_batch, dry_forward, image_grid, labels_of, phase, progress, shape_of,
+                      to_uint8)
 
 SEED = 0  # restyle targets and the decoder's noise at test time are seeded
-BATCH = 128  # images per batch in the final analysis
+BATCH = 128  # images per batch in the final analysis at 64 px (zoo.task.analysis_batch: fewer above)
 JUDGE_STEPS = 400  # each judge's training steps (train.judge_steps): ≥ 99 % of real test paintings right
 # the test restyles' grid; not under images/, which MLflow's UI reads as its image slider's alone
 # (one file there without a step and it shows none of the run's images)
@@ -363,7 +364,8 @@ class Restyle(Reconstruct):
         scores: dict[str, list[torch.Tensor]] = defaultdict(list)  # per test image
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(SEED)  # the decoder's noise: the same model gives the same restyles
-            for idx in progress(_chunks(len(test_set), BATCH), f"restyling the {len(test_set)} test images",
+            for idx in progress(_chunks(len(test_set), analysis_batch(test_set, BATCH)),
+                                f"restyling the {len(test_set)} test images",
                                 unit="batch"):
                 x = _stack(test_set, idx).to(device)
                 y, t = torch.from_numpy(labels[idx]).to(device), torch.from_numpy(targets[idx]).to(device)

@@ -213,6 +213,14 @@ def metric_meaning(task_cls, name: str, metrics: dict[str, float], num_classes: 
     return "; ".join(filter(None, [meaning, ", ".join(known)]))
 
 
+def analysis_batch(dataset, base: int) -> int:
+    """Images per batch of an analysis pass over ``dataset``: ``base`` at 64 px or less, and at a
+    larger size as many as hold the pixels of ``base`` at 64 px (20 of 256 at 224 px), so that
+    its memory does not grow with the image size."""
+    side = dataset[0][0].shape[-1] if len(dataset) else 64
+    return max(1, min(base, base * 64 * 64 // (side * side)))
+
+
 @contextlib.contextmanager
 def phase(desc: str) -> Iterator[None]:
     """A long step of a run named in one line wherever the output goes (a log, CI), and in
