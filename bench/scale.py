@@ -151,6 +151,7 @@ class Row:
     peak_rss_gb: float = float("nan")  # the run's process
     peak_anon_gb: float = float("nan")  # its memory that is no file's pages (RSS less the mapped cache, libraries)
     peak_tree_gb: float = float("nan")  # the run's process and its children (PSS), summed, at the worst moment
+    peak_phase: str = ""  # the phase running when the process's resident set was largest
     cache_build_s: float = 0.0  # decoding the folder into the cache (0: it was there)
     cache_mb: float = 0.0  # the cache entries of this size, all splits
     checkpoint_mb: float = 0.0  # the largest checkpoint
@@ -239,8 +240,8 @@ def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=out, env=_env(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1)
-    peak = [0, 0, 0]
-    sampler = threading.Thread(target=_sample_rss, args=(psutil.Process(proc.pid), peak), daemon=True)
+    peak, now_running = [0, 0, 0, SETUP], [SETUP]
+    sampler = threading.Thread(target=_sample_rss, args=(psutil.Process(proc.pid), peak, now_running), daemon=True)
     sampler.start()
     phase, since, lines, within = SETUP, started, [], []
     with open(log, "w") as f:
@@ -253,13 +254,15 @@ def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra
             if opened != phase:
                 row.phases[phase] = row.phases.get(phase, 0.0) + now - since
                 phase, since = opened, now
+                now_running[0] = phase
                 print(f"  {now - started:7.1f} s  {opened}", file=sys.stderr, flush=True)
     proc.wait()
     end = time.perf_counter()
     row.phases[phase] = row.phases.get(phase, 0.0) + end - since
     row.wall_s = end - started
     sampler.join()
-    row.peak_rss_gb, row.peak_tree_gb, row.peak_anon_gb = (p / 1e9 for p in peak)
+    row.peak_rss_gb, row.peak_tree_gb, row.peak_anon_gb = (p / 1e9 for p in peak[:3])
+    row.peak_phase = peak[3]
     if proc.returncode != 0:
         tail = "\n".join(lines[-30:])
         raise RuntimeError(f"{entry} at {size} px failed (exit {proc.returncode}); its log: {log}\n{tail}")
@@ -302,18 +305,19 @@ def _env(out: Path) -> dict[str, str]:
             "PYTHONWARNINGS": "ignore"}
 
 
-def _sample_rss(process, peak: list[int]) -> None:
+def _sample_rss(process, peak: list, now_running: list[str]) -> None:
     """Every 0.2 s until ``process`` ends: ``peak[0]``, its largest resident set; ``peak[1]``, the
     largest sum over it and its children of their proportional sets (PSS: the pages a forked
     decoder shares with its parent are counted once, not once per process); ``peak[2]``, its
     largest resident set less file-backed pages (the memory-mapped decode cache the kernel can
-    drop, the libraries)."""
+    drop, the libraries); ``peak[3]``, the phase (``now_running[0]``) of ``peak[0]``."""
     import psutil
 
     while True:
         try:
             memory = process.memory_info()
-            peak[0] = max(peak[0], memory.rss)
+            if memory.rss > peak[0]:
+                peak[0], peak[3] = memory.rss, now_running[0]
             peak[2] = max(peak[2], memory.rss - memory.shared)
             total = 0
             for p in [process, *process.children(recursive=True)]:
@@ -421,7 +425,7 @@ def _probe(run_id: str) -> None:
 # -- the table, the fit and the projection ---------------------------------------------------------
 
 COLUMNS = ("entry", "size", "train_images", "test_images", "steps", "epoch_steps", "images_per_s", "epoch_s", "validate_s", "analysis_s",
-           "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb", "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact",
+           "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb", "peak_phase", "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact",
            "largest_artifact_mb", "artifacts_mb", "db_mb", "input_images_per_s", "runs_page_s", "run_page_s", "run_id")
 LIMITS = {"peak_rss_gb": 4.0, "peak_tree_gb": 4.0, "largest_artifact_mb": 200.0, "runs_page_s": 5.0, "run_page_s": 5.0}
 
@@ -454,7 +458,8 @@ def over_limits(rows: list[Row]) -> list[str]:
     for r in rows:
         for key, limit in LIMITS.items():
             if getattr(r, key) > limit:
-                found.append(f"{r.entry} at {r.size} px: {key} {getattr(r, key):.2f} > {limit:g}")
+                found.append(f"{r.entry} at {r.size} px: {key} {getattr(r, key):.2f} > {limit:g}"
+                             + (f" (during: {r.peak_phase})" if key.startswith("peak_") and r.peak_phase else ""))
         if r.size == 64 and r.analysis_s > 180:
             found.append(f"{r.entry} at 64 px: the analysis took {r.analysis_s:.0f} s > 180")
     return found
@@ -490,7 +495,8 @@ def projection(rows: list[Row], images: int = WIKIART_IMAGES, size: int = 224) -
         floor = f"{train_images / fed[0].input_images_per_s / 60:.1f} min" if fed else f"(no {size} px row)"
         lines.append(f"| {entry} | {epoch / 3600:.1f} h | {', '.join(str(r.size) for r in main)} px "
                      f"(s/image ∝ pixels^{slope:.2f}) | {analysis / 60:.0f} min | {how} | {floor} |")
-    lines.append(f"\nThe decode cache: {images * 3 * size * size / 1e9:.1f} GB on disk at {size} px, memory-mapped.")
+    lines.append(f"\nThe decode cache: {images * 3 * size * size / 1e9:.1f} GB on disk at {size} px, read from its "
+                 f"file a batch at a time.")
     return lines
 
 

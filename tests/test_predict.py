@@ -478,20 +478,27 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
         page.get_by_placeholder("Search metric charts").fill("identity_psnr")  # a test score: a bar, not one dot
         page.locator(".barlayer .point").first.wait_for(timeout=60_000)
         assert page.locator(".scatterlayer .point").count() == 0
-        page.get_by_placeholder("Search metric charts").fill("restyle")
         card = page.locator("img[src*='restyle%2Bstep%2B']")  # MLflow's own card, from the run's logged images
-        for _ in range(60):  # the cards are drawn as they scroll into view, below the restyle metrics
-            page.mouse.move(700, 600)
-            page.mouse.wheel(0, 2000)
-            if card.count():
-                break
-            page.wait_for_timeout(1000)
+
+        def find_card() -> None:
+            page.get_by_placeholder("Search metric charts").fill("restyle")
+            for _ in range(60):  # the cards are drawn as they scroll into view, below the restyle metrics
+                page.mouse.move(700, 600)
+                page.mouse.wheel(0, 2000)
+                if card.count():
+                    return
+                page.wait_for_timeout(1000)
+
+        find_card()
         assert "restyle%2Bstep%2B0%2B" in card.first.get_attribute("src"), "it opens on step 0, and has a picture"
-        step = card.first.locator("xpath=ancestor::*[.//input[@type='number']][1]").locator("input[type=number]")
         last = page.locator(f"img[src*='restyle%2Bstep%2B{epochs}%2B']")
         shown = False
         for attempt in range(5):  # the card redraws as its picture loads: the box detaches, the picture is away
             with contextlib.suppress(PlaywrightTimeout):
+                if attempt:  # a card left stuck by a busy machine: the page drawn afresh
+                    page.reload()
+                    find_card()
+                step = card.first.locator("xpath=ancestor::*[.//input[@type='number']][1]").locator("input[type=number]")
                 step.fill(str(epochs), timeout=10_000)
                 page.keyboard.press("Tab")  # to the focused box, wherever the redraw left the locator
                 last.first.wait_for(timeout=30_000)
