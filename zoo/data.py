@@ -8,6 +8,7 @@ half-written; its key fingerprints the source, so a changed source builds a new 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import mmap
@@ -194,13 +195,10 @@ class ImageDataset(torch.utils.data.Dataset):
             return images[rows]  # in memory, or a system without pread
         out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
         size = out[0].nbytes if len(out) else 0
-        fd = os.open(images.filename, os.O_RDONLY)
-        try:
-            for k, row in enumerate(rows):
-                if os.preadv(fd, [out[k]], images.offset + int(row) * size) != size:
-                    raise OSError(f"{images.filename} ended before row {row}: the decode cache was cut short")
-        finally:
-            os.close(fd)
+        fd = _reader(images.filename)
+        for k, row in enumerate(rows):
+            if os.preadv(fd, [out[k]], images.offset + int(row) * size) != size:
+                raise OSError(f"{images.filename} ended before row {row}: the decode cache was cut short")
         return out
 
     def __getstate__(self) -> dict:
@@ -230,6 +228,13 @@ class ImageDataset(torch.utils.data.Dataset):
         if self.skipped:
             text += f"; {len(self.skipped)} unreadable file(s) skipped"
         return text
+
+
+@functools.lru_cache(maxsize=32)
+def _reader(path: str) -> int:
+    """A descriptor of a cache file, opened once per process rather than per item read (a judge
+    reads 25,600 single items); pread keeps no position, so a forked worker may share it."""
+    return os.open(path, os.O_RDONLY)
 
 
 @dataclass(frozen=True)
