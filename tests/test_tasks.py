@@ -435,6 +435,23 @@ def test_subsample_is_seeded_sorted_and_whole_below_the_cap():
     assert (subsample(1000, 100) == picked).all() and not (subsample(1000, 100, seed=1) == picked).all()
 
 
+def test_a_spatial_code_is_analysed_on_the_same_grid_at_any_image_size():
+    """cond_ae's code is a map of the image (a quarter of its side): at 224 px it would be 12
+    times the numbers it is at 64 px; the analysis and embeddings/test.npz keep 64 px's grid."""
+    from zoo.reconstruct import CODE_GRID, flat_code
+
+    torch.manual_seed(0)
+    model = registry.model("cond_ae", num_classes=3, image_size=64).eval()
+    with torch.no_grad():
+        small, large = model.encode(torch.rand(2, 3, 64, 64)), model.encode(torch.rand(2, 3, 224, 224))
+    assert small.shape[-1] == CODE_GRID and large.shape[-1] > CODE_GRID
+    assert torch.equal(flat_code(small), small.flatten(1)), "at 64 px the code is analysed as it is"
+    assert flat_code(large).shape == flat_code(small).shape
+    # a 16×16 grid of averages: uniform code squares keep their values
+    blocks = torch.arange(CODE_GRID**2, dtype=torch.float).reshape(1, 1, CODE_GRID, CODE_GRID)
+    assert torch.equal(flat_code(blocks.repeat_interleave(4, -1).repeat_interleave(4, -2)), blocks.flatten(1))
+
+
 @pytest.mark.slow
 def test_reconstruct_finalize_caps_umap_fit_and_silhouette_and_logs_the_counts():
     test_set = registry.dataset("digits", split="test", image_size=8)

@@ -42,6 +42,7 @@ COPY_COSINE = 0.9  # a tile whose marks correlate this well with a training tile
 COPY_TILE_SHARE = 1 / 4  # the copy rate's tile, as a share of the image side (16 px at 64 px)
 COPY_SOURCES = 256  # training paintings per style searched for a copy (a seeded sample where more)
 MARKS_RMS = 0.01  # a tile with less high-pass energy than this carries no marks to copy
+SOURCE_PIXELS = 64 * 64 * 64  # the training paintings searched at once: 64 of 64 px, 5 of 224 px
 
 
 @runtime_checkable
@@ -132,17 +133,23 @@ def copy_rates(painted: np.ndarray, targets: np.ndarray, train_set) -> np.ndarra
             continue
         if len(sources) > COPY_SOURCES:
             sources = np.sort(rng.choice(sources, COPY_SOURCES, replace=False))
-        ours = torch.stack([train_set[int(i)][0] for i in sources])
-        known = torch.cat([_mark_tiles(ours, tile, tile // 2), _mark_tiles(ours.flip(-1), tile, tile // 2)])
-        known = F.normalize(known[known.pow(2).mean(1).sqrt() > MARKS_RMS], dim=1)
         rows = np.flatnonzero(targets == style)
         images = torch.from_numpy(np.ascontiguousarray(painted[rows])).permute(0, 3, 1, 2).float() / 255
         tiles = _mark_tiles(images, tile, tile).view(len(rows), -1, images.shape[1] * tile * tile)
         marked = tiles.pow(2).mean(2).sqrt() > MARKS_RMS
-        if not len(known):
+        queries = F.normalize(tiles.flatten(0, 1), dim=1)
+        best, searched = torch.full((len(queries),), -1.0), 0
+        # the training tiles a few paintings at a time: at 224 px, 256 paintings' are a GB and its copies
+        for chunk in np.array_split(sources, -(-len(sources) * side * side // SOURCE_PIXELS)):
+            ours = torch.stack([train_set[int(i)][0] for i in chunk])
+            known = torch.cat([_mark_tiles(ours, tile, tile // 2), _mark_tiles(ours.flip(-1), tile, tile // 2)])
+            known = F.normalize(known[known.pow(2).mean(1).sqrt() > MARKS_RMS], dim=1)
+            searched += len(known)
+            if len(known):
+                best = torch.maximum(best, torch.cat([(part @ known.T).max(1).values for part in queries.split(1024)]))
+        if not searched:  # no training tile of this style carries marks
             rates[rows] = np.where(marked.any(1).numpy(), 0.0, np.nan)
             continue
-        best = torch.cat([(part @ known.T).max(1).values for part in F.normalize(tiles.flatten(0, 1), dim=1).split(1024)])
         copied = (best.view(len(rows), -1) >= COPY_COSINE) & marked
         count = marked.sum(1)
         rates[rows] = torch.where(count > 0, copied.sum(1) / count.clamp_min(1), torch.nan).double().numpy()

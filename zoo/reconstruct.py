@@ -66,6 +66,11 @@ from zoo.task import Auxiliary, Task, analysis_batch, dry_forward, image_grid, p
 __all__ = ["Reconstruct"]
 
 PCA_DIMS = 32  # k-means and silhouette space of the PCA analysis
+# A spatial code (C×H×W, cond_ae's) is analysed on at most this grid, averaged over squares
+# beyond it: the same 16×16 as at 64 px, where the grid is the code's own, and not 56×56 (×12
+# the numbers, 200 MB of codes for 1,500 paintings) at 224 px. Layout and colour, what a
+# spatial code holds, are coarse; its PCA keeps 32 numbers of it either way.
+CODE_GRID = 16
 THUMB = 32  # side of the thumbnails saved for the dashboard
 PIXELS = 16  # side of the pixel baseline: the thumbnails averaged over 2×2 squares
 SEED = 0  # subsampling, PCA, UMAP and k-means are seeded: the same codes give the same scores
@@ -236,7 +241,7 @@ class Reconstruct(Task):
 
     def _embeddings(self, net: nn.Module, style: nn.Module | None, images: torch.Tensor) -> dict[str, np.ndarray]:
         labels = torch.zeros(len(images), dtype=torch.long, device=images.device)  # unused by the code
-        out = {"code": self.embed(net, images, labels).flatten(1).float().cpu().numpy()}
+        out = {"code": flat_code(self.embed(net, images, labels)).float().cpu().numpy()}
         if style is not None:
             out["style_embedding"] = gram_vector(style.eval().style_features(high_pass(images.float()))).cpu().numpy()
         return out
@@ -250,7 +255,8 @@ class Reconstruct(Task):
     def finalize(self, *, train_set, test_set, out: Path, device: torch.device) -> dict[str, float]:
         """Write ``embeddings/test.npz`` and ``plots/embedding_{pca,umap}.png``; return the scores.
 
-        The npz holds (N = embedded test items, k = :data:`NEIGHBOURS`): ``codes`` (N×D float32),
+        The npz holds (N = embedded test items, k = :data:`NEIGHBOURS`): ``codes`` (N×D float32,
+        a spatial code on at most :data:`CODE_GRID` squares),
         ``labels`` (N), ``index`` (their positions in the test set), ``classes`` (unicode),
         ``thumbs`` (N×32×32×3 uint8), and per embedding E — ``code`` (named without a prefix
         for the code's arrays), ``style``, ``untrained_style``, ``baseline`` (the pixels) —
@@ -348,7 +354,7 @@ class Reconstruct(Task):
         batches = torch.utils.data.DataLoader(subset, batch_size=analysis_batch(subset, 256))
         for x, y in progress(batches, f"embedding {len(index)} test images", unit="batch"):
             x, y = x.to(device).contiguous(memory_format=layout), torch.as_tensor(y).to(device)
-            codes.append(self.embed(model, x, y).flatten(1).float().cpu().numpy())
+            codes.append(flat_code(self.embed(model, x, y)).float().cpu().numpy())
             labels.append(y.cpu().numpy())
             thumbs.append(_thumbnails(x))
             marks = high_pass(x.float()).contiguous(memory_format=layout)
@@ -395,6 +401,13 @@ class _StyleFeatures(nn.Module):
 def _named(scores: dict[str, float], space: str) -> dict[str, float]:
     return {f"cluster_nmi_{space}": scores["nmi"], f"cluster_ari_{space}": scores["ari"],
             f"silhouette_{space}": scores["silhouette"]}
+
+
+def flat_code(code: torch.Tensor) -> torch.Tensor:
+    """B×D code vectors of a batch's codes; a spatial code on at most :data:`CODE_GRID` squares."""
+    if code.dim() == 4 and max(code.shape[-2:]) > CODE_GRID:
+        code = F.adaptive_avg_pool2d(code, CODE_GRID)
+    return code.flatten(1)
 
 
 def pca_reduce(points: np.ndarray, dims: int) -> np.ndarray:
