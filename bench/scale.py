@@ -172,16 +172,18 @@ class Row:
         return self.train_images / self.images_per_s if self.images_per_s > 0 else float("nan")
 
     def _between(self, first: str, last: str | None) -> float:
-        """Seconds of the phases from ``first`` (included) to ``last`` (not), in the order they began."""
+        """Seconds of the phases from ``first`` (included) to ``last`` (not), in the order they
+        began, less the judges' training (:attr:`judges_s`)."""
         names = list(self.phases)
         if first not in names:
             return 0.0
         names = names[names.index(first):]
-        return sum(self.phases[k] for k in names[: names.index(last) if last in names else len(names)])
+        return sum(self.phases[k] for k in names[: names.index(last) if last in names else len(names)]
+                   if not k.startswith(JUDGES))
 
     @property
     def validate_s(self) -> float:
-        """The epoch's validation, and what first ran inside it (cond_ae trains its first judge there)."""
+        """The epoch's validation."""
         return self._between(VALIDATE, AFTER)
 
     @property
@@ -189,10 +191,17 @@ class Row:
         """The test split's scoring and the task's analysis, to the last artifact logged."""
         return self._between(TEST, MODEL)
 
+    @property
+    def judges_s(self) -> float:
+        """The restyle judges' training, wherever it ran (the first in the validation): once per
+        folder and size, then cached, so a run finds them trained or not; kept apart."""
+        return sum(v for k, v in self.phases.items() if k.startswith(JUDGES))
+
 
 SETUP, CACHE, TRAIN, VALIDATE, AFTER, TEST, MODEL = (
     "start-up and data", "decode cache", "train one epoch", "epoch N: validating N images",
     "served checkpoint", "score the test split", "log the MLflow model")
+JUDGES = "training the judge"  # restyle's phases that train a judge (zoo/restyle.py)
 # the run's printed lines that open a phase (the rest of the lines belong to the phase before)
 MARKS = ((re.compile(r"^caching "), CACHE), (re.compile(r"^started run "), TRAIN),
          (re.compile(r"^epoch \d+/\d+: "), AFTER), (re.compile(r"^scoring the test split"), TEST),
@@ -424,19 +433,19 @@ def _probe(run_id: str) -> None:
 
 # -- the table, the fit and the projection ---------------------------------------------------------
 
-COLUMNS = ("entry", "size", "train_images", "test_images", "steps", "epoch_steps", "images_per_s", "epoch_s", "validate_s", "analysis_s",
-           "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb", "peak_phase", "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact",
-           "largest_artifact_mb", "artifacts_mb", "db_mb", "input_images_per_s", "runs_page_s", "run_page_s", "run_id")
+COLUMNS = ("entry", "size", "train_images", "test_images", "steps", "epoch_steps", "images_per_s", "epoch_s",
+           "validate_s", "analysis_s", "judges_s", "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb", "peak_phase",
+           "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact", "largest_artifact_mb", "artifacts_mb", "db_mb", "input_images_per_s", "runs_page_s", "run_page_s", "run_id")
 LIMITS = {"peak_rss_gb": 4.0, "peak_tree_gb": 4.0, "largest_artifact_mb": 200.0, "runs_page_s": 5.0, "run_page_s": 5.0}
 
 
 def table(rows: list[Row]) -> str:
-    head = ("| entry | px | training paintings | img/s | epoch (min) | validation (s) | analysis (s) | peak memory (GB): RSS / anon / tree | cache build (s) | cache (MB) "
+    head = ("| entry | px | training paintings | img/s | epoch (min) | validation (s) | analysis (s) | judges (s) | peak memory (GB): RSS / anon / tree | cache build (s) | cache (MB) "
             "| checkpoint (MB) | model (MB) | largest artifact (MB) | db (MB) | Runs / Run page (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r.entry} | {r.size} | {r.train_images:,} | {r.images_per_s:.1f} | {r.epoch_s / 60:.1f}"
-                     f"{'*' if r.steps < r.epoch_steps else ''} | {r.validate_s:.0f} | {r.analysis_s:.0f} | {r.peak_rss_gb:.2f} / {r.peak_anon_gb:.2f} / "
+                     f"{'*' if r.steps < r.epoch_steps else ''} | {r.validate_s:.0f} | {r.analysis_s:.0f} | {r.judges_s:.0f} | {r.peak_rss_gb:.2f} / {r.peak_anon_gb:.2f} / "
                      f"{r.peak_tree_gb:.2f} "
                      f"| {r.cache_build_s:.0f} | {r.cache_mb:.0f} | {r.checkpoint_mb:.1f} | {r.model_mb:.1f} "
                      f"| {r.largest_artifact_mb:.1f} ({r.largest_artifact}) | {r.db_mb:.1f} "
@@ -460,8 +469,8 @@ def over_limits(rows: list[Row]) -> list[str]:
             if getattr(r, key) > limit:
                 found.append(f"{r.entry} at {r.size} px: {key} {getattr(r, key):.2f} > {limit:g}"
                              + (f" (during: {r.peak_phase})" if key.startswith("peak_") and r.peak_phase else ""))
-        if r.size == 64 and r.analysis_s > 180:
-            found.append(f"{r.entry} at 64 px: the analysis took {r.analysis_s:.0f} s > 180")
+        if r.size == 64 and r.analysis_s + r.judges_s > 180:  # a first run on a folder trains its judges
+            found.append(f"{r.entry} at 64 px: the analysis took {r.analysis_s + r.judges_s:.0f} s > 180")
     return found
 
 

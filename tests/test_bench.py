@@ -392,6 +392,11 @@ def test_the_scale_bench_times_each_phase_a_run_prints_a_judge_inside_the_valida
     assert seen == [scale.TRAIN, scale.TRAIN, scale.VALIDATE, "training the judge cnn",
                     scale.VALIDATE, scale.AFTER, scale.TEST, "restyling the N test images",
                     scale.TEST, "log the test metrics"]
+    # the judges' training (once per folder and size, then cached) is neither validation nor analysis
+    row = scale.Row("cond_ae", 64, 700, 100, 11, 11, phases={
+        scale.TRAIN: 10.0, scale.VALIDATE: 5.0, "training the judge cnn": 48.0, scale.AFTER: 0.1, scale.TEST: 3.0,
+        "training the judge timm_net": 30.0, "restyling the N test images": 5.0, scale.MODEL: 2.0})
+    assert (row.validate_s, row.analysis_s, row.judges_s) == (5.0, 8.0, 78.0)
 
 
 @pytest.mark.slow
@@ -413,7 +418,7 @@ def test_scale_bench_runs_small_end_to_end_and_writes_its_table(tmp_path, monkey
     assert f"| cond_ae | 16 | {row.train_images:,} | {row.images_per_s:.1f} |" in out and "cost, not accuracy" in out
     projected = out[out.index("At WikiArt's size"):]
     assert "81,444 paintings" in projected and "| cond_ae | " in projected and "Limits (" in out
-    assert row.input_images_per_s > 0
+    assert row.input_images_per_s > 0 and row.judges_s > 0, "a first run on the folder trains its judges"
     # the table is kept in --out and built on by the next part of the benchmark
     assert [(r.entry, r.size, r.run_id) for r in scale._read_csv(tmp_path / "scale.csv")] == [("cond_ae", 16, row.run_id)]
     assert (mlflow.get_tracking_uri(), os.environ.get("ARTZOO_CACHE")) == (store, cache), "the caller's store and cache"
