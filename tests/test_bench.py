@@ -302,6 +302,9 @@ def test_imbalance_bench_runs_small_and_writes_its_table(tmp_path, monkeypatch, 
     rows = [line for line in written.splitlines() if line.startswith("| cnn |")]
     assert [r.split(" | ")[1] for r in rows] == ["none", "drw", imbalance.CEILING]
     assert all(line.count("±") == 7 for line in rows)
+    # every cnn run, the ceiling's too, trained with the benchmark's recipe
+    runs = mlflow.search_runs(experiment_names=["bench-imbalance"], output_format="list")
+    assert len(runs) == 3 and {r.data.params["train.weight_decay"] for r in runs} == {"0.05"}
 
 
 @pytest.mark.slow
