@@ -72,8 +72,8 @@ def broken(tmp_path_factory, session_cache, empty_store, plugin_site) -> dict[st
         # SIGTERM once the first epoch is logged: the run keeps its checkpoint and early images
         # but never reaches its test evaluation (no scores, no restyle/test.npz, no embeddings).
         proc = subprocess.Popen([sys.executable, "-m", "runners.run", "cond_ae", *TINY, *EXTRA["cond_ae"],
-                                 "train.epochs=200", "train.max_steps_per_epoch=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=env)
+                                 "train.epochs=200", "train.max_steps_per_epoch=1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         lines = []
         for line in proc.stdout:
             lines.append(line)
