@@ -205,13 +205,11 @@ class Reconstruct(Task):
         return {"loss": mse + self.ssim_weight * dissim, "mse": mse, "ssim": 1 - dissim}
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        # the style network's step first, so that its activations and the model's are never held
-        # at once (at 224 px the model's alone are gigabytes)
-        style = self._train_style(images) if self.style_net is not None and self.style_step < self.style_steps else None
-        out = self.loss(self.model(images), images)
-        if style is not None:
-            out["style_nce"] = style
-        return out
+        style = {}
+        if self.style_net is not None and self.style_step < self.style_steps:
+            # before the model's forward: its activations and the model's are never held at once
+            style["style_nce"] = self._train_style(images)
+        return {**self.loss(self.model(images), images), **style}
 
     @torch.no_grad()
     def eval_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -400,9 +400,13 @@ class Restyle(Reconstruct):
         saved = {k: np.concatenate(v) for k, v in arrays.items() if v}
         if len(kept):  # on the saved sample: NaN for the other items
             with phase(f"looking for copied tiles in {len(kept)} of the restyles"):
-                for name, key in (("restyle", "restyled"), *((("truth", "ground_truth"),) if renders else ())):
+                named = (("restyle", "restyled"), *((("truth", "ground_truth"),) if renders else ()))
+                # one search for restyles and truths: each style's training tiles are read and cut once
+                rates = evidence.copy_rates(np.concatenate([saved[key] for _, key in named]),
+                                            np.tile(targets[kept], len(named)), train_set)
+                for (name, _), part in zip(named, np.split(rates, len(named))):
                     per_item[f"copied/{name}"] = np.full(len(labels), np.nan)
-                    per_item[f"copied/{name}"][kept] = evidence.copy_rates(saved[key], targets[kept], train_set)
+                    per_item[f"copied/{name}"][kept] = part
         first = next(iter(judges))
         result = {"restyle_acc": per_item[f"hit/{first}"].mean(), "judge_acc": per_item[f"judged/{first}"].mean(),
                   "identity_psnr": per_item["identity"].mean()}
