@@ -249,8 +249,8 @@ def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=out, env=_env(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1)
-    peak, now_running = [0, 0, 0, SETUP], [SETUP]
-    sampler = threading.Thread(target=_sample_rss, args=(psutil.Process(proc.pid), peak, now_running), daemon=True)
+    peak = _Peak()
+    sampler = threading.Thread(target=_sample_rss, args=(psutil.Process(proc.pid), peak), daemon=True)
     sampler.start()
     phase, since, lines, within = SETUP, started, [], []
     with open(log, "w") as f:
@@ -263,15 +263,15 @@ def measure(entry: str, size: int, folder: Path, out: Path, *, steps: int, extra
             if opened != phase:
                 row.phases[phase] = row.phases.get(phase, 0.0) + now - since
                 phase, since = opened, now
-                now_running[0] = phase
+                peak.now = phase
                 print(f"  {now - started:7.1f} s  {opened}", file=sys.stderr, flush=True)
     proc.wait()
     end = time.perf_counter()
     row.phases[phase] = row.phases.get(phase, 0.0) + end - since
     row.wall_s = end - started
     sampler.join()
-    row.peak_rss_gb, row.peak_tree_gb, row.peak_anon_gb = (p / 1e9 for p in peak[:3])
-    row.peak_phase = peak[3]
+    row.peak_rss_gb, row.peak_tree_gb, row.peak_anon_gb = peak.rss / 1e9, peak.tree / 1e9, peak.anon / 1e9
+    row.peak_phase = peak.rss_phase
     if proc.returncode != 0:
         tail = "\n".join(lines[-30:])
         raise RuntimeError(f"{entry} at {size} px failed (exit {proc.returncode}); its log: {log}\n{tail}")
@@ -314,27 +314,38 @@ def _env(out: Path) -> dict[str, str]:
             "PYTHONWARNINGS": "ignore"}
 
 
-def _sample_rss(process, peak: list, now_running: list[str]) -> None:
-    """Every 0.2 s until ``process`` ends: ``peak[0]``, its largest resident set; ``peak[1]``, the
-    largest sum over it and its children of their proportional sets (PSS: the pages a forked
-    decoder shares with its parent are counted once, not once per process); ``peak[2]``, its
-    largest resident set less file-backed pages (the memory-mapped decode cache the kernel can
-    drop, the libraries); ``peak[3]``, the phase (``now_running[0]``) of ``peak[0]``."""
+@dataclass
+class _Peak:
+    """The largest memory :func:`_sample_rss` saw, in bytes: ``rss``, the process's resident set,
+    and ``rss_phase``, the phase then; ``tree``, the sum over it and its children of their
+    proportional sets (PSS: the pages a forked decoder shares with its parent counted once);
+    ``anon``, its resident set less file-backed pages (the libraries, any mapped file). ``now``:
+    the phase the run is in, kept up to date by the reader of its lines."""
+
+    rss: int = 0
+    tree: int = 0
+    anon: int = 0
+    rss_phase: str = SETUP
+    now: str = SETUP
+
+
+def _sample_rss(process, peak: _Peak) -> None:
+    """Every 0.2 s until ``process`` ends: its memory into ``peak``."""
     import psutil
 
     while True:
         try:
             memory = process.memory_info()
-            if memory.rss > peak[0]:
-                peak[0], peak[3] = memory.rss, now_running[0]
-            peak[2] = max(peak[2], memory.rss - memory.shared)
+            if memory.rss > peak.rss:
+                peak.rss, peak.rss_phase = memory.rss, peak.now
+            peak.anon = max(peak.anon, memory.rss - memory.shared)
             total = 0
             for p in [process, *process.children(recursive=True)]:
                 try:
                     total += p.memory_full_info().pss
                 except psutil.Error:
                     pass
-            peak[1] = max(peak[1], total)
+            peak.tree = max(peak.tree, total)
             if process.status() == psutil.STATUS_ZOMBIE:
                 return
         except psutil.Error:
@@ -434,8 +445,9 @@ def _probe(run_id: str) -> None:
 # -- the table, the fit and the projection ---------------------------------------------------------
 
 COLUMNS = ("entry", "size", "train_images", "test_images", "steps", "epoch_steps", "images_per_s", "epoch_s",
-           "validate_s", "analysis_s", "judges_s", "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb", "peak_phase",
-           "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact", "largest_artifact_mb", "artifacts_mb", "db_mb", "input_images_per_s", "runs_page_s", "run_page_s", "run_id")
+           "validate_s", "analysis_s", "judges_s", "wall_s", "peak_rss_gb", "peak_anon_gb", "peak_tree_gb",
+           "peak_phase", "cache_build_s", "cache_mb", "checkpoint_mb", "model_mb", "largest_artifact",
+           "largest_artifact_mb", "artifacts_mb", "db_mb", "input_images_per_s", "runs_page_s", "run_page_s", "run_id")
 LIMITS = {"peak_rss_gb": 4.0, "peak_tree_gb": 4.0, "largest_artifact_mb": 200.0, "runs_page_s": 5.0, "run_page_s": 5.0}
 
 
