@@ -93,7 +93,7 @@ def confirm(configs: list[tuple[dict, dict]], yes: bool) -> None:
 def run(entry: str, configs: list[tuple[dict, dict]]) -> dict:
     """Train every configuration under one sweep parent run; returns the parent's ``run_id``,
     the table and whether every configuration finished."""
-    from runners.run import train_seeds
+    from runners.seeds import train_seeds
     from runners.tracking import entry_tags, tracked_run
     from runners.train import Stopped, train
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
-
 import registry
 from runners import config as config_mod
 from runners import grid
+from runners.command import resolve_command
 from runners.config import ConfigError
+from runners.seeds import train_seeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,85 +95,6 @@ def _train(work) -> int:
     if _is_main():
         print(f"run_id: {result['run_id']}", flush=True)
     return 0 if result.get("finished", True) else 1
-
-
-def resolve_command(entry: str, overrides: list[str]) -> dict:
-    resume = next((o.partition("=")[2] for o in overrides if o.startswith("resume=")), "")
-    if not resume:
-        return config_mod.resolve(entry, overrides)
-    from runners.tracking import Run
-
-    try:
-        path = Run(resume).download("config.json")
-    except Exception as exc:
-        raise ConfigError(f"resume={resume}: no such run with a config.json in the tracking store ({exc})") from None
-    cfg = json.loads(path.read_text())
-    for key in ("num_classes", "in_chans", "classes"):
-        cfg.pop(key, None)
-    _check_same(entry, cfg, [o for o in overrides if not o.startswith("resume=")], resume)
-    cfg["resume"] = resume
-    return cfg
-
-
-def _check_same(entry: str, cfg: dict, overrides: list[str], resume: str) -> None:
-    """A resume continues the run with its own config, so the command line that started it may be
-    typed again with ``resume=`` appended; a value that differs from the run's is refused."""
-    if registry.resolve("model", entry).name != cfg["entry"]:
-        raise ConfigError(f"resume={resume} is a run of {cfg['entry']}, not {entry}: "
-                          f"`python -m runners.run {cfg['entry']} resume={resume}`")
-    if not overrides:
-        return
-    keys = [o.partition("=")[0].strip() for o in overrides]
-    run_data = cfg["data"].get("root") or cfg["data"]["name"]
-    # validated as for a new run of the same data, so that 1e-3 and 0.001 are the same value
-    implied = [f"data={run_data}"] * ("data" not in keys) + [f"task={cfg['task']['name']}"] * ("task" not in keys)
-    given = config_mod.resolve(cfg["entry"], [*implied, *overrides])
-    differ = []
-    for key in keys:
-        if key == "data":
-            theirs, ours = run_data, given["data"].get("root") or given["data"]["name"]
-        else:
-            group, _, name = key.rpartition(".")
-            theirs, ours = (cfg[group] if group else cfg).get(name), (given[group] if group else given)[name]
-        if theirs != ours:
-            differ.append(f"{key} is {theirs!r} in the run, {ours!r} here")
-    if differ:
-        raise ConfigError(f"resume={resume} continues the run with its own config, and {'; '.join(differ)}. "
-                          f"Drop {'these' if len(differ) > 1 else 'it'} to resume, or leave out resume= to start "
-                          f"a new run")
-
-
-def train_seeds(cfg: dict, *, parent: str | None = None, name: str | None = None,
-                tags: dict[str, str] | None = None) -> dict:
-    """One child run per seed under a parent run that logs each test metric's mean and std;
-    ``parent``, ``name`` and ``tags`` place that parent (a sweep's configuration)."""
-    from runners.train import headline_table, train
-    from runners.tracking import entry_tags, tracked_run
-
-    seeds = cfg["seeds"]
-    with tracked_run(cfg["experiment"], name=name or f"{cfg['entry']}-seeds-{'-'.join(map(str, seeds))}",
-                     parent=parent) as run:  # alive while its children train: `runners.sync --mark-stale` leaves it
-        run.log_config(cfg, {**entry_tags(cfg), "zoo.seeds": json.dumps(seeds), **(tags or {})})
-        results = [train({**cfg, "seed": seed, "seeds": []}, parent=run.id) for seed in seeds]
-        summary = seed_summary(results)
-        run.log_metrics(summary, step=0)
-    over = {k.removesuffix("_mean"): f"{summary[k]:.4g} ± {summary[k[:-5] + '_std']:.2g}"
-            for k in summary if k.endswith("_mean")}
-    print(f"over seeds {','.join(map(str, cfg['seeds']))}: " + ", ".join(f"{k}={v}" for k, v in over.items()), flush=True)
-    print(headline_table(registry.load("task", cfg["task"]["name"]), over), flush=True)
-    return {**summary, "run_id": run.id}
-
-
-def seed_summary(results: list[dict]) -> dict[str, float]:
-    """``<key>_mean`` and ``<key>_std`` (sample std; 0 for one seed) of each result over seeds."""
-    summary = {}
-    for key in sorted(results[0]):
-        if key == "run_id":
-            continue
-        values = np.array([r[key] for r in results if key in r], dtype=float)
-        summary[f"{key}_mean"] = float(values.mean())
-        summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return summary
 
 
 def listing() -> str:

@@ -259,7 +259,7 @@ class Search:
     def _objective(self, trial) -> float:
         import optuna
 
-        from runners.run import resolve_command
+        from runners.command import resolve_command
         from runners.train import Pruned, Stopped, train
 
         if self._surplus(trial):

@@ -46,14 +46,14 @@ BUILTIN_MODELS = [name for name, e in registry.entries("model").items() if e.dis
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory, session_cache, empty_store) -> dict[str, str]:
     """A store with one finished run per built-in entry (by name) and a two-seed group ("seeds")."""
-    from runners import config, run, train
+    from runners import config, seeds, train
 
     folder = tmp_path_factory.mktemp("filled_store")
     with pytest.MonkeyPatch.context() as mp:
         uri = use_store(mp, folder, empty_store, session_cache)
         ids = {entry: train.train(config.resolve(entry, TINY + EXTRA.get(entry, [])))["run_id"]
                for entry in BUILTIN_MODELS}
-        ids["seeds"] = run.train_seeds(config.resolve("cnn", [*TINY, "seeds=0,1"]))["run_id"]
+        ids["seeds"] = seeds.train_seeds(config.resolve("cnn", [*TINY, "seeds=0,1"]))["run_id"]
     return {"uri": uri, **ids}
 
 
