@@ -42,6 +42,7 @@ import torchvision.transforms.functional as TF
 import registry
 from zoo import metrics
 from zoo.synthart import outline_mask
+from zoo.fit import Step
 from zoo.judge import train_judge
 from zoo.restyle import JUDGE_STEPS, SEED, quarter, render_all, restyle_targets
 from zoo.task import labels_of
@@ -154,13 +155,11 @@ def paired_smooth(train, inputs: torch.Tensor, truth: torch.Tensor, targets: np.
     x = torch.stack([train[i][0] for i in range(scenes)])
     answers = torch.stack([quarter(render_all(train, range(scenes), np.full(scenes, s))) for s in range(len(classes))], 1)
     # cond_ae's optimizer settings in the runner (without its warm-up and decay of the rate)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.5, 0.999), weight_decay=1e-4)
+    step = Step("smooth path", list(net.parameters()),
+                torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.5, 0.999), weight_decay=1e-4))
     for _ in range(steps):
         i, s = torch.randint(0, scenes, (32,)), torch.randint(0, len(classes), (32,))
-        loss = F.mse_loss(quarter(net.smooth(net.encode(x[i]), s)), answers[i, s])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        step(F.mse_loss(quarter(net.smooth(net.encode(x[i]), s)), answers[i, s]))
 
     t = torch.as_tensor(targets)
     with torch.no_grad():

@@ -27,6 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import registry
+from zoo.fit import Step
 
 
 def as_arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -49,18 +50,15 @@ def small_cnn(train: tuple, test: tuple, *, num_classes: int, image_size: int, e
     x = x.permute(0, 3, 1, 2)
     steps = epochs * math.ceil(len(x) / batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    step = Step("cnn", list(model.parameters()), opt,
+                torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps))
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(x)).split(batch_size):
             batch = x[idx].float() / 255
             flip = torch.rand(len(batch)) < 0.5  # a mirrored painting keeps its style
             batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
-            loss = F.cross_entropy(model(batch), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            step(F.cross_entropy(model(batch), y[idx]))
     model.eval()
     x_test = torch.from_numpy(test[0]).permute(0, 3, 1, 2)
     with torch.no_grad():

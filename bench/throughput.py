@@ -26,7 +26,9 @@ ratios (so a round in which another process started or stopped on a shared machi
 little), printed with their quartiles over the rounds. Every path trains on full batches only (the
 partial last batch of an epoch is dropped in all three), so that the three rates compare the
 same work and torch.compile sees one shape. The model is built as the runner builds it
-(channels-last where runners.train.channels_last says so); model.KEY=VALUE sets its options. Entries,
+(channels-last where runners.loop.channels_last says so) and trained by the runner's own step
+(runners.train.build_fitter: the entry's default optimizer, moving average and auxiliary networks,
+at a constant learning rate); model.KEY=VALUE sets its options. Entries,
 image sizes and modes may be comma-separated lists: one table row per combination, the decode
 cache built (and timed) once per image size. A mode is fp32 or bf16 (autocast), optionally
 +compile (torch.compile of the model).
@@ -55,10 +57,11 @@ sys.path.insert(0, str(ROOT))
 
 import cpuload  # noqa: E402  (bench/, on sys.path as the script's folder)
 import registry  # noqa: E402
-from runners import loader  # noqa: E402
-from runners.train import channels_last, pick_device, random_flips  # noqa: E402
+from runners import config, loader  # noqa: E402
+from runners.loop import channels_last  # noqa: E402
+from runners.train import build_fitter, pick_device  # noqa: E402
 from zoo import synthart  # noqa: E402
-from zoo.task import place_auxiliary  # noqa: E402
+from zoo.fit import Fitter, random_flips  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 MODES = ("fp32", "bf16", "fp32+compile", "bf16+compile")
@@ -107,34 +110,28 @@ def _write_jpeg(job: tuple) -> None:
 
 
 def build(entry: str, data, image_size: int, device: torch.device, options: dict | None = None,
-          lr: float = 1e-3):
-    """A fresh model of ``entry`` with its default task, set up on ``data`` as the runner does."""
+          lr: float = 1e-3) -> Fitter:
+    """A fresh model of ``entry`` with its default task, set up on ``data`` and trained as the
+    runner trains it (its Fitter, from the entry's default config at a constant rate; the flips
+    are the input path's)."""
     num_classes = len(data.classes)
     model = registry.model(entry, num_classes=num_classes, image_size=image_size, **(options or {})).to(device)
     if channels_last(device):
         model = model.to(memory_format=torch.channels_last)
     task = registry.task(registry.load("model", entry).task, model=model, classes=list(data.classes))
     task.setup(data, device)
-    place_auxiliary(task, device)
-    return task, torch.optim.AdamW(model.parameters(), lr=lr)
+    cfg = config.resolve(entry, [f"train.lr={lr}", "train.schedule=constant", "data.augment=false"])
+    return build_fitter(cfg, model, task, total_steps=1, device=device)
 
 
-def step(task, opt, images: torch.Tensor, labels: torch.Tensor, autocast) -> None:
-    with autocast:
-        loss = task.training_step(images, labels)["loss"]
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-
-
-def window(batches, task, opt, autocast, *, steps: int, seconds: float, device: torch.device) -> tuple[int, float]:
+def window(batches, fitter: Fitter, *, steps: int, seconds: float, device: torch.device) -> tuple[int, float]:
     """Images trained on, and seconds taken, over at least ``steps`` steps and ``seconds``,
     data loading included."""
     _sync(device)
     seen, done, started = 0, 0, time.perf_counter()
     while done < steps or time.perf_counter() - started < seconds:
         images, labels = next(batches)
-        step(task, opt, images, labels, autocast)
+        fitter.train_step(images, labels)
         seen += len(images)
         done += 1
     _sync(device)
@@ -230,22 +227,23 @@ def measure(entry: str, data, folder: Path, image_size: int, mode: str, *, batch
                 else contextlib.nullcontext())
     torch.manual_seed(0)
     load = cpuload.snapshot()
-    task, opt = build(entry, data, image_size, device, options)
+    fitter = build(entry, data, image_size, device, options)
+    fitter.autocast = autocast
     if compiled:
-        task.model = torch.compile(task.model)
+        fitter.task.model = torch.compile(fitter.task.model)
     fixed = next(_artzoo(data, batch_size, device, 0, augment=False))
     paths = {"a": _artzoo(data, batch_size, device, workers), "b": iter(lambda: fixed, None),
              "c": _naive(folder, image_size, batch_size, device)}
     for batches in paths.values():
         for _ in range(warmup):
-            step(task, opt, *next(batches), autocast)
+            fitter.train_step(*next(batches))
     seen = dict.fromkeys(paths, 0)
     spent = dict.fromkeys(paths, 0.0)
     ab_rounds, ac_rounds = [], []
     for r in range(warmup_rounds + rounds):
         now = {}
         for name in ORDERS[r % 2]:
-            n, s = window(paths[name], task, opt, autocast, steps=steps, seconds=seconds, device=device)
+            n, s = window(paths[name], fitter, steps=steps, seconds=seconds, device=device)
             now[name] = n, s
         if r < warmup_rounds:
             continue

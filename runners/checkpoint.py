@@ -58,6 +58,21 @@ def trained_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     return state["model"] if raw is None else {**state["model"], **raw}
 
 
+def auxiliary_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The steps of a task's auxiliary networks as a checkpoint keeps them, ``{name: {"optimizer":
+    ..., "scheduler": ...}}``, from any of the layouts checkpoints have had: an optimizer's state
+    alone per name (before schedules), or inside the task state as ``<name>_opt`` (before the
+    runner stepped them; a critic's as ``critic_opt``, a style network's as ``style_opt``)."""
+    found = {}
+    for name, saved in state.get("auxiliary", {}).items():
+        found[name] = saved if "optimizer" in saved else {"optimizer": saved, "scheduler": None}
+    for key, saved in state.get("task", {}).items():
+        name = key.removesuffix("_opt")
+        if key.endswith("_opt") and saved and name not in found:
+            found[name] = {"optimizer": saved, "scheduler": None}
+    return found
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -14,7 +14,8 @@ def train_seeds(cfg: dict, *, parent: str | None = None, name: str | None = None
                 tags: dict[str, str] | None = None) -> dict:
     """One child run per seed under a parent run that logs each test metric's mean and std;
     ``parent``, ``name`` and ``tags`` place that parent (a sweep's configuration)."""
-    from runners.train import headline_table, train
+    from runners.loop import headline_table
+    from runners.train import train
     from runners.tracking import entry_tags, tracked_run
 
     seeds = cfg["seeds"]

@@ -1,8 +1,10 @@
-"""The one training loop: any model, task and dataset the registry knows, on CPU, GPU or torchrun.
+"""One run: any model, task and dataset the registry knows, on CPU, GPU or torchrun.
 
 ``train(cfg)`` is the callable entry (tests and benchmarks call it); ``runners.run`` only parses
-the command line. The task supplies loss, metrics and artifacts (zoo/task.py); this module owns
-the device, precision, optimizer, sampling, distribution, checkpoints and MLflow.
+the command line. It reads top to bottom: build (data, model and task, the :class:`Fitter` that
+holds every optimizer, schedule and the moving average), fit and test (runners/loop.py, written
+by a :class:`Recorder`: runners/record.py), then the run's description and MLflow model. The task
+supplies losses, metrics and artifacts (zoo/task.py).
 """
 
 from __future__ import annotations
@@ -12,45 +14,26 @@ import json
 import math
 import os
 import random
-import shutil
-import signal
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import registry
-from runners import checkpoint, dist, loader
 from runners.config import ConfigError
 from runners.describe import NOTE, describe
+from runners import checkpoint, dist, loader
+from runners.loop import Feed, Pruned, StopFlag, Stopped, channels_last, fit, main_key, test  # noqa: F401
+from runners.record import Recorder, State, restore
 from runners.tracking import (Killed, Run, TrackingError, dataset_identity, entry_tags, git_commit, runs_root,
                               tracked_run)
+from zoo.fit import Fitter, place_auxiliary, scheduled
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3
-
-    from zoo.task import Auxiliary
-
-NUM_PREVIEW = 8  # validation images shown in the per-epoch grids
-
-
-class Stopped(Killed):
-    """SIGTERM or Ctrl-C arrived; the run was checkpointed and marked KILLED."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class Pruned(Killed):
-    """Raised by an ``on_epoch`` callback to end a run early (a sweep's pruner): the run is
-    checkpointed and marked KILLED, its tag ``zoo.stopped`` says why."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -66,12 +49,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def channels_last(device: torch.device) -> bool:
-    """Whether training runs in channels-last (NHWC) memory format: on CUDA (tensor cores) and on
-    CPUs (oneDNN's convolutions are faster in NHWC; docs/performance.md)."""
-    return device.type in ("cuda", "cpu")
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -80,15 +57,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-@dataclass
-class _State:
-    epoch: int = 0  # the epoch in progress (or next to start)
-    step: int = 0  # optimizer steps taken, over the whole run
-    batch: int = 0  # batches of `epoch` already trained
-    best: float | None = None
-    history: list[dict] = field(default_factory=list)
 
 
 def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags: dict[str, str] | None = None,
@@ -107,10 +75,8 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
     seed_everything(cfg["seed"], t["deterministic"])
     sets = _datasets(cfg, world)
     model, task = _model_and_task(cfg, sets["train"], device)  # the config checked against data and model
-    auxiliary = _auxiliary(task, device, world)
-    ema = _moving_average(model, t["ema"])
-    steps_per_epoch = _steps_per_epoch(len(sets["train"]), t, world)
-    optimizer, scheduler = _optimization(model, t, steps_per_epoch * t["epochs"])
+    feed = _feed(cfg, sets, task, device, world)
+    fitter = build_fitter(cfg, model, task, feed.steps_per_epoch * t["epochs"], device, world)
     logged = _logged_config(cfg, sets["train"])
     # a checkpoint that cannot be read (or is refused as code) leaves the run as it was
     ckpt = checkpoint.load(_resume_checkpoint(cfg["resume"], world)) if cfg["resume"] else None
@@ -119,39 +85,25 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
                      name=name or f"{cfg['entry']}-seed{cfg['seed']}", system_metrics=t["system_metrics"],
                      enabled=world.main) as run:
         run_id = dist.broadcast(run.id if run else None, world)
+        record = Recorder(run, runs_root() / run_id, cfg)
         if run:
             print(f"started run {run_id}; if it stops, continue it with "
                   f"`python -m runners.run {cfg['entry']} resume={run_id}`", flush=True)
-        if ckpt is not None:
-            state = _restore(ckpt, model, ema, optimizer, scheduler, task, auxiliary)
-        else:
-            state = _State()
-            if run:
-                _log_inputs(run, logged, sets, tags, device, world)
+        state = restore(ckpt, fitter) if ckpt is not None else State()
+        if ckpt is None and run:
+            _log_inputs(run, logged, sets, tags, device, world)
         task.model = _wrapped(model, t, device, world)
         try:
-            loop = _Loop(cfg, task, model, optimizer, scheduler, sets, device, world, run, runs_root() / run_id,
-                         state, steps_per_epoch, ema, auxiliary, on_epoch)
             with StopFlag() as stop:
-                loop.fit(stop)
+                fit(fitter, feed, record, state, stop, t["epochs"], on_epoch)
                 # past the last checkpoint a stop ends the run at once: a resume scores the test split again
                 stop.at_once = True
                 if stop.signum is not None:  # it came during the last validation
                     raise Stopped(stop.signum)
-                metrics = loop.test()
-            best = {f"{loop.main_key}_best": math.nan if state.best is None else float(state.best)}
+                metrics, tested_at = test(fitter, feed, record, state)
+            best = {f"{main_key(task)}_best": math.nan if state.best is None else float(state.best)}
             if run:
-                # what picked checkpoints/best.pt, and what sweeps rank by
-                run.log_metrics(best, step=0, timestamp=loop.tested_at)  # a final score, as the test's
-                served = next((n for n in registry.served_checkpoints(logged) if (loop.run_dir / n).is_file()), None)
-                note = describe(type(task), logged, metrics, run_id=run_id, served=served or "no checkpoint")
-                run.log_tags({NOTE: note})
-                if (t["log_model"] or t["register"]) and served:
-                    scores = [({k: v for k, v in metrics.items() if k != "test/count"},
-                               dataset_identity(sets["test"], logged["data"], "test")),
-                              (best, dataset_identity(sets["valid"], logged["data"], "validation"))]
-                    _log_model(run, logged, loop.run_dir / served, t["register"], note=note,
-                               scores=scores, step=0, timestamp=loop.tested_at)
+                _conclude(run, record, type(task), logged, sets, metrics, best, tested_at)
             return {**metrics, **best, "run_id": run_id}
         except Killed as exc:
             exc.run_id = run_id  # which run a sweep's trial was
@@ -165,6 +117,24 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
             raise
         finally:
             task.model = model
+
+
+def _conclude(run: Run, record: Recorder, task_cls: Any, logged: dict, sets: dict, metrics: dict[str, float],
+              best: dict[str, float], tested_at: int | None) -> None:
+    """The run's last records: the best validation value, its description and its MLflow model."""
+    t = logged["train"]
+    # what picked checkpoints/best.pt, and what sweeps rank by
+    run.log_metrics(best, step=0, timestamp=tested_at)  # a final score, as the test's
+    served = record.served()
+    note = describe(task_cls, logged, metrics, run_id=run.id,
+                    served=str(served.relative_to(record.folder)) if served else "no checkpoint")
+    run.log_tags({NOTE: note})
+    if (t["log_model"] or t["register"]) and served:
+        scores = [({k: v for k, v in metrics.items() if k != "test/count"},
+                   dataset_identity(sets["test"], logged["data"], "test")),
+                  (best, dataset_identity(sets["valid"], logged["data"], "validation"))]
+        _log_model(run, logged, served, t["register"], note=note,
+                   scores=scores, step=0, timestamp=tested_at)
 
 
 # -- the steps of train(), in order ----------------------------------------------------------
@@ -198,16 +168,35 @@ def _model_and_task(cfg: dict, train_set: Any, device: torch.device) -> tuple[nn
     return model, task
 
 
-def _auxiliary(task: Any, device: torch.device, world: dist.World) -> dict[str, Auxiliary]:
-    """The networks the task trains beside the model, placed, given their optimizers and, under
-    torchrun, wrapped in DistributedDataParallel (zoo/task.py's Auxiliary)."""
-    from zoo.task import place_auxiliary
+def _feed(cfg: dict, sets: dict, task: Any, device: torch.device, world: dist.World) -> Feed:
+    t = cfg["train"]
+    labels = np.asarray(sets["train"].targets) if hasattr(sets["train"], "targets") else None
+    return Feed(sets, cfg["seed"], t["batch_size"], cfg["data"]["workers"], _steps_per_epoch(len(sets["train"]), t, world),
+                device, world, weights=task.sample_weights(labels) if labels is not None else None)
+
+
+def build_fitter(cfg: dict, model: nn.Module, task: Any, total_steps: int, device: torch.device,
+                 world: dist.World = dist.World()) -> Fitter:
+    """What the run trains and how: a Step for the model (AdamW, the warm-up and schedule, the
+    gradient clipping of ``train.*``) and for each of the task's auxiliary networks (placed,
+    given their optimizers and, under torchrun, wrapped in DistributedDataParallel), the
+    moving average, mixed precision and flips (``data.augment``). bench/throughput.py times its
+    ``train_step``."""
+    t = cfg["train"]
+    schedule = _schedule(t, total_steps)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], 0.999),
+                                  weight_decay=t["weight_decay"])
 
     def ddp(module: nn.Module, find_unused_parameters: bool) -> nn.Module:
         return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
                                                    find_unused_parameters=find_unused_parameters)
 
-    return place_auxiliary(task, device, ddp if world.distributed else None)
+    auxiliary = place_auxiliary(task, device, ddp if world.distributed else None, schedule=schedule,
+                                grad_clip=t["grad_clip"])
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and t["precision"] in ("auto", "bf16")
+                else contextlib.nullcontext())
+    return Fitter(task, model, {"model": scheduled("model", model.parameters(), optimizer, schedule, t["grad_clip"])},
+                  auxiliary, _moving_average(model, t["ema"]), autocast, cfg["data"]["augment"])
 
 
 def _moving_average(model: nn.Module, decay: float) -> ModelEmaV3 | None:
@@ -218,12 +207,6 @@ def _moving_average(model: nn.Module, decay: float) -> ModelEmaV3 | None:
     # a copy at the first step (timm's decay is 0 there), then the average; it follows the bare
     # module, so compile and DistributedDataParallel wrap only the one being trained
     return ModelEmaV3(model, decay=decay)
-
-
-def _optimization(model: nn.Module, t: dict, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], 0.999),
-                                  weight_decay=t["weight_decay"])
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, total_steps))
 
 
 def _resume_checkpoint(run_id: str, world: dist.World) -> Path:
@@ -239,20 +222,6 @@ def _resume_checkpoint(run_id: str, world: dist.World) -> Path:
     except Exception as exc:
         raise FileNotFoundError(
             f"run {run_id} has no checkpoint to resume from (looked in {local} and in its MLflow artifacts)") from exc
-
-
-def _restore(ckpt: dict, model: nn.Module, ema: ModelEmaV3 | None, optimizer, scheduler, task,
-             auxiliary: dict[str, Auxiliary]) -> _State:
-    model.load_state_dict(checkpoint.trained_state(ckpt))
-    if ema is not None:
-        ema.module.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    task.load_state_dict(ckpt["task"])
-    for name, state in ckpt.get("auxiliary", {}).items():
-        auxiliary[name].optimizer.load_state_dict(state)
-    checkpoint.set_rng_state(ckpt["rng"])
-    return _State(ckpt["epoch"], ckpt["step"], ckpt["batch"], ckpt["best"], ckpt.get("history", []))
 
 
 def _logged_config(cfg: dict, train_set: Any) -> dict:
@@ -282,310 +251,6 @@ def _wrapped(model: nn.Module, t: dict, device: torch.device, world: dist.World)
     if world.distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return model
-
-
-class StopFlag:
-    """Turns SIGTERM (and Ctrl-C) into a flag the loop checks between steps; once ``at_once`` is set
-    (the run is past its last checkpoint: the test split, the analysis), into :class:`Stopped` at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.at_once = False  # raise Stopped from the handler, wherever the run is, rather than set the flag
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopFlag":
-        if threading_main():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        if self.at_once:
-            raise Stopped(signum)
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-@dataclass
-class _Loop:
-    cfg: dict
-    task: Any
-    model: nn.Module  # the bare module (checkpoints, evaluation)
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    sets: dict
-    device: torch.device
-    world: dist.World
-    run: Run | None
-    run_dir: Path
-    state: _State
-    steps_per_epoch: int
-    ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema): what is evaluated and reported
-    auxiliary: dict[str, Auxiliary] = field(default_factory=dict)  # the task's other networks (their optimizers)
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None
-    tested_at: int | None = field(default=None, init=False)  # when the test metrics were logged (ms)
-
-    def __post_init__(self) -> None:
-        t = self.cfg["train"]
-        self.t = t
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                         if self.device.type == "cuda" and t["precision"] in ("auto", "bf16")
-                         else contextlib.nullcontext())
-        labels = np.asarray(self.sets["train"].targets) if hasattr(self.sets["train"], "targets") else None
-        self.weights = self.task.sample_weights(labels) if labels is not None else None
-        self.main_key = f"val/{self.task.main_metric}"
-
-    # -- training ---------------------------------------------------------------------------
-    def fit(self, stop: StopFlag) -> None:
-        s, t = self.state, self.t
-        epochs = tqdm(range(s.epoch, t["epochs"]), desc="epochs", unit="epoch", disable=None if self.world.main else True,
-                      initial=s.epoch, total=t["epochs"])
-        if s.epoch == 0 and s.batch == 0 and self.world.main:
-            # step 0, before training: what MLflow's image card opens on, and where its slider starts
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                self._log_images(0)
-        for epoch in epochs:
-            s.epoch = epoch
-            self._train_epoch(epoch, stop)
-            if self.world.main:
-                print(f"epoch {epoch + 1}: validating {len(self.sets['valid'])} images …", flush=True)
-            val = self.evaluate("valid")
-            self.state.batch = 0
-            self.state.epoch = epoch + 1
-            if self.world.main:
-                self._log(val, step=epoch + 1)
-                self._log_images(epoch + 1)
-                improved = self._is_best(val)
-                if improved:
-                    s.best = val[self.main_key]
-                s.history.append({"epoch": epoch + 1, **val})
-                self._save("last.pt", log=True)
-                if improved:
-                    self._save("best.pt", log=True)
-                line = f"epoch {epoch + 1}/{t['epochs']}: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items())
-                tqdm.write(line) if epochs.disable is False else print(line, flush=True)
-                if self.on_epoch is not None:
-                    self.on_epoch(epoch + 1, val)
-
-    def _train_epoch(self, epoch: int, stop: StopFlag) -> None:
-        s, t = self.state, self.t
-        if hasattr(self.task, "on_epoch_start"):  # optional: a plugin task need not subclass Task
-            self.task.on_epoch_start(epoch, t["epochs"])
-        order = dist.epoch_order(len(self.sets["train"]), seed=self.cfg["seed"], epoch=epoch, world=self.world,
-                                 weights=self.weights)
-        order = order[: self.steps_per_epoch * t["batch_size"]]
-        gen = torch.Generator().manual_seed(self.cfg["seed"] * 7919 + epoch)
-        batches = loader.batches(self.sets["train"], order, t["batch_size"], device=self.device,
-                                 workers=self.cfg["data"]["workers"], generator=gen, skip=s.batch,
-                                 channels_last=channels_last(self.device))
-        self.task.model.train()
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, initial=s.batch,
-                   total=self.steps_per_epoch, disable=None if self.world.main else True)
-        seen, started = 0, time.perf_counter()
-        for images, labels in bar:
-            if self.cfg["data"]["augment"]:
-                images = random_flips(images)
-            with self.autocast:
-                out = self.task.training_step(images, labels)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the loss became {loss.item()} at step {s.step + 1} (epoch {epoch + 1}); the last good "
-                    f"checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. Lower train.lr or set train.grad_clip.")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t["grad_clip"]:
-                nn.utils.clip_grad_norm_(self.model.parameters(), t["grad_clip"])
-            self.optimizer.step()
-            self.scheduler.step()
-            s.step += 1
-            if self.ema is not None:
-                self.ema.update(self.model, step=s.step)
-            s.batch += 1
-            seen += len(images)
-            rate = seen * self.world.size / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}")
-            if bar.disable and self.world.main and s.batch % max(1, self.steps_per_epoch // 10) == 0:
-                # no bar where the output is a log or CI: a line every tenth of the epoch instead
-                print(f"epoch {epoch + 1}, batch {s.batch}/{self.steps_per_epoch}: loss={loss.item():.4g}, "
-                      f"{rate:.0f} images/s", flush=True)
-            # every log_every steps, and the last of each epoch: a short run still has its curves
-            if self.world.main and (s.step % t["log_every"] == 0 or s.batch == self.steps_per_epoch):
-                logs = {f"train/{k}": float(v.detach()) for k, v in out.items()}
-                self._log({**logs, "train/lr": self.scheduler.get_last_lr()[0], "train/images_per_s": rate}, s.step)
-            if t["checkpoint_every"] and s.step % t["checkpoint_every"] == 0 and self.world.main:
-                self._save("last.pt", log=False)
-            if stop.signum is not None:
-                if self.world.main:
-                    self._save("last.pt", log=True)
-                raise Stopped(stop.signum)
-
-    # -- evaluation -------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _evaluated(self):
-        """The task sees the model it is scored with: the moving average where train.ema is on."""
-        net = self.ema.module if self.ema is not None else self.model
-        trained, self.task.model = self.task.model, net
-        try:
-            yield net.eval()
-        finally:
-            self.task.model = trained
-
-    @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, float]:
-        with self._evaluated():
-            return self._evaluate(split)
-
-    def _evaluate(self, split: str) -> dict[str, float]:
-        data = self.sets[split]
-        share = dist.eval_share(len(data), self.world)
-        parts: dict[str, list[np.ndarray]] = {}
-        for images, labels in loader.batches(data, share, self.t["batch_size"], device=self.device,
-                                             workers=self.cfg["data"]["workers"]):
-            with self.autocast:
-                out = self.task.eval_step(images, labels)
-            for k, v in out.items():
-                parts.setdefault(k, []).append(v.detach().float().cpu().numpy() if v.is_floating_point()
-                                               else v.detach().cpu().numpy())
-        outputs = {k: np.concatenate(v) for k, v in parts.items()}
-        outputs = dist.gather(outputs, share, self.world)
-        prefix = "val" if split == "valid" else split
-        metrics = {f"{prefix}/{k}": float(v) for k, v in self.task.eval_metrics(outputs).items()}
-        if split == "test":  # the number of items scored (under torchrun, every item exactly once), once:
-            # per epoch it would only draw a flat line among the validation curves
-            metrics["test/count"] = float(len(next(iter(outputs.values()), [])))
-        return metrics
-
-    def test(self) -> dict[str, float]:
-        """The test split's metrics (``test/...``), logged with one timestamp (``tested_at``)."""
-        self._load_served()
-        self._after_fit()
-        if self.world.main:
-            print(f"scoring the test split ({len(self.sets['test'])} images) …", flush=True)
-        metrics = self.evaluate("test")
-        if self.world.main:
-            # kept in the run folder: if the store is away, the outbox sends them later
-            out = self.run_dir / "outputs"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            with self._evaluated():
-                extra = self.task.finalize(train_set=self.sets["train"], test_set=self.sets["test"], out=out,
-                                           device=self.device)
-            metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
-            if self.run:
-                self.run.log_artifacts(out)
-            # step 0: MLflow's UI charts a metric whose last step is 0 as one bar per run, the view
-            # of a final score (at a step ≥ 1, each is a line of one dot)
-            self.tested_at = self._log(metrics, step=0)
-            print("test: " + ", ".join(f"{k.removeprefix('test/')}={v:.4g}" for k, v in sorted(metrics.items())),
-                  flush=True)
-            print(headline_table(type(self.task), {k: f"{v:.4g}" for k, v in metrics.items()}), flush=True)
-        return metrics
-
-    def _load_served(self) -> None:
-        """Where the task serves ``best.pt`` (zoo/task.py's ``serves``), its weights and task state
-        are what the test split scores: the model users load is the model whose scores they read."""
-        if getattr(self.task, "serves", "best") != "best":
-            return
-        path = self.run_dir / "checkpoints" / "best.pt"
-        state = checkpoint.inference_state(checkpoint.load(path)) if self.world.main and path.is_file() else None
-        state = dist.broadcast(state, self.world)  # every rank scores its share with the same weights
-        if state is None:
-            return
-        (self.ema.module if self.ema is not None else self.model).load_state_dict(state["model"])
-        self.task.load_state_dict(state["task"])
-
-    def _after_fit(self) -> None:
-        """The task's post-hoc step with the served weights (classify's crt and tau_norm), on
-        every rank alike; the task state it changes is written into the served checkpoint, so
-        that every user of the run loads what the test split scores."""
-        hook = getattr(self.task, "after_fit", None)  # optional: a plugin task need not subclass Task
-        if hook is None:
-            return
-        with self._evaluated():
-            if not hook(train_set=self.sets["train"], valid_set=self.sets["valid"], device=self.device):
-                return
-        # val/<main>_best (what sweeps and benches rank by) is then the served model's score
-        self.state.best = self.evaluate("valid").get(self.main_key, self.state.best)
-        path = next((self.run_dir / n for n in registry.served_checkpoints(self.cfg) if (self.run_dir / n).is_file()),
-                    None)
-        if self.world.main and path is not None:
-            state = checkpoint.load(path)
-            state["task"] = self.task.state_dict()
-            checkpoint.save(path, state)
-            if self.run:
-                self.run.log_artifact(path, "checkpoints")
-
-    # -- bookkeeping ------------------------------------------------------------------------
-    def _is_best(self, val: dict[str, float]) -> bool:
-        value = val.get(self.main_key)
-        if value is None or not math.isfinite(value):
-            return self.state.best is None
-        if self.state.best is None:
-            return True
-        return value > self.state.best if self.task.greater_is_better else value < self.state.best
-
-    def _log(self, metrics: dict[str, float], step: int) -> int | None:
-        """Log ``metrics`` at ``step``; their timestamp (ms), None where nothing is recorded."""
-        return self.run.log_metrics(metrics, step) if self.run else None
-
-    def _log_images(self, epoch: int) -> None:
-        data = self.sets["valid"]
-        n = min(NUM_PREVIEW, len(data))
-        if not n:
-            return
-        images, labels = next(loader.batches(data, np.arange(n), n, device=self.device))
-        with self._evaluated(), self.autocast:
-            grids = self.task.images(images, labels)
-        for name, grid in grids.items():
-            if self.run:
-                self.run.log_step_image(grid, key=name, step=epoch)
-
-    def _save(self, name: str, *, log: bool) -> None:
-        path = self.run_dir / "checkpoints" / name
-        reported = (self.ema.module if self.ema is not None else self.model).state_dict()
-        checkpoint.save(path, {
-            # "model" is what the run reports (and the dashboard and judges load); with train.ema,
-            # "model_raw" holds the weights being trained where they differ, which a resume continues from
-            "model": reported,
-            **({"model_raw": checkpoint.trained_weights(self.model.state_dict(), reported)}
-               if self.ema is not None else {}),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "task": self.task.state_dict(),
-            "auxiliary": {name: aux.optimizer.state_dict() for name, aux in self.auxiliary.items()},
-            "rng": checkpoint.rng_state(),
-            "epoch": self.state.epoch,
-            "step": self.state.step,
-            "batch": self.state.batch,
-            "best": self.state.best,
-            "history": self.state.history,
-            "run_id": self.run.id if self.run else "",
-            "config": json.dumps(self.cfg),
-        })
-        if log and self.run:
-            self.run.log_artifact(path, "checkpoints")
-
-
-def headline_table(task_cls: Any, cells: dict[str, str]) -> str:
-    """The task's headline test metrics that ``cells`` (``{"test/acc": "0.91", ...}``) holds, as a
-    small Markdown table: what a run answers, at a glance, at the end of its output."""
-    names = [m for m in getattr(task_cls, "headline_metrics", ()) if f"test/{m}" in cells]
-    if not names:
-        return ""
-    width = max(map(len, names))
-    rows = [f"| {'test metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
-    rows += [f"| {m:<{width}} | {cells[f'test/{m}']} |" for m in names]
-    return "\n".join(rows)
 
 
 def _datasets(cfg: dict, world: dist.World) -> dict[str, Any]:
@@ -657,12 +322,6 @@ def _schedule(t: dict, total: int):
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
-
-
-def random_flips(images: torch.Tensor) -> torch.Tensor:
-    """Each image of the batch mirrored left-right with probability 1/2 (data.augment)."""
-    mask = torch.rand(images.shape[0], device="cpu") < 0.5
-    return torch.where(mask.to(images.device)[:, None, None, None], images.flip(-1), images)
 
 
 def _tags(logged: dict, device: torch.device, world: dist.World) -> dict[str, str]:

@@ -359,7 +359,9 @@ def test_a_restyle_run_stopped_after_an_epoch_resumes_to_the_numbers_of_an_unint
     run_id = stopped.value.run_id
     assert mlflow.get_run(run_id).info.status == "KILLED"
     ckpt = torch.load(train.runs_root() / run_id / "checkpoints" / "last.pt", weights_only=True)
-    assert set(ckpt["auxiliary"]) == {"critic"} and ckpt["auxiliary"]["critic"]["state"]  # Adam's moments
+    critic = ckpt["auxiliary"]["critic"]
+    assert set(ckpt["auxiliary"]) == {"critic"} and critic["optimizer"]["state"]  # Adam's moments
+    assert critic["scheduler"]["_step_count"] > 1, "its schedule stepped with it (a constant rate)"
     assert "critic" in ckpt["task"]
     # the exemplar tiles are in the averaged model once, not again beside it in the trained one
     assert "exemplars.tiles" in ckpt["model"] and "exemplars.tiles" not in ckpt["model_raw"]

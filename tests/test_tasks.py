@@ -449,7 +449,7 @@ def test_a_spatial_code_is_analysed_on_the_same_grid_at_any_image_size():
         codes = task.encode_all(torch.utils.data.TensorDataset(images, torch.zeros(3, dtype=torch.long)), CPU)[1]
         with torch.no_grad():  # what embeddings/test.npz and a user's own image (predict) get alike
             # (up to rounding: the analysis folds batch norms into the convolutions)
-            np.testing.assert_allclose(task._embeddings(model, None, images)["code"], codes, atol=1e-4)
+            np.testing.assert_allclose(task.embeddings(images)["code"], codes, atol=1e-4)
             grid = model.encode(images).shape[-1]
         widths[side] = codes.shape[1]
         assert (grid == CODE_GRID) == (side == 64)

@@ -22,6 +22,7 @@ from torch import nn
 
 import registry
 from zoo.data import cache_root
+from zoo.fit import Step
 from zoo.task import labels_of, progress
 
 SEED = 0
@@ -57,18 +58,15 @@ def train_judge(train_set, num_classes: int, device: torch.device, *, steps: int
             judge.load_state_dict(torch.load(path, map_location=device, weights_only=True))
             return judge.eval()
         opt = torch.optim.AdamW(judge.parameters(), lr=RECIPE["lr"], weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, RECIPE["lr"], total_steps=max(1, steps), pct_start=0.15)
+        step = Step(f"judge {model}", list(judge.parameters()), opt,
+                    torch.optim.lr_scheduler.OneCycleLR(opt, RECIPE["lr"], total_steps=max(1, steps), pct_start=0.15))
         judge.train()
         for _ in progress(range(steps), f"training the judge {model} ({steps} steps, then cached in {path.parent})",
                           unit="step"):
             idx = torch.multinomial(1 / counts[labels], RECIPE["batch"], replacement=True, generator=gen).numpy()
             x = augment(torch.stack([train_set[int(i)][0] for i in idx]), gen).to(device)
             x = x.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(judge(x), labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            step(F.cross_entropy(judge(x), labels[idx].to(device)))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(judge.state_dict(), tmp)

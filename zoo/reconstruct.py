@@ -169,15 +169,13 @@ class Reconstruct(Task):
 
     def _train_style(self, images: torch.Tensor) -> torch.Tensor:
         """One step of the style network: two views of each image, InfoNCE on their statistics."""
-        features, opt = self._style.train, self._style.optimizer
+        features = self._style.train
         # the blur is taken of the whole image, so its scale is the image's, as in the analysis
         marks = high_pass(images[: self.style_batch].float())
         # both views in one forward: DistributedDataParallel expects one forward per backward
         pair = features(torch.cat([views(marks), views(marks)]).contiguous(memory_format=_layout(marks.device)))
         loss = info_nce(*pair.chunk(2), self.style_tau)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self._style.step(loss)
         self.style_step += 1
         return loss.detach()
 
@@ -192,8 +190,6 @@ class Reconstruct(Task):
         if self.style_net is None:  # inference: no setup, only the trained copy's weights
             self.style_net = copy.deepcopy(self.net).eval()
         self.style_net.load_state_dict(state["style_net"])
-        if "style_opt" in state and self._style is not None and self._style.optimizer is not None:
-            self._style.optimizer.load_state_dict(state["style_opt"])  # where an older checkpoint keeps it
         self.style_step = state["style_step"]
 
     # -- training and evaluation ------------------------------------------------------------
@@ -236,13 +232,18 @@ class Reconstruct(Task):
         """``code`` (B×D, what the analysis clusters), ``style_embedding`` (B×S, the style
         statistics, where the model has a style network) and ``reconstruction`` (B×C×H×W in
         [0, 1]); ``embed=False``: the reconstruction alone."""
-        out = self._embeddings(self.net, self.style_network(), images) if embed else {}
+        out = self.embeddings(images) if embed else {}
         out["reconstruction"] = self.net(images).float().clamp(0, 1).cpu().numpy()
         return out
 
-    def _embeddings(self, net: nn.Module, style: nn.Module | None, images: torch.Tensor) -> dict[str, np.ndarray]:
+    @torch.no_grad()
+    def embeddings(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        """What a user's images are in the analysed spaces: ``code`` (B×D, :meth:`embed` as
+        :func:`flat_code` flattens it) and, where the task has a :meth:`style_network`,
+        ``style_embedding`` (B×S, its style statistics)."""
         labels = torch.zeros(len(images), dtype=torch.long, device=images.device)  # unused by the code
-        out = {"code": flat_code(self.embed(net, images, labels)).float().cpu().numpy()}
+        out = {"code": flat_code(self.embed(self.net, images, labels)).float().cpu().numpy()}
+        style = self.style_network()
         if style is not None:
             out["style_embedding"] = gram_vector(style.eval().style_features(high_pass(images.float()))).cpu().numpy()
         return out

@@ -230,10 +230,7 @@ class Restyle(Reconstruct):
         logits = self._critic.train(torch.cat([images, fake.detach()]))
         real, generated = logits.chunk(2)
         critic_loss = _patch_loss(real, labels) + _patch_loss(generated, torch.full_like(targets, num))
-        opt = self._critic.optimizer
-        opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        opt.step()
+        self._critic.step(critic_loss)
 
         # The decoder's side uses the bare critic: no gradient for it, nothing for DDP to sync.
         for p in self.critic.parameters():
@@ -317,7 +314,7 @@ class Restyle(Reconstruct):
         marks need no noise). ``mark_scale`` > 1 paints the marks that many times larger than in
         training (a picture larger than the run's images: zoo/pictures.py); ``embed=False``
         leaves out the code and style embedding."""
-        out = self._embeddings(self.net, self.critic, images) if embed else {}
+        out = self.embeddings(images) if embed else {}
         if style is not None:
             code, style = self.net.encode(images), style.to(images.device)
             scaled = {} if mark_scale == 1 else {"mark_scale": mark_scale}
@@ -484,12 +481,11 @@ class Restyle(Reconstruct):
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"critic": self.critic.state_dict()}
+        return {**super().state_dict(), "critic": self.critic.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.critic.load_state_dict(state["critic"])
-        if state.get("critic_opt") and self._critic.optimizer is not None:
-            self._critic.optimizer.load_state_dict(state["critic_opt"])  # where an older checkpoint keeps it
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -48,41 +47,8 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
-
-@dataclass(eq=False)
-class Auxiliary:
-    """A network a task trains beside the model with an optimizer of its own (a GAN's critic,
-    a style network), declared by :meth:`Task.auxiliary`.
-
-    The runner moves ``module`` to the device, builds ``optimizer`` from
-    ``make_optimizer(module.parameters())``, sets ``train`` to ``forward`` (default ``module``)
-    wrapped in DistributedDataParallel under torchrun, and checkpoints the optimizer. The task
-    calls ``train`` in ``training_step`` and steps ``optimizer`` there (the model's own step is
-    the runner's); the network's weights belong to the task's :meth:`Task.state_dict`, since
-    inference needs them.
-    """
-
-    module: nn.Module
-    make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
-    forward: nn.Module | None = None  # what a step calls, where not ``module`` itself (a view of it)
-    find_unused_parameters: bool = False  # DistributedDataParallel's: forward uses only part of it
-    train: nn.Module | None = field(default=None, init=False)
-    optimizer: torch.optim.Optimizer | None = field(default=None, init=False)
-
-
-def place_auxiliary(task, device: torch.device,
-                    wrap: Callable[[nn.Module, bool], nn.Module] | None = None) -> dict[str, Auxiliary]:
-    """What the runner does with a task's auxiliary networks after :meth:`Task.setup`: each moved
-    to ``device``, given its optimizer and its ``train`` module (``wrap(forward,
-    find_unused_parameters)``: the runner's DistributedDataParallel). Also for a task used
-    outside the runner (tests, benchmarks)."""
-    auxiliary = task.auxiliary() if hasattr(task, "auxiliary") else {}  # optional for a plugin task
-    for aux in auxiliary.values():
-        aux.module.to(device)
-        aux.optimizer = aux.make_optimizer(aux.module.parameters())
-        forward = aux.forward if aux.forward is not None else aux.module
-        aux.train = wrap(forward, aux.find_unused_parameters) if wrap is not None else forward
-    return auxiliary
+# a task's auxiliary networks are declared with these (their training is the runner's: zoo/fit.py)
+from zoo.fit import Auxiliary, place_auxiliary  # noqa: F401
 
 
 class Task:
