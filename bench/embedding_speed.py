@@ -69,11 +69,11 @@ def steps(codes, labels, args) -> list[tuple[str, float, int]]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    from zoo import reconstruct
+    from zoo import analysis, reconstruct, umap_adapter
 
     n = len(codes)
     rows = []
-    reduced, s = timed(lambda: reconstruct.pca_reduce(codes, reconstruct.PCA_DIMS))
+    reduced, s = timed(lambda: analysis.pca_reduce(codes, analysis.PCA_DIMS))
     rows.append((f"PCA {codes.shape[1]} -> {reduced.shape[1]}", s, n))
     # zoo.metrics.cluster_scores' k-means, on the float64 points it converts to
     _, s = timed(lambda: KMeans(n_clusters=args.styles, n_init=4, random_state=0).fit_predict(
@@ -88,11 +88,11 @@ def steps(codes, labels, args) -> list[tuple[str, float, int]]:
         rows.append(("silhouette, every point", s, n))
     umap_cap = defaults["umap_points"]
     for m in sorted({min(n, umap_cap), n} if args.umap_all else {min(n, umap_cap)}):
-        pick = reconstruct.subsample(n, m)
-        _, s = timed(lambda: reconstruct.umap_layout(reduced[pick]))
+        pick = analysis.subsample(n, m)
+        _, s = timed(lambda: umap_adapter.umap_layout(reduced[pick]))
         rows.append((f"UMAP fit, {m:,} points (exact kNN + 200 epochs)", s, m))
     if n > umap_cap:
-        _, s = timed(lambda: reconstruct.umap_layout(reduced, fit_points=umap_cap))
+        _, s = timed(lambda: umap_adapter.umap_layout(reduced, fit_points=umap_cap))
         rows.append((f"UMAP as the task runs it: fit on {umap_cap:,}, transform the other {n - umap_cap:,}", s, n))
     return rows
 
@@ -103,7 +103,7 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
     import torch
 
     import registry
-    from zoo import reconstruct
+    from zoo import analysis, reconstruct
     from zoo.data import ImageDataset
 
     class MixtureCodes(reconstruct.Reconstruct):
@@ -133,22 +133,22 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
 
     patches = {"encode_all": ("encode the test set and take its style statistics (64 px ae, trained and untrained)",
                            reconstruct.Reconstruct.encode_all),
-               "precision_at_k": ("precision@10 (exact 10 nearest, 4 embeddings)", reconstruct.precision_at_k),
-               "pca_reduce": ("PCA (codes, style statistics, thumbnails for the baseline)", reconstruct.pca_reduce),
-               "umap_layout": ("UMAP", reconstruct.umap_layout),
-               "cluster_scores": ("k-means + silhouette (every embedding and layout)", reconstruct.cluster_scores),
-               "scatter_plot": ("plots", reconstruct.scatter_plot)}
+               "precision_at_k": ("precision@10 (exact 10 nearest, 4 embeddings)", analysis.precision_at_k),
+               "pca_reduce": ("PCA (codes, style statistics, thumbnails for the baseline)", analysis.pca_reduce),
+               "umap_layout": ("UMAP", analysis.umap_layout),
+               "cluster_scores": ("k-means + silhouette (every embedding and layout)", analysis.cluster_scores),
+               "scatter_plot": ("plots", analysis.scatter_plot)}
     saved = np.savez
     try:
         for attr, (name, fn) in patches.items():
-            owner = reconstruct.Reconstruct if attr == "encode_all" else reconstruct
+            owner = reconstruct.Reconstruct if attr == "encode_all" else analysis
             setattr(owner, attr, clock(name, fn))
         np.savez = clock("embeddings/test.npz", saved)
         metrics, total = timed(lambda: task.finalize(train_set=data, test_set=data, out=out, device=torch.device("cpu")))
     finally:
         np.savez = saved
         for attr, (name, fn) in patches.items():
-            setattr(reconstruct.Reconstruct if attr == "encode_all" else reconstruct, attr, fn)
+            setattr(reconstruct.Reconstruct if attr == "encode_all" else analysis, attr, fn)
     spent["finalize, in all"] = total
     return metrics, spent
 

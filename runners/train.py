@@ -94,29 +94,37 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
             _log_inputs(run, logged, sets, tags, device, world)
         task.model = _wrapped(model, t, device, world)
         try:
-            with StopFlag() as stop:
+            with _stops_reported(run, run_id, cfg["entry"]), StopFlag() as stop:
                 fit(fitter, feed, record, state, stop, t["epochs"], on_epoch)
                 # past the last checkpoint a stop ends the run at once: a resume scores the test split again
                 stop.at_once = True
                 if stop.signum is not None:  # it came during the last validation
                     raise Stopped(stop.signum)
                 metrics, tested_at = test(fitter, feed, record, state)
-            best = {f"{main_key(task)}_best": math.nan if state.best is None else float(state.best)}
-            if run:
-                _conclude(run, record, type(task), logged, sets, metrics, best, tested_at)
-            return {**metrics, **best, "run_id": run_id}
-        except Killed as exc:
-            exc.run_id = run_id  # which run a sweep's trial was
-            if run and isinstance(exc, Pruned):
-                print(f"pruned: {exc}", file=sys.stderr, flush=True)
-                with contextlib.suppress(Exception):
-                    run.client.set_tag(run.id, "zoo.stopped", f"pruned: {exc}")
-            elif run:
-                print(f"\nstopped by {exc}; checkpoint saved. Continue with "
-                      f"`python -m runners.run {cfg['entry']} resume={run_id}`", file=sys.stderr, flush=True)
-            raise
         finally:
             task.model = model
+        best = {f"{main_key(task)}_best": math.nan if state.best is None else float(state.best)}
+        if run:
+            _conclude(run, record, type(task), logged, sets, metrics, best, tested_at)
+        return {**metrics, **best, "run_id": run_id}
+
+
+@contextlib.contextmanager
+def _stops_reported(run: Run | None, run_id: str, entry: str):
+    """A stop (SIGTERM, Ctrl-C, a sweep's pruner) names its run, says how to continue it and why it
+    stopped; the run then ends KILLED (runners/tracking.py)."""
+    try:
+        yield
+    except Killed as exc:
+        exc.run_id = run_id  # which run a sweep's trial was
+        if run and isinstance(exc, Pruned):
+            print(f"pruned: {exc}", file=sys.stderr, flush=True)
+            with contextlib.suppress(Exception):
+                run.client.set_tag(run.id, "zoo.stopped", f"pruned: {exc}")
+        elif run:
+            print(f"\nstopped by {exc}; checkpoint saved. Continue with "
+                  f"`python -m runners.run {entry} resume={run_id}`", file=sys.stderr, flush=True)
+        raise
 
 
 def _conclude(run: Run, record: Recorder, task_cls: Any, logged: dict, sets: dict, metrics: dict[str, float],

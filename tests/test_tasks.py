@@ -427,7 +427,7 @@ def test_reconstruct_finalize_saves_embeddings_without_pickles_and_scores_in_ran
 
 
 def test_subsample_is_seeded_sorted_and_whole_below_the_cap():
-    from zoo.reconstruct import subsample
+    from zoo.analysis import subsample
 
     assert (subsample(5, 10) == np.arange(5)).all() and (subsample(5, None) == np.arange(5)).all()
     picked = subsample(1000, 100)
@@ -446,7 +446,7 @@ def test_a_spatial_code_is_analysed_on_the_same_grid_at_any_image_size():
     widths = {}
     for side in (64, 224):
         images = torch.rand(3, 3, side, side)
-        codes = task.encode_all(torch.utils.data.TensorDataset(images, torch.zeros(3, dtype=torch.long)), CPU)[1]
+        codes = task.encode_all(torch.utils.data.TensorDataset(images, torch.zeros(3, dtype=torch.long)), CPU).codes
         with torch.no_grad():  # what embeddings/test.npz and a user's own image (predict) get alike
             # (up to rounding: the analysis folds batch norms into the convolutions)
             np.testing.assert_allclose(task.embeddings(images)["code"], codes, atol=1e-4)
@@ -528,24 +528,6 @@ def test_the_style_network_is_a_copy_trained_on_its_own_for_its_steps_and_checkp
                         classes=data.classes, style_steps=0)
     plain.setup(data, CPU)
     assert plain.style_network() is plain.net and "style_nce" not in plain.training_step(x, y)
-
-
-def test_new_points_start_where_umaps_own_initialisation_puts_them():
-    import scipy.sparse
-    import umap.umap_
-
-    from zoo.reconstruct import _init_graph_transform
-
-    rng = np.random.default_rng(0)
-    graph = scipy.sparse.random(300, 80, density=0.05, random_state=0, format="lil", dtype=np.float32)
-    graph[3, :] = 0  # no neighbour among the fitted points: NaN
-    graph[4, 10], graph[4, 20], graph[4, 30] = 0.5, 1.0, 1.0  # strength 1: the first such neighbour's place
-    graph = graph.tocsr()
-    graph.eliminate_zeros()
-    embedding = rng.normal(size=(80, 2)).astype(np.float32)
-    ours, theirs = _init_graph_transform(graph, embedding), umap.umap_.init_graph_transform(graph, embedding)
-    assert np.isnan(ours[3]).all() and np.array_equal(ours[4], embedding[20])
-    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_the_analysis_copy_folds_batch_norm_into_the_convolutions_and_leaves_the_model_alone():

@@ -49,7 +49,8 @@ import registry
 from zoo import evidence, metrics
 from zoo.data import Renders
 from zoo.judge import load_judge, train_judge
-from zoo.reconstruct import Reconstruct, subsample
+from zoo.analysis import subsample
+from zoo.reconstruct import Reconstruct
 from zoo.task import (Auxiliary, analysis_batch, dry_forward, image_grid, labels_of, phase, progress, shape_of,
                       to_uint8)
 
