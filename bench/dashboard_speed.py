@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.restyle import Restyle
+from zoo.schema import Tag
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "dashboard" / "app.py"
@@ -61,8 +62,8 @@ def logged_runs(count: int, seed: int = 0) -> None:
     for i in range(count):
         task = list(TASKS)[i % 3]
         model, scores = TASKS[task]
-        tags = {MLFLOW_RUN_NAME: f"{model}-bench{i}", "zoo.entry": model, "zoo.model": model, "zoo.task": task,
-                "zoo.dataset": "synthart", "zoo.classes": json.dumps(CLASSES), "zoo.device": "cpu"}
+        tags = {MLFLOW_RUN_NAME: f"{model}-bench{i}", Tag.ENTRY: model, Tag.MODEL: model, Tag.TASK: task,
+                Tag.DATASET: "synthart", Tag.CLASSES: json.dumps(CLASSES), Tag.DEVICE: "cpu"}
         if i % 20 == 0:  # every 20th run opens a multi-seed group of the next three
             parent = client.create_run(experiments[task], tags={**tags, MLFLOW_RUN_NAME: f"{model}-seeds{i}"})
         elif parent is not None and i % 20 <= 3:

@@ -37,6 +37,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import registry
 from zoo.data import cache_root
+from zoo.schema import Tag
 
 ENDED = {"FINISHED", "FAILED", "KILLED"}
 # Runs still training rewrite some artifacts (checkpoints/last.pt); their copies expire after this.
@@ -116,16 +117,16 @@ def _row(r: Run, experiment: str) -> dict[str, Any]:
         "run_id": info.run_id,
         "name": info.run_name or info.run_id[:8],
         "experiment": experiment,
-        "entry": tags.get("zoo.entry", ""),
-        "model": tags.get("zoo.model", ""),
-        "task": tags.get("zoo.task", ""),
-        "dataset": tags.get("zoo.dataset", ""),
+        "entry": tags.get(Tag.ENTRY, ""),
+        "model": tags.get(Tag.MODEL, ""),
+        "task": tags.get(Tag.TASK, ""),
+        "dataset": tags.get(Tag.DATASET, ""),
         "status": info.status,
         "start": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "duration_s": (end - info.start_time) / 1000 if end and info.start_time else np.nan,
         "parent": tags.get(MLFLOW_PARENT_RUN_ID, ""),
-        "multi_seed": "zoo.seeds" in tags,
-        "sweep": tags.get("zoo.sweep", ""),
+        "multi_seed": Tag.SEEDS in tags,
+        "sweep": tags.get(Tag.SWEEP, ""),
         **r.data.metrics,
     }
 

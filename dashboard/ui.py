@@ -17,6 +17,7 @@ from PIL import Image
 
 import registry
 from dashboard import store
+from zoo.schema import Artifact, Tag
 
 FIRST_RUN = "python -m runners.run cond_ae"
 PAGES = {"run": "views/run.py", "clusters": "views/clusters.py", "restyle": "views/restyle.py"}
@@ -90,6 +91,13 @@ def reports(task: str, metric: str) -> bool:
     return metric in headline([task])
 
 
+def writes(task: str, artifact: str) -> bool:
+    """Whether runs of ``task`` write ``artifact`` (zoo.schema.Artifact) by its declaration
+    (``Task.artifacts``): a page picks its runs and views by it, never by a task's name or by a
+    metric it happens to log."""
+    return artifact in getattr(task_class(task), "artifacts", ())
+
+
 def task_class(task: str):
     """The task's class, or None where its plugin is not installed or is broken."""
     try:
@@ -134,15 +142,15 @@ def header(uri: str, run_id: str) -> dict:
         st.stop()
     tags = info["tags"]
     st.title(info["name"])
-    parts = [f"**{info['status'].lower()}**", tags.get("zoo.model", "?"), tags.get("zoo.task", "?"),
-             f"on {tags.get('zoo.dataset', '?')}", f"`{run_id}`"]
+    parts = [f"**{info['status'].lower()}**", tags.get(Tag.MODEL, "?"), tags.get(Tag.TASK, "?"),
+             f"on {tags.get(Tag.DATASET, '?')}", f"`{run_id}`"]
     st.caption(" · ".join(parts))
     if info["status"] == "FAILED":
-        st.error(f"This run failed: {tags.get('zoo.error') or 'no reason was logged'}. Below is what it logged "
+        st.error(f"This run failed: {tags.get(Tag.ERROR) or 'no reason was logged'}. Below is what it logged "
                  f"before it stopped.")
     elif info["status"] == "KILLED":
         st.warning("This run was stopped before its end (it can continue: "
-                   f"`python -m runners.run {tags.get('zoo.entry', 'ENTRY')} resume={run_id}`). "
+                   f"`python -m runners.run {tags.get(Tag.ENTRY, 'ENTRY')} resume={run_id}`). "
                    "Below is what it logged until then.")
     elif info["status"] in ("RUNNING", "SCHEDULED"):
         st.info("This run is still training (or its process died without a word); refresh for news.")
@@ -200,11 +208,11 @@ def artifact_image(uri: str, run_id: str, path: str, *, caption: str | None = No
 def per_class_recalls(uri: str, run_id: str) -> pd.DataFrame | None:
     """A classify run's ``tables/per_class.csv`` (train_count and recall by class), or for a
     multi-seed run the mean recall over its seeds'; None where there is none."""
-    own = store.table(uri, run_id, "tables/per_class.csv")
+    own = store.table(uri, run_id, Artifact.PER_CLASS)
     if own is not None:
         return own if {"train_count", "recall"} <= set(own.columns) else None
     frame = store.runs(uri)
-    seeds = [store.table(uri, r, "tables/per_class.csv") for r in frame.loc[frame["parent"] == run_id, "run_id"]]
+    seeds = [store.table(uri, r, Artifact.PER_CLASS) for r in frame.loc[frame["parent"] == run_id, "run_id"]]
     seeds = [t for t in seeds if t is not None and {"train_count", "recall"} <= set(t.columns)]
     if not seeds:
         return None
@@ -244,11 +252,11 @@ def sweep(uri: str, run_id: str, tags: dict[str, str], *, key: str) -> None:
         st.info("This sweep has no `sweep.csv` yet: it is logged when its runs have ended.")
         return
     table = table.reset_index()
-    keys = [k for k in json.loads(tags.get("zoo.sweep_keys", "[]")) if k in table]
-    heads = [m for m in headline([tags.get("zoo.task", "")]) if f"{m}_mean" in table or m in table][:4]
-    if tags.get("zoo.sweep") == "grid":
+    keys = [k for k in json.loads(tags.get(Tag.SWEEP_KEYS, "[]")) if k in table]
+    heads = [m for m in headline([tags.get(Tag.TASK, "")]) if f"{m}_mean" in table or m in table][:4]
+    if tags.get(Tag.SWEEP) == "grid":
         try:
-            main = f"val/{registry.load('task', tags.get('zoo.task', '')).main_metric}_best"
+            main = f"val/{registry.load('task', tags.get(Tag.TASK, '')).main_metric}_best"
         except registry.PluginError:
             main = None
         y, err = (f"{main}_mean", f"{main}_std") if main and f"{main}_mean" in table else (None, None)
@@ -263,15 +271,15 @@ def sweep(uri: str, run_id: str, tags: dict[str, str], *, key: str) -> None:
                    "that also picks each run's best checkpoint. Test scores: mean ± std over seeds.")
     else:
         y, err = "value", None
-        best = tags.get("zoo.best_trial")
+        best = tags.get(Tag.BEST_TRIAL)
         shown = pd.DataFrame({"": np.where(table["trial"].astype(str) == best, "★ best", ""),
                               "trial": table["trial"], "state": table["state"], "value": table["value"],
                               **{k: table[k] for k in keys}})
         for m in heads:
             if m in table:
                 shown[m.removeprefix("test/")] = table[m]
-        st.caption(f"{len(table)} trials of study `{tags.get('zoo.study', '?')}`; value: the best "
-                   f"{tags.get('zoo.sweep_metric', 'validation metric')} of each trial over its epochs. A pruned "
+        st.caption(f"{len(table)} trials of study `{tags.get(Tag.STUDY, '?')}`; value: the best "
+                   f"{tags.get(Tag.SWEEP_METRIC, 'validation metric')} of each trial over its epochs. A pruned "
                    "trial stopped early, behind the median of the earlier trials.")
     st.dataframe(shown, hide_index=True, key=f"{key}_table")
     if y and y in table and keys:
@@ -286,7 +294,7 @@ def sweep(uri: str, run_id: str, tags: dict[str, str], *, key: str) -> None:
                     fig.update_xaxes(type="category")
                 fig.update_layout(height=300, margin=dict(t=30, b=40), yaxis_title=y)
                 col.plotly_chart(fig, key=f"{key}_{k}")
-    if tags.get("zoo.sweep") == "grid":
+    if tags.get(Tag.SWEEP) == "grid":
         recall_by_count(uri, table, keys, key=f"{key}_recall")
     for name, title in (("optimization_history", "Optimization history"), ("param_importances", "Parameter importances")):
         local = store.artifact(uri, run_id, f"optuna/{name}.json")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 
 from runners.mlflow_app import APP_NAME
+from zoo.schema import Tag
 from zoo.task import metric_meaning
 
-NOTE = "mlflow.note.content"  # MLflow's description tag, on runs and logged models alike
+NOTE = Tag.NOTE  # MLflow's description tag, on runs and logged models alike
 
 
 def describe(task_cls, cfg: dict, metrics: dict[str, float], *, run_id: str, served: str) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 import registry
 from runners import config as config_mod
 from runners.config import ConfigError
+from zoo.schema import Tag
 
 CONFIRM_ABOVE = 12  # runs (configurations × seeds) that a grid starts without --yes
 _COMMA = re.compile(r"(?<!\\),")
@@ -105,10 +106,10 @@ def run(entry: str, configs: list[tuple[dict, dict]]) -> dict:
         set_key(logged, key, [get_key(cfg, key) for _, cfg in configs])
     # the parent keeps a heartbeat while its children train: `runners.sync --mark-stale` leaves it
     with tracked_run(first["experiment"], name=f"{entry}-grid-" + "-".join(k.rpartition(".")[2] for k in keys)) as parent:
-        parent.log_config(logged, {**entry_tags(first), "zoo.sweep": "grid", "zoo.sweep_keys": json.dumps(keys)})
+        parent.log_config(logged, {**entry_tags(first), Tag.SWEEP: "grid", Tag.SWEEP_KEYS: json.dumps(keys)})
         rows = []
         for values, cfg in configs:
-            name, tags = f"{entry} {label(values)}", {"zoo.sweep_config": json.dumps(values)}
+            name, tags = f"{entry} {label(values)}", {Tag.SWEEP_CONFIG: json.dumps(values)}
             print(f"\n== configuration {len(rows) + 1}/{len(configs)}: {label(values)}", flush=True)
             try:
                 result = (train_seeds(cfg, parent=parent.id, name=name, tags=tags) if cfg["seeds"]
@@ -128,8 +129,8 @@ def run(entry: str, configs: list[tuple[dict, dict]]) -> dict:
             row = table.loc[best]
             parent.log_metrics({k.removesuffix("_mean"): row[k] for k in table if k.endswith("_mean")
                                 and isinstance(row[k], float) and math.isfinite(row[k])}, step=0)
-            parent.log_tags({"zoo.sweep_best": json.dumps({k: row[k] for k in keys}),
-                             "zoo.sweep_best_run": row["run_id"]})
+            parent.log_tags({Tag.SWEEP_BEST: json.dumps({k: row[k] for k in keys}),
+                             Tag.SWEEP_BEST_RUN: row["run_id"]})
         if not (table["status"] == "FINISHED").any():
             parent.final_status = "FAILED"
     print("\n" + markdown(table, keys, task_cls), flush=True)

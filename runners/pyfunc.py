@@ -208,13 +208,14 @@ def log_model(run_id: str, cfg: dict, checkpoint_path: Path):
     from mlflow.tracking import MlflowClient
 
     from runners import checkpoint
+    from zoo.schema import Tag
 
     client = MlflowClient()
     run = client.get_run(run_id)
     # made here, in the run's experiment: Model.log alone would file it under the active one
     model = client.create_logged_model(run.info.experiment_id, name=NAME, source_run_id=run_id,
                                        params=dict(run.data.params), model_type=cfg["task"]["name"],
-                                       tags={"artzoo.entry": str(cfg.get("entry", ""))})
+                                       tags={Tag.ENTRY: str(cfg.get("entry", ""))})
     with tempfile.TemporaryDirectory(prefix="artzoo-model-") as tmp:
         weights, config = Path(tmp) / "weights.pt", Path(tmp) / "config.json"
         torch.save(checkpoint.inference_state(checkpoint.load(checkpoint_path)), weights)

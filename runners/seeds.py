@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 import registry
+from zoo.schema import Tag
 
 
 def train_seeds(cfg: dict, *, parent: str | None = None, name: str | None = None,
@@ -21,7 +22,7 @@ def train_seeds(cfg: dict, *, parent: str | None = None, name: str | None = None
     seeds = cfg["seeds"]
     with tracked_run(cfg["experiment"], name=name or f"{cfg['entry']}-seeds-{'-'.join(map(str, seeds))}",
                      parent=parent) as run:  # alive while its children train: `runners.sync --mark-stale` leaves it
-        run.log_config(cfg, {**entry_tags(cfg), "zoo.seeds": json.dumps(seeds), **(tags or {})})
+        run.log_config(cfg, {**entry_tags(cfg), Tag.SEEDS: json.dumps(seeds), **(tags or {})})
         results = [train({**cfg, "seed": seed, "seeds": []}, parent=run.id) for seed in seeds]
         summary = seed_summary(results)
         run.log_metrics(summary, step=0)

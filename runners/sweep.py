@@ -38,6 +38,7 @@ import registry
 from runners import config as config_mod
 from runners import grid
 from runners.config import ConfigError
+from zoo.schema import Tag
 
 PARENT_ATTR = "mlflow_parent_run"  # the study's user attribute naming its parent run
 _SPEC = re.compile(r"^\s*([\w.]+)\s*=\s*(uniform|loguniform|int|choice)\s*\((.*)\)\s*$")
@@ -186,9 +187,9 @@ class Search:
         logged = json.loads(json.dumps(self.base, default=str))
         for p in self.space:
             grid.set_key(logged, p.key, str(p))
-        run.log_config(logged, {**entry_tags(self.base), "zoo.sweep": "search",
-                                "zoo.sweep_keys": json.dumps([p.key for p in self.space]), "zoo.study": self.name,
-                                "zoo.storage": _public(self.url), "zoo.sweep_metric": self.metric})
+        run.log_config(logged, {**entry_tags(self.base), Tag.SWEEP: "search",
+                                Tag.SWEEP_KEYS: json.dumps([p.key for p in self.space]), Tag.STUDY: self.name,
+                                Tag.STORAGE: _public(self.url), Tag.SWEEP_METRIC: self.metric})
         self.study.set_user_attr(PARENT_ATTR, run.id)
         return run
 
@@ -286,7 +287,7 @@ class Search:
 
         print(f"\n== trial {trial.number}: " + ", ".join(f"{k}={v}" for k, v in values.items())
               + (f" (continues run {resume})" if resume else ""), flush=True)
-        tags = {"zoo.sweep_config": json.dumps(values), "zoo.trial": str(trial.number), "zoo.study": self.name}
+        tags = {Tag.SWEEP_CONFIG: json.dumps(values), Tag.TRIAL: str(trial.number), Tag.STUDY: self.name}
         try:
             result = train(cfg, parent=self.parent.id, name=f"trial-{trial.number}", tags=tags, on_epoch=on_epoch)
         except Pruned as exc:
@@ -322,8 +323,8 @@ class Search:
         if complete:
             best = self.study.best_trial
             self.parent.log_metrics({"best_value": best.value, **best.user_attrs.get("test", {})}, step=len(complete))
-            self.parent.log_tags({"zoo.sweep_best": json.dumps(best.params), "zoo.best_trial": str(best.number),
-                                  "zoo.sweep_best_run": best.user_attrs.get("mlflow_run", "")})
+            self.parent.log_tags({Tag.SWEEP_BEST: json.dumps(best.params), Tag.BEST_TRIAL: str(best.number),
+                                  Tag.SWEEP_BEST_RUN: best.user_attrs.get("mlflow_run", "")})
             for name, plot in (("optimization_history", optuna.visualization.plot_optimization_history),
                                ("param_importances", optuna.visualization.plot_param_importances)):
                 try:

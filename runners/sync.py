@@ -23,6 +23,7 @@ import time
 from mlflow.tracking import MlflowClient
 
 from runners.tracking import Run, beat_alive, runs_root, unreachable
+from zoo.schema import Tag
 
 STALE_MINUTES = 60.0
 
@@ -106,9 +107,9 @@ def mark_stale(older_than_s: float, *, dry_run: bool = False) -> list[tuple[str,
         if age < older_than_s:
             report.append((run_id, f"left RUNNING: last sign of life {age / 60:.1f} min ago"))
             continue
-        entry = info.data.tags.get("zoo.entry", "ENTRY")
+        entry = info.data.tags.get(Tag.ENTRY, "ENTRY")
         if not dry_run:
-            client.set_tag(run_id, "zoo.stale", f"marked KILLED by `python -m runners.sync --mark-stale`: no sign "
+            client.set_tag(run_id, Tag.STALE, f"marked KILLED by `python -m runners.sync --mark-stale`: no sign "
                                                 f"of life for {age / 60:.1f} min")
             client.set_terminated(run_id, status="KILLED", end_time=int(last * 1000))
         report.append((run_id, f"{'would be marked' if dry_run else 'marked'} KILLED: no sign of life for "

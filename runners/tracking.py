@@ -34,6 +34,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from runners.config import flatten
+from zoo.schema import Tag
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
 # Fail fast when a tracking server is away (MLflow's own default retries for minutes); the
@@ -48,8 +49,8 @@ LOCKED_RETRY_S = 60.0  # how long a write waits out a sqlite file that another p
 
 def entry_tags(cfg: dict) -> dict[str, str]:
     """What a run is of: the tags the dashboard and the MLflow UI group runs by."""
-    return {"zoo.entry": cfg["entry"], "zoo.model": cfg["model"]["name"], "zoo.task": cfg["task"]["name"],
-            "zoo.dataset": cfg["data"]["name"]}
+    return {Tag.ENTRY: cfg["entry"], Tag.MODEL: cfg["model"]["name"], Tag.TASK: cfg["task"]["name"],
+            Tag.DATASET: cfg["data"]["name"]}
 
 
 def runs_root() -> Path:
@@ -92,7 +93,7 @@ def tracked_run(experiment: str, *, name: str | None = None, parent: str | None 
         raise
     except BaseException as exc:
         with suppress(Exception):
-            run.client.set_tag(run.id, "zoo.error", f"{type(exc).__name__}: {exc}"[:5000])
+            run.client.set_tag(run.id, Tag.ERROR, f"{type(exc).__name__}: {exc}"[:5000])
             run.client.log_text(run.id, "".join(traceback.format_exception(exc)), "error.txt")
         run.end("FAILED")
         report_outbox(run)

@@ -31,6 +31,7 @@ from runners.record import Recorder, State, restore
 from runners.tracking import (Killed, Run, TrackingError, dataset_identity, entry_tags, git_commit, runs_root,
                               tracked_run)
 from zoo.fit import Fitter, place_auxiliary, scheduled
+from zoo.schema import Tag
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3
@@ -120,7 +121,7 @@ def _stops_reported(run: Run | None, run_id: str, entry: str):
         if run and isinstance(exc, Pruned):
             print(f"pruned: {exc}", file=sys.stderr, flush=True)
             with contextlib.suppress(Exception):
-                run.client.set_tag(run.id, "zoo.stopped", f"pruned: {exc}")
+                run.client.set_tag(run.id, Tag.STOPPED, f"pruned: {exc}")
         elif run:
             print(f"\nstopped by {exc}; checkpoint saved. Continue with "
                   f"`python -m runners.run {entry} resume={run_id}`", file=sys.stderr, flush=True)
@@ -336,10 +337,10 @@ def _tags(logged: dict, device: torch.device, world: dist.World) -> dict[str, st
     """The run's tags, from its config.json (``logged``) and where it trains."""
     tags = {
         **entry_tags(logged),
-        "zoo.classes": json.dumps(logged["classes"]),
-        "zoo.device": f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "zoo.world_size": str(world.size),
-        "zoo.seed": str(logged["seed"]),
+        Tag.CLASSES: json.dumps(logged["classes"]),
+        Tag.DEVICE: f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        Tag.WORLD_SIZE: str(world.size),
+        Tag.SEED: str(logged["seed"]),
     }
     commit = git_commit()
     if commit:

@@ -29,6 +29,7 @@ from streamlit.testing.v1 import AppTest
 import registry
 from conftest import REPO, array, free_port, plugin_env, plugin_installed, use_store
 from images import png_header
+from zoo.schema import Artifact
 
 APP = REPO / "dashboard" / "app.py"
 PAGES = ["views/runs.py", "views/run.py", "views/clusters.py", "views/restyle.py"]
@@ -669,3 +670,8 @@ def test_pages_choose_what_to_show_by_what_a_task_declares_not_by_its_name(with_
     # a third party's classify subclass gets the classifier's views
     assert ui.reports("focal", "test/acc") and not ui.reports("focal", "test/restyle_acc")
     assert not ui.reports("nosuchtask", "test/acc")
+    # and their views by the artifacts a task declares it writes
+    assert ui.writes("restyle", Artifact.RESTYLES) and not ui.writes("reconstruct", Artifact.RESTYLES)
+    assert ui.writes("reconstruct", Artifact.EMBEDDINGS) and ui.writes("restyle", Artifact.EMBEDDINGS)
+    assert ui.writes("focal", Artifact.CONFUSION) and not ui.writes("focal", Artifact.EMBEDDINGS)
+    assert not ui.writes("nosuchtask", Artifact.EMBEDDINGS)

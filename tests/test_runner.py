@@ -75,6 +75,7 @@ def test_each_builtin_entry_leaves_the_schema_in_mlflow(entry):
     assert len(steps) == len({m.step for m in steps}) > 2
     files = artifacts(result["run_id"])
     assert {"config.json", "checkpoints/last.pt", "checkpoints/best.pt", *TASK_ARTIFACTS[task]} <= files
+    assert set(registry.load("task", task).artifacts) <= files, "what the task declares (the dashboard's views)"
     # each epoch's grid as MLflow's stepped image (its UI's slider), with the thumbnail it makes, from
     # step 0 (before training) on; and nothing else in images/, where one file that is not stepped
     # makes MLflow's UI show none of the run's images

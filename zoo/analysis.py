@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.metrics import cluster_scores
+from zoo.schema import Artifact, embedding_metric, precision_metric
 from zoo.style import precision_at_k
 from zoo.task import phase, to_uint8
 from zoo.umap_adapter import SEED, subsample, umap_layout  # noqa: F401  (subsample: the analysis's, for its users)
@@ -89,8 +90,8 @@ def analyse(embedded: Embedded, classes: list[str], out: Path, *, umap: bool, si
     for prefix, name, points, with_umap in spaces:
         scores, found = _space(points, labels, len(classes), with_umap, sphere=name in styles,
                                silhouette_points=silhouette_points, umap_points=umap_points)
-        metrics.update({f"{prefix}{k}": v for k, v in scores.items()})
-        metrics[f"{name}_p_at_10"] = metrics.pop(f"{prefix}p_at_10")
+        metrics[precision_metric(name)] = scores.pop("p_at_10")
+        metrics.update({embedding_metric(name, score, space): v for (score, space), v in scores.items()})
         arrays[f"neighbours_{name}"] = found.pop("neighbours")
         reduced = found.pop("reduced")
         if name in styles:
@@ -99,23 +100,24 @@ def analyse(embedded: Embedded, classes: list[str], out: Path, *, umap: bool, si
             arrays[key.replace("kmeans_", f"kmeans_{prefix}") if key.startswith("kmeans_") else prefix + key] = value
     arrays["kmeans_baseline"] = arrays.pop("kmeans_baseline_pca")  # its name from before the style spaces
 
-    (out / "embeddings").mkdir(parents=True, exist_ok=True)
-    np.savez(out / "embeddings" / "test.npz", **arrays)
+    (out / Artifact.EMBEDDINGS).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out / Artifact.EMBEDDINGS, **arrays)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    for prefix, what in (("", "codes"), ("style_", "style statistics")):
-        for name in ("pca", "umap"):
-            if f"{prefix}{name}" in arrays:
-                nmi = metrics[f"{prefix}cluster_nmi_{name}"]
-                scatter_plot(arrays[f"{prefix}{name}"], labels, classes, out / "plots" / f"embedding_{prefix}{name}.png",
-                             title=f"test {what}, {name.upper()} (NMI {nmi:.2f})")
+    for prefix, embedding, what in (("", "code", "codes"), ("style_", "style", "style statistics")):
+        for space in ("pca", "umap"):
+            if f"{prefix}{space}" in arrays:
+                nmi = metrics[embedding_metric(embedding, "cluster_nmi", space)]
+                scatter_plot(arrays[f"{prefix}{space}"], labels, classes, out / "plots" / f"embedding_{prefix}{space}.png",
+                             title=f"test {what}, {space.upper()} (NMI {nmi:.2f})")
     metrics["embedding_seconds"] = time.perf_counter() - started
     return metrics
 
 
 def _space(points: np.ndarray, labels: np.ndarray, k: int, with_umap: bool, *, sphere: bool,
            silhouette_points: int, umap_points: int) -> tuple[dict, dict]:
-    """One embedding: k-means scores in its PCA space (and in UMAP's 2-D layout), its
-    precision@10 there, and the arrays to save (names without the embedding's prefix).
+    """One embedding: k-means scores in its PCA space (and in UMAP's 2-D layout) by (score, space),
+    its precision@10 there (``p_at_10``), and the arrays to save (names without the embedding's
+    prefix).
 
     ``sphere``: the PCA projection is scaled back to unit length, so distances there rank
     as cosine similarities do. The style statistics (trained and untrained alike) are
@@ -125,7 +127,7 @@ def _space(points: np.ndarray, labels: np.ndarray, k: int, with_umap: bool, *, s
     if sphere:
         reduced = reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
     scores, assigned = cluster_scores(reduced, labels, k=k, seed=SEED, silhouette_points=silhouette_points)
-    metrics = _named(scores, "pca")
+    metrics: dict = _named(scores, "pca")
     metrics["p_at_10"], neighbours = precision_at_k(reduced, labels, NEIGHBOURS)
     arrays = {"reduced": reduced.astype(np.float32), "pca": reduced[:, :2].astype(np.float32),
               "kmeans_pca": assigned, "neighbours": neighbours}
@@ -138,9 +140,9 @@ def _space(points: np.ndarray, labels: np.ndarray, k: int, with_umap: bool, *, s
     return metrics, arrays
 
 
-def _named(scores: dict[str, float], space: str) -> dict[str, float]:
-    return {f"cluster_nmi_{space}": scores["nmi"], f"cluster_ari_{space}": scores["ari"],
-            f"silhouette_{space}": scores["silhouette"]}
+def _named(scores: dict[str, float], space: str) -> dict[tuple[str, str], float]:
+    return {("cluster_nmi", space): scores["nmi"], ("cluster_ari", space): scores["ari"],
+            ("silhouette", space): scores["silhouette"]}
 
 
 def pca_reduce(points: np.ndarray, dims: int) -> np.ndarray:

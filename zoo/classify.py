@@ -56,6 +56,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from zoo.metrics import calibration_bins, expected_calibration_error
+from zoo.schema import Artifact
 from zoo.task import Task, analysis_batch, dry_forward, labels_of, progress, shape_of, to_uint8
 
 __all__ = ["Classify", "classification_metrics", "class_weights", "classifier_head", "shot_groups", "shot_thresholds"]
@@ -164,6 +165,8 @@ class Classify(Task):
     main_metric: ClassVar[str] = "macro_f1"
     greater_is_better: ClassVar[bool] = True
     headline_metrics: ClassVar[tuple[str, ...]] = ("acc", "macro_f1", "balanced_acc", "recall_few")
+    artifacts: ClassVar[tuple[str, ...]] = (Artifact.PER_CLASS, Artifact.CONFUSION, Artifact.CONFUSION_PLOT,
+                                            Artifact.RELIABILITY_PLOT)
     metric_meanings: ClassVar[dict[str, str]] = {
         "acc": "share of test paintings whose style is predicted right",
         "macro_f1": "F1 score averaged over styles, each style counting alike (the validation metric that picks best.pt)",
@@ -392,7 +395,7 @@ class Classify(Task):
         recall against its training count; returns the shot groups' thresholds."""
         labels, preds, confidence = self._predict(test_set, device)
         write_report(labels, preds, self.classes, Path(out), train_counts=self.train_counts)
-        _plot_reliability(confidence, labels == preds, Path(out) / "plots" / "reliability.png")
+        _plot_reliability(confidence, labels == preds, Path(out) / Artifact.RELIABILITY_PLOT)
         many, few = shot_thresholds(self.train_counts)
         post_hoc = {**({"tau_norm": self.tau} if self.tau_norm else {}),
                     **({"crt_C": float(self.crt_head["C"])} if self.crt_head is not None else {})}
@@ -421,7 +424,7 @@ def write_report(labels: np.ndarray, preds: np.ndarray, classes: list[str], out:
     cm = confusion_matrix(labels, preds, labels=everything)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    with open(out / "tables" / "confusion.csv", "w", newline="") as f:
+    with open(out / Artifact.CONFUSION, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["true \\ predicted", *classes])
         writer.writerows([name, *row] for name, row in zip(classes, cm.tolist()))
@@ -431,11 +434,11 @@ def write_report(labels: np.ndarray, preds: np.ndarray, classes: list[str], out:
     if train_counts is not None:
         header += ["train_count", "shots"]
         rows = [[*row, int(n), g] for row, n, g in zip(rows, train_counts, shot_groups(train_counts))]
-    with open(out / "tables" / "per_class.csv", "w", newline="") as f:
+    with open(out / Artifact.PER_CLASS, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    _plot_confusion(cm, classes, out / "plots" / "confusion_matrix.png")
+    _plot_confusion(cm, classes, out / Artifact.CONFUSION_PLOT)
     if train_counts is not None:
         _plot_recall_vs_count(recall, support, np.asarray(train_counts), classes, out / "plots" / "recall_vs_count.png")
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from zoo.analysis import Embedded, analyse, subsample, thumbnails
 from zoo.metrics import psnr, ssim
+from zoo.schema import Artifact
 from zoo.style import gram_vector, high_pass, info_nce, views
 from zoo.task import Auxiliary, Task, analysis_batch, dry_forward, image_grid, progress, shape_of
 
@@ -56,6 +57,7 @@ class Reconstruct(Task):
     headline_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "style_cluster_nmi_pca",
                                                    "untrained_style_cluster_nmi_pca", "style_p_at_10",
                                                    "cluster_nmi_pca", "baseline_cluster_nmi_pca")
+    artifacts: ClassVar[tuple[str, ...]] = (Artifact.EMBEDDINGS,)
     metric_meanings: ClassVar[dict[str, str]] = {
         "psnr": "dB between each test painting and its reconstruction; higher is closer",
         "ssim": "structural similarity of the reconstruction to the painting, 0 to 1",

@@ -51,6 +51,7 @@ from zoo.data import Renders
 from zoo.judge import load_judge, train_judge
 from zoo.analysis import subsample
 from zoo.reconstruct import Reconstruct
+from zoo.schema import Artifact
 from zoo.task import (Auxiliary, analysis_batch, dry_forward, image_grid, labels_of, phase, progress, shape_of,
                       to_uint8)
 
@@ -59,7 +60,7 @@ BATCH = 128  # images per batch in the final analysis at 64 px (zoo.task.analysi
 JUDGE_STEPS = 400  # each judge's training steps (train.judge_steps): ≥ 99 % of real test paintings right
 # the test restyles' grid; not under images/, which MLflow's UI reads as its image slider's alone
 # (one file there without a step and it shows none of the run's images)
-TEST_GRID = "plots/restyle_test.png"
+TEST_GRID = Artifact.RESTYLE_PLOT
 LEGACY_TEST_GRID = "images/restyle_test.png"  # runs before 2026-12-06
 PSNRS = ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")
 # restyle/test.npz keeps the pictures of a spread sample of the test split, at most this many MB of
@@ -117,6 +118,7 @@ class Restyle(Reconstruct):
     serves = "last"
     headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_acc_panel_unseen", "restyle_texture_ratio",
                         "restyle_copy_rate", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr")
+    artifacts = (*Reconstruct.artifacts, Artifact.RESTYLES, Artifact.PER_STYLE, Artifact.RESTYLE_PLOT)
     metric_meanings = {
         "restyle_acc": "share of the test paintings, each restyled into another style, that the first judge "
                        "(a classifier trained apart) calls that style; chance {chance}",
@@ -434,10 +436,10 @@ class Restyle(Reconstruct):
             result["restyle_acc_panel"] = float(np.mean([row["panel"] for row in rows]))
             if unseen:
                 result["restyle_acc_panel_unseen"] = float(np.mean([row["panel_unseen"] for row in rows]))
-            _write_table(out / "tables" / "restyle_per_style.csv", rows)
+            _write_table(out / Artifact.PER_STYLE, rows)
 
-        (out / "restyle").mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out / "restyle" / "test.npz", labels=labels, targets=targets, index=kept,
+        (out / Artifact.RESTYLES).parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / Artifact.RESTYLES, labels=labels, targets=targets, index=kept,
                             classes=np.array(self.classes, dtype=str), **saved)
         (out / "plots").mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(out / TEST_GRID)

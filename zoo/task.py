@@ -67,6 +67,9 @@ class Task:
     # the order people read them: the runner's closing table, the dashboard's Runs table and
     # Run page, and bench/quality.py all show these first.
     headline_metrics: ClassVar[tuple[str, ...]] = ("loss",)
+    # The artifacts its ``finalize`` writes (zoo.schema.Artifact's paths): the dashboard chooses its
+    # views by them (a per-class table, embeddings to cluster, restyles to look at).
+    artifacts: ClassVar[tuple[str, ...]] = ()
     # What each headline metric says, in a line (the run's description in MLflow): how it is
     # measured and which way is better; ``{chance}`` is replaced by 1 / the number of classes.
     # Where another test metric is its baseline (what doing nothing scores) or its ceiling, the

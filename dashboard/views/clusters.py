@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from dashboard import store, ui
+from zoo.schema import Artifact, Tag, embedding_metric, precision_metric, test
 
 GALLERY = 24  # thumbnails shown for a selection or a cluster
 # (array and metric prefix, name of its neighbours and p@10, what the user reads)
@@ -16,17 +17,17 @@ EMBEDDINGS = [("style_", "style", "style statistics"), ("", "code", "content cod
               ("baseline_", "baseline", "raw pixels")]
 
 uri, frame = ui.all_runs()
-scored = frame.filter(like="cluster_nmi").notna().any(axis=1)
+scored = frame["task"].map(lambda task: ui.writes(task, Artifact.EMBEDDINGS)).astype(bool)
 run_id = ui.pick_run(frame, fits=scored, none_fit="No run has clustered its test codes yet; train an autoencoder "
                                                   "(`python -m runners.run ae`) to see them here.")
 info = ui.header(uri, run_id)
-emb = store.arrays(uri, run_id, "embeddings/test.npz")
+emb = store.arrays(uri, run_id, Artifact.EMBEDDINGS)
 if emb is None or "pca" not in emb:
-    ui.lacks("embeddings/test.npz", run_id, uri)
+    ui.lacks(Artifact.EMBEDDINGS, run_id, uri)
     st.stop()
 
 m = info["metrics"]
-restyle = ui.reports(info["tags"].get("zoo.task", ""), "test/restyle_acc")  # a content code built without style
+restyle = ui.writes(info["tags"].get(Tag.TASK, ""), Artifact.RESTYLES)  # a content code built without style
 classes = [str(c) for c in emb["classes"]] if "classes" in emb else []
 labels = emb["labels"].astype(int)
 style = np.array([classes[i] if 0 <= i < len(classes) else str(i) for i in labels])
@@ -36,10 +37,10 @@ present = [e for e in EMBEDDINGS if f"{e[0]}pca" in emb]
 st.subheader("Which representation groups the paintings by style")
 rows = []
 for prefix, name, label in present:
-    rows.append({"embedding": label,
-                 "NMI (PCA)": m.get(f"test/{prefix}cluster_nmi_pca"), "NMI (UMAP)": m.get(f"test/{prefix}cluster_nmi_umap"),
-                 "ARI (PCA)": m.get(f"test/{prefix}cluster_ari_pca"), "silhouette (PCA)": m.get(f"test/{prefix}silhouette_pca"),
-                 "precision@10": m.get(f"test/{name}_p_at_10")})
+    columns = [("NMI (PCA)", "cluster_nmi", "pca"), ("NMI (UMAP)", "cluster_nmi", "umap"),
+               ("ARI (PCA)", "cluster_ari", "pca"), ("silhouette (PCA)", "silhouette", "pca")]
+    score = {title: m.get(test(embedding_metric(name, key, space))) for title, key, space in columns}
+    rows.append({"embedding": label, **score, "precision@10": m.get(test(precision_metric(name)))})
 scores = pd.DataFrame(rows).set_index("embedding").astype(float).dropna(axis=1, how="all")
 # shown as text: a score an embedding has no layout for is a dash, never "None"
 st.dataframe(scores.map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
@@ -82,17 +83,17 @@ with left:
 
 with right:
     st.subheader(label.capitalize())
-    metric_space = space if f"test/{prefix}cluster_nmi_{space}" in m else "pca"
+    metric_space = space if test(embedding_metric(name, "cluster_nmi", space)) in m else "pca"
     for title, key, help in [("NMI", "cluster_nmi", "normalised mutual information of k-means clusters and styles"),
                              ("ARI", "cluster_ari", "adjusted Rand index of k-means clusters and styles"),
                              ("silhouette", "silhouette", "how compact and apart the styles are, in -1..1")]:
-        value = m.get(f"test/{prefix}{key}_{metric_space}")
-        base = m.get(f"test/baseline_{key}_{metric_space}")  # the pixels in the same space, or no comparison
+        value = m.get(test(embedding_metric(name, key, metric_space)))
+        base = m.get(test(embedding_metric("baseline", key, metric_space)))  # the pixels in the same space, or none
         st.metric(f"{title} ({metric_space.upper()})", ui.metric_text(value), help=help,
                   delta=None if value is None or base is None or prefix == "baseline_"
                   else f"{value - base:+.3f} vs pixels ({metric_space.upper()})",
                   delta_color="inverse" if restyle and prefix == "" else "normal")
-    st.metric("precision@10", ui.metric_text(m.get(f"test/{name}_p_at_10")),
+    st.metric("precision@10", ui.metric_text(m.get(test(precision_metric(name)))),
               help="share of each painting's 10 nearest neighbours that share its style")
     st.caption(f"{len(points)} test images, k = {len(classes)} clusters.")
 

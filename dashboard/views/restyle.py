@@ -16,6 +16,7 @@ from zoo.data import UnreadableImage
 from zoo import pictures
 from zoo.imageio import IMAGE_SUFFIXES, read_picture
 from zoo.restyle import LEGACY_TEST_GRID, TEST_GRID
+from zoo.schema import Artifact, Tag
 from zoo.task import to_rgb8
 
 # Uploads: the server caps the bytes (dashboard/.streamlit/config.toml); this caps the pixels before any
@@ -90,13 +91,12 @@ def upload_side(height: int, width: int) -> int | None:
 
 
 uri, frame = ui.all_runs()
-RESTYLES = "test/restyle_acc"  # a task that reports it restyles
-run_id = ui.pick_run(frame, fits=frame["task"].map(lambda task: ui.reports(task, RESTYLES)).astype(bool),
+run_id = ui.pick_run(frame, fits=frame["task"].map(lambda task: ui.writes(task, Artifact.RESTYLES)).astype(bool),
                      none_fit="No restyle run yet; train one with `python -m runners.run cond_ae`.")
 info = ui.header(uri, run_id)
-if not ui.reports(info["tags"].get("zoo.task", ""), RESTYLES):
+if not ui.writes(info["tags"].get(Tag.TASK, ""), Artifact.RESTYLES):
     st.info(f"Restyling needs a run of the restyle task (a model that encodes and decodes with a style); this "
-            f"run's task is {info['tags'].get('zoo.task', 'unknown')}. Pick another run in the sidebar.")
+            f"run's task is {info['tags'].get(Tag.TASK, 'unknown')}. Pick another run in the sidebar.")
     st.stop()
 
 try:
@@ -104,7 +104,7 @@ try:
 except store.ModelError as exc:
     task, cfg = None, store.config(uri, run_id) or {}
     st.warning(f"This run's model cannot be loaded, so nothing can be restyled live: {exc}.")
-logged = store.arrays(uri, run_id, "restyle/test.npz")
+logged = store.arrays(uri, run_id, Artifact.RESTYLES)
 classes = [str(c) for c in (cfg.get("classes") or (logged["classes"] if logged is not None else []))]
 size = int(cfg.get("data", {}).get("image_size") or (logged["images"].shape[1] if logged is not None else 64))
 
@@ -205,9 +205,9 @@ with live:
         st.info("This run has fewer than two styles: there is nothing to restyle into.")
 
 with by_style:
-    table = store.table(uri, run_id, "tables/restyle_per_style.csv")
+    table = store.table(uri, run_id, Artifact.PER_STYLE)
     if table is None:
-        ui.lacks("tables/restyle_per_style.csv", run_id, uri)
+        ui.lacks(Artifact.PER_STYLE, run_id, uri)
     else:
         judges = [c for c in table.columns if c.startswith("acc_")]
         st.caption("Each judge is a style classifier of its own architecture, trained on the training split alone and "

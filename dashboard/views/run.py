@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import store, ui
+from zoo.schema import Artifact, Tag
 
 uri, frame = ui.all_runs()
 run_id = ui.pick_run(frame)
@@ -28,7 +29,7 @@ if multi:
 else:
     names = {k for k in metrics if k.startswith("test/")}
 names = ui.ordered({k for k in names if not k.endswith(hidden)}, [row["task"]])
-num_classes = len(json.loads(info["tags"].get("zoo.classes", "[]")))
+num_classes = len(json.loads(info["tags"].get(Tag.CLASSES, "[]")))
 if multi:
     st.subheader(f"Over {len(children)} seeds (mean ± std)")
     ui.scores(names, {k: ui.metric_text(metrics[f"{k}_mean"], metrics.get(f"{k}_std")) for k in names}, row["task"],
@@ -98,9 +99,9 @@ with tab_images:
 
 # -- classes -------------------------------------------------------------------------------------
 with tab_classes:
-    confusion = store.table(uri, run_id, "tables/confusion.csv")
-    per_class = store.table(uri, run_id, "tables/per_class.csv")
-    per_style = store.table(uri, run_id, "tables/restyle_per_style.csv")
+    confusion = store.table(uri, run_id, Artifact.CONFUSION)
+    per_class = store.table(uri, run_id, Artifact.PER_CLASS)
+    per_style = store.table(uri, run_id, Artifact.PER_STYLE)
     if per_style is not None:
         st.subheader("Per target style (test restyles)")
         st.caption("How often each judge calls the restyles into a style that style; the panel column is the "
@@ -108,11 +109,11 @@ with tab_classes:
         st.dataframe(per_style.reset_index(), hide_index=True,
                      column_config={per_style.index.name: st.column_config.TextColumn(width="large")})
     elif confusion is None and per_class is None:
-        if ui.reports(info["tags"].get("zoo.task", ""), "test/acc"):  # a classifier's run
-            ui.lacks("tables/confusion.csv", run_id, uri)
+        if ui.writes(info["tags"].get(Tag.TASK, ""), Artifact.CONFUSION):
+            ui.lacks(Artifact.CONFUSION, run_id, uri)
         else:
             st.info("This run's task, "
-                    f"{info['tags'].get('zoo.task', 'unknown')}, writes no per-class table: a confusion matrix is "
+                    f"{info['tags'].get(Tag.TASK, 'unknown')}, writes no per-class table: a confusion matrix is "
                     "made for classifiers, a per-style table for restyles.")
     by_count = per_class is not None and {"train_count", "recall"} <= set(per_class.columns)
     left, right = st.columns(2) if confusion is not None and by_count else (st.container(), st.container())
