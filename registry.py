@@ -90,11 +90,13 @@ def entries(kind: str) -> dict[str, Entry]:
 
 
 def resolve(kind: str, name: str) -> Entry:
-    """The entry registered as ``name``, or whose module path is ``name`` (``zoo.cond_ae``)."""
+    """The entry registered as ``name``, or whose module path is ``name`` (``zoo.models.cond_ae``),
+    or that path without its group's folder (``zoo.cond_ae``, as the built-ins were laid out before
+    zoo/models/, zoo/tasks/ and zoo/datasets/)."""
     known = entries(kind)
     if name in known:
         return known[name]
-    by_module = [e for e in known.values() if e.module == name]
+    by_module = [e for e in known.values() if name in (e.module, _without_group_folder(e.module))]
     if len(by_module) == 1:
         return by_module[0]
     close = difflib.get_close_matches(name, list(known) + [e.module for e in known.values()], n=3)
@@ -104,6 +106,12 @@ def resolve(kind: str, name: str) -> Entry:
         f"unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(listed) or '(none)'}. "
         f"Run `python -m runners.run --list` to see every plugin and why a broken one fails."
     )
+
+
+def _without_group_folder(module: str) -> str:
+    """``zoo.models.cond_ae`` as ``zoo.cond_ae``; other paths as they are."""
+    parts = module.split(".")
+    return ".".join(parts[:1] + parts[2:]) if len(parts) == 3 and parts[1] in ("models", "tasks", "datasets") else module
 
 
 def _broken(kind: str, name: str) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.restyle import Restyle
+from zoo.tasks.restyle import Restyle
 from zoo.schema import Tag
 
 REPO = Path(__file__).resolve().parents[1]

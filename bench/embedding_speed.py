@@ -4,7 +4,7 @@
     python bench/embedding_speed.py --points 5000 --styles 10
 
 WikiArt's test split is about 15,000 paintings of 27 styles; ``ae`` codes are 1,024 numbers
-(zoo/ae.py: ``latent_dim``). The codes here are random but structured: a Gaussian mixture with
+(zoo/models/ae.py: ``latent_dim``). The codes here are random but structured: a Gaussian mixture with
 one component per style, means in a 16-dimensional subspace mapped into 1,024 dimensions plus
 isotropic noise, class sizes falling 20 to 1 as WikiArt's do. The images are 64 px noise tinted
 per style (the pixel baseline needs thumbnails; its cost does not depend on their content).
@@ -69,7 +69,8 @@ def steps(codes, labels, args) -> list[tuple[str, float, int]]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    from zoo import analysis, reconstruct, umap_adapter
+    from zoo import analysis, umap_adapter
+    from zoo.tasks import reconstruct
 
     n = len(codes)
     rows = []
@@ -103,7 +104,8 @@ def finalize(codes, labels, args, out: Path) -> tuple[dict, dict[str, float]]:
     import torch
 
     import registry
-    from zoo import analysis, reconstruct
+    from zoo import analysis
+    from zoo.tasks import reconstruct
     from zoo.data import ImageDataset
 
     class MixtureCodes(reconstruct.Reconstruct):

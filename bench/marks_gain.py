@@ -32,7 +32,7 @@ import torch
 import registry
 from runners import checkpoint, inference
 from zoo import metrics
-from zoo.restyle import per_style, restyle_targets
+from zoo.tasks.restyle import per_style, restyle_targets
 from zoo.task import labels_of
 
 

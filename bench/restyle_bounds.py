@@ -41,10 +41,10 @@ import torchvision.transforms.functional as TF
 
 import registry
 from zoo import metrics
-from zoo.synthart import outline_mask
+from zoo.datasets.synthart import outline_mask
 from zoo.fit import Step
 from zoo.judge import train_judge
-from zoo.restyle import JUDGE_STEPS, SEED, quarter, render_all, restyle_targets
+from zoo.tasks.restyle import JUDGE_STEPS, SEED, quarter, render_all, restyle_targets
 from zoo.task import labels_of
 
 

@@ -29,7 +29,7 @@ import registry
 from runners import checkpoint
 from zoo import metrics
 from zoo.judge import train_judge
-from zoo.restyle import JUDGE_STEPS, StyleCritic, quarter, render_all
+from zoo.tasks.restyle import JUDGE_STEPS, StyleCritic, quarter, render_all
 from zoo.task import labels_of
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     options = {"size": args.size, "image_size": args.image_size}
     train, test = (registry.dataset("synthart", split=s, **options) for s in ("train", "test"))
     classes, labels, targets = list(saved["classes"]), saved["labels"], saved["targets"]
-    # the pictures are of a sample of the test split (zoo.restyle.SAVED_MB); older runs kept all
+    # the pictures are of a sample of the test split (zoo.tasks.restyle.SAVED_MB); older runs kept all
     positions = saved["index"] if "index" in saved else np.arange(len(labels))
     if len(labels) != len(test) or classes != list(test.classes) or not np.array_equal(labels, labels_of(test)):
         raise SystemExit("the npz's classes or labels differ from synthart's test split with these options: "

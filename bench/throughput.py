@@ -60,7 +60,7 @@ import registry  # noqa: E402
 from runners import config, loader  # noqa: E402
 from runners.loop import channels_last  # noqa: E402
 from runners.train import build_fitter, pick_device  # noqa: E402
-from zoo import synthart  # noqa: E402
+from zoo.datasets import synthart  # noqa: E402
 from zoo.fit import Fitter, random_flips  # noqa: E402
 
 OUT = ROOT / "bench" / "out"

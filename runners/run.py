@@ -106,9 +106,9 @@ def listing() -> str:
             try:
                 obj = registry.load(kind, name)
                 extra = f"  (task {obj.task})" if kind == "model" else ""
-                lines.append(f"  {name:<14} {entry.value:<32} {entry.origin}{extra}")
+                lines.append(f"  {name:<14} {entry.value:<36} {entry.origin}{extra}")
             except registry.PluginError as exc:
-                lines.append(f"  {name:<14} {entry.value:<32} {entry.origin}  BROKEN: {exc}")
+                lines.append(f"  {name:<14} {entry.value:<36} {entry.origin}  BROKEN: {exc}")
         lines.append("")
     return "\n".join(lines).rstrip()
 

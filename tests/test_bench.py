@@ -133,7 +133,7 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
     import numpy as np
 
     import registry
-    from zoo.restyle import render_all, restyle_targets
+    from zoo.tasks.restyle import render_all, restyle_targets
     from zoo.task import labels_of, to_uint8
 
     test = registry.dataset("synthart", split="test", image_size=32, size=100)
@@ -169,7 +169,7 @@ def test_restyle_per_style_scores_each_target_style_of_a_saved_run(tmp_path, mon
 
     # with the run's checkpoint: its critic's probability of each style, on real images and restyles
     from runners import checkpoint
-    from zoo.restyle import StyleCritic
+    from zoo.tasks.restyle import StyleCritic
 
     sure = int(targets[0])
     critic = StyleCritic(3, len(test.classes))
@@ -231,7 +231,7 @@ def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
     restyle_bounds = bench_script("restyle_bounds")
     import registry
 
-    from zoo.restyle import render_all, restyle_targets
+    from zoo.tasks.restyle import render_all, restyle_targets
     from zoo.task import labels_of
 
     train = registry.dataset("synthart", split="train", image_size=32, size=400)

@@ -15,7 +15,7 @@ import pytest
 
 from images import PALETTE, solid
 from zoo.data import ImageDataset, UnreadableImage, cache_root, cached_images
-from zoo.folder import folder
+from zoo.datasets.folder import folder
 
 SIZE = 4
 

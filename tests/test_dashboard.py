@@ -227,7 +227,7 @@ def test_run_page_of_a_multi_seed_group_shows_mean_and_std_and_links_its_seeds(f
 
 @pytest.mark.slow
 def test_a_tasks_headline_metrics_lead_its_runs_table_and_run_page(filled, open_page):
-    from zoo.restyle import Restyle
+    from zoo.tasks.restyle import Restyle
 
     metrics = MlflowClient(filled["uri"]).get_run(filled["cond_ae"]).data.metrics
     assert "test/psnr" in metrics and "train/g_rec" in metrics  # what misled the old pages
@@ -346,7 +346,7 @@ def test_restyle_page_repaints_a_test_image_live_and_blends_two_styles(filled, m
 @pytest.mark.slow
 def test_restyle_page_shows_the_ground_truth_of_the_style_chosen(media, open_page, tmp_path):
     from runners import config, train
-    from zoo.restyle import render_all
+    from zoo.tasks.restyle import render_all
     from zoo.task import to_uint8
 
     run_id = train.train(config.resolve("cond_ae", ["data.size=64", "data.image_size=16", "train.epochs=1",

@@ -12,7 +12,7 @@ import torch
 
 import registry
 from images import PALETTE, UNREADABLE, solid
-from zoo.folder import LayoutError, folder
+from zoo.datasets.folder import LayoutError, folder
 
 SIZE = 8
 

@@ -383,7 +383,7 @@ def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_classifier(sto
 
 def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_restyler(store):
     import registry
-    from zoo.restyle import Restyle, restyle_targets
+    from zoo.tasks.restyle import Restyle, restyle_targets
     from zoo.task import to_rgb8
 
     run = mlflow.get_run(store["cond_ae"])

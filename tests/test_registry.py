@@ -34,7 +34,19 @@ def test_builtins_all_load():
 
 
 def test_module_path_resolves_to_its_entry():
+    assert registry.resolve("model", "zoo.models.cond_ae").name == "cond_ae"
+    # the path before the built-ins moved into zoo/models/ (README: `python -m runners.run zoo.cond_ae`)
     assert registry.resolve("model", "zoo.cond_ae").name == "cond_ae"
+    assert registry.resolve("task", "zoo.classify").name == "classify"
+
+
+def test_the_old_module_paths_of_the_built_in_tasks_still_import_them():
+    from zoo.classify import Classify
+    from zoo.reconstruct import Reconstruct
+    from zoo.restyle import Restyle
+
+    assert (Classify, Reconstruct, Restyle) == tuple(registry.load("task", n) for n in ("classify", "reconstruct",
+                                                                                        "restyle"))
 
 
 def test_unknown_name_lists_close_matches():

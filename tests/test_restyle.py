@@ -186,7 +186,7 @@ def test_a_full_bank_is_left_alone_and_a_tile_kept_refreshes_only_its_own_styles
 
 
 def test_the_texture_path_paints_from_fine_and_coarse_noise():
-    from zoo.cond_ae import NOISE_CHANS, NOISE_SCALES, _noise
+    from zoo.models.cond_ae import NOISE_CHANS, NOISE_SCALES, _noise
 
     noise = _noise(torch.zeros(2, 3, 32, 32))
     assert noise.shape == (2, NOISE_CHANS * len(NOISE_SCALES), 32, 32)
@@ -288,7 +288,7 @@ def test_restyle_finalize_keeps_what_re_judging_needs_and_scores_a_faithful_resa
 
 def test_at_scale_the_saved_restyles_are_a_spread_sample_of_the_test_split_and_the_scores_its_whole(tmp_path,
                                                                                                     monkeypatch):
-    from zoo import restyle
+    from zoo.tasks import restyle
 
     monkeypatch.setenv("ARTZOO_CACHE", str(tmp_path / "cache"))
     train = registry.dataset("synthart", split="train", image_size=32, size=60)
@@ -311,7 +311,7 @@ def test_at_scale_the_saved_restyles_are_a_spread_sample_of_the_test_split_and_t
 
 
 def test_the_panel_scores_each_style_by_its_lowest_judge():
-    from zoo.restyle import per_style
+    from zoo.tasks.restyle import per_style
 
     targets = np.array([0, 0, 0, 0, 2, 2])  # no restyle into style b
     hits = {"hit/one": np.array([1, 1, 1, 0, 1, 0.]), "hit/two": np.array([1, 0, 0, 0, 1, 1.]),

@@ -236,7 +236,7 @@ def test_a_decoupled_run_serves_the_last_layer_and_tau_its_test_split_scored(cap
     """crt and tau_norm act after training: what they pick is in the served checkpoint, so a
     user of the run predicts what the test split scored."""
     from runners import inference
-    from zoo.classify import CRT_C_GRID, TAU_GRID, classification_metrics
+    from zoo.tasks.classify import CRT_C_GRID, TAU_GRID, classification_metrics
 
     code, out, err = runner(capsys, "cnn", "data=synthart_lt", "data.size=200", "data.held_out_per_class=4",
                             "data.image_size=16", "train.epochs=2", "train.batch_size=32", "train.imbalance=crt",
@@ -262,7 +262,7 @@ def test_a_decoupled_run_serves_the_last_layer_and_tau_its_test_split_scored(cap
 
 @pytest.mark.slow
 def test_a_run_stopped_during_its_analysis_stops_there_and_a_resume_scores_it_as_if_uninterrupted(monkeypatch):
-    from zoo.reconstruct import Reconstruct
+    from zoo.tasks.reconstruct import Reconstruct
 
     args = ["train.umap=false", "seed=6"]
     whole = run("ae", *args)

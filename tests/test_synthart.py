@@ -18,7 +18,7 @@ from sklearn.model_selection import cross_val_score
 import registry
 from zoo import metrics
 from runners import config
-from zoo.synthart import WIKIART_RANK, split_labels
+from zoo.datasets.synthart import WIKIART_RANK, split_labels
 
 SIZE = 32
 TINY = {"size": 64, "image_size": SIZE}  # 64 train, 10 valid, 10 test images

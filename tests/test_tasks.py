@@ -15,11 +15,11 @@ from torch import nn
 
 import registry
 from runners.dist import World, epoch_order
-from zoo.classify import (TAU_GRID, Classify, class_weights, classification_metrics, classifier_head, group_recalls,
+from zoo.tasks.classify import (TAU_GRID, Classify, class_weights, classification_metrics, classifier_head, group_recalls,
                           shot_groups, shot_thresholds)
 from zoo.data import ImageDataset
 from zoo.metrics import PSNR_MAX, psnr, ssim
-from zoo.reconstruct import Reconstruct
+from zoo.tasks.reconstruct import Reconstruct
 from zoo.task import place_auxiliary
 
 CPU = torch.device("cpu")
@@ -438,7 +438,7 @@ def test_subsample_is_seeded_sorted_and_whole_below_the_cap():
 def test_a_spatial_code_is_analysed_on_the_same_grid_at_any_image_size():
     """cond_ae's code is a map of the image (a quarter of its side): at 224 px it would be 12
     times the numbers it is at 64 px; the analysis and embeddings/test.npz keep 64 px's grid."""
-    from zoo.reconstruct import CODE_GRID, flat_code
+    from zoo.tasks.reconstruct import CODE_GRID, flat_code
 
     torch.manual_seed(0)
     model = registry.model("cond_ae", num_classes=3, image_size=64).eval()
@@ -531,7 +531,7 @@ def test_the_style_network_is_a_copy_trained_on_its_own_for_its_steps_and_checkp
 
 
 def test_the_analysis_copy_folds_batch_norm_into_the_convolutions_and_leaves_the_model_alone():
-    from zoo.reconstruct import _inference_copy
+    from zoo.tasks.reconstruct import _inference_copy
 
     torch.manual_seed(0)
     model = registry.model("ae", num_classes=10, image_size=16, width=8, latent_dim=64)

@@ -1,5 +1,5 @@
 """Do a test split's embeddings cluster by style? The analysis of embeddings/test.npz, for any task
-that embeds images (``zoo.reconstruct.Reconstruct.finalize``, and restyle's through it).
+that embeds images (``zoo.tasks.reconstruct.Reconstruct.finalize``, and restyle's through it).
 
 Each embedding (the code, the pixels, the style statistics trained and untrained) is analysed
 the same way (:func:`analyse`):
@@ -61,7 +61,7 @@ def analyse(embedded: Embedded, classes: list[str], out: Path, *, umap: bool, si
     """Write ``embeddings/test.npz`` and ``plots/embedding_{pca,umap}.png``; return the scores.
 
     The npz holds (N = embedded test items, k = :data:`NEIGHBOURS`): ``codes`` (N×D float32,
-    a spatial code on at most zoo.reconstruct.CODE_GRID squares),
+    a spatial code on at most zoo.tasks.reconstruct.CODE_GRID squares),
     ``labels`` (N), ``index`` (their positions in the test set), ``classes`` (unicode),
     ``thumbs`` (N×32×32×3 uint8), and per embedding E — ``code`` (named without a prefix
     for the code's arrays), ``style``, ``untrained_style``, ``baseline`` (the pixels) —

@@ -15,7 +15,7 @@ from dashboard import store, ui
 from zoo.data import UnreadableImage
 from zoo import pictures
 from zoo.imageio import IMAGE_SUFFIXES, read_picture
-from zoo.restyle import LEGACY_TEST_GRID, TEST_GRID
+from zoo.tasks.restyle import LEGACY_TEST_GRID, TEST_GRID
 from zoo.schema import Artifact, Tag
 from zoo.task import to_rgb8
 
@@ -56,7 +56,7 @@ def _test_split(uri: str, run_id: str):
 
 def ground_truth(uri: str, run_id: str, item: int, style: int) -> np.ndarray | None:
     """Test image ``item``'s scene painted by the dataset in ``style`` (H×W×3 uint8), where it can."""
-    from zoo.restyle import render_all
+    from zoo.tasks.restyle import render_all
 
     dataset = _test_split(uri, run_id)
     if dataset is None or item >= len(dataset):

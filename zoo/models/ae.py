@@ -1,6 +1,6 @@
 """A convolutional autoencoder with a compact code.
 
-The encoder is the classifier's stage stack (zoo/cnn.py), halving the side down to 8–15 px,
+The encoder is the classifier's stage stack (zoo/models/cnn.py), halving the side down to 8–15 px,
 pooled to an 8×8 grid, then a 1×1 convolution to ``latent_dim / 64`` channels: the code is
 ``latent_dim`` numbers (1/12 of a 64 px RGB image's values at the default), flattened to a
 vector for ``encode``. The decoder mirrors the encoder, up-sampling to the encoder's exact sizes
@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from zoo.cnn import DownStage
+from zoo.models.cnn import DownStage
 
 __all__ = ["AE", "ae"]
 

@@ -46,7 +46,7 @@ The marks come from one of two places (``marks``):
   style's colours. The price is identity_psnr: another painting's marks are not the image's own.
 
 What makes the decoder use its label is the training recipe of the ``restyle`` task
-(zoo/restyle.py); this module is only the network.
+(zoo/tasks/restyle.py); this module is only the network.
 """
 
 from __future__ import annotations
