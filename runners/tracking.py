@@ -195,9 +195,7 @@ class Run:
             if unreachable(exc):
                 return {}
             raise
-        objs = getattr(data, "_metric_objs", None)  # MLflow's latest value per key: its highest step
-        if objs is not None:
-            return {m.key: m.step for m in objs}
+        # once per resume: a history per key, through MLflow's public client
         return {k: max(m.step for m in self.client.get_metric_history(self.id, k)) for k in data.metrics}
 
     # -- writes (through the outbox) ---------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import registry
+from zoo.fit import Step
 from zoo.task import place_auxiliary
 
 
@@ -217,10 +218,10 @@ def test_a_training_step_trains_the_critic_on_its_own_loss_and_the_decoder_on_th
     task.setup(None, torch.device("cpu"))
     place_auxiliary(task, torch.device("cpu"))
     x, y = torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    task.training_step(x, y)["loss"].backward()  # a first step: the zero-initialised correction starts to move
-    opt.step()
-    opt.zero_grad()
+    # a first step, as the runner takes it: the zero-initialised correction starts to move
+    Step("model", list(model.parameters()), torch.optim.AdamW(model.parameters(), lr=1e-3))(
+        task.training_step(x, y)["loss"])
+    model.zero_grad(set_to_none=True)
     before = [p.detach().clone() for p in task.critic.parameters()]
     logs = task.training_step(x, y)
     assert any(not torch.equal(p, q) for p, q in zip(before, task.critic.parameters())), "the critic took a step"
