@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from runners import checkpoint, dist, loader
 from runners.record import Recorder, State
 from runners.tracking import Killed
+from zoo import schema
 from zoo.fit import Fitter, NonFiniteLoss
 
 NUM_PREVIEW = 8  # validation images shown in the per-epoch grids
@@ -276,7 +277,7 @@ def _after_fit(fitter: Fitter, feed: Feed, record: Recorder, state: State) -> No
 
 def main_key(task: Any) -> str:
     """The validation metric that picks ``best.pt``: ``val/<task.main_metric>``."""
-    return f"val/{task.main_metric}"
+    return schema.val(task.main_metric)
 
 
 def is_best(task: Any, state: State, val: dict[str, float]) -> bool:

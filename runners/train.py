@@ -23,14 +23,15 @@ import torch
 from torch import nn
 
 import registry
+from runners import checkpoint, dist, loader
 from runners.config import ConfigError
 from runners.describe import NOTE, describe
-from runners import checkpoint, dist, loader
-from runners.loop import Feed, Pruned, StopFlag, Stopped, channels_last, fit, main_key, test  # noqa: F401
+from runners.loop import Feed, Pruned, StopFlag, Stopped, channels_last, fit, test  # noqa: F401  (Pruned: sweeps')
 from runners.record import Recorder, State, restore
 from runners.tracking import (Killed, Run, TrackingError, dataset_identity, entry_tags, git_commit, runs_root,
                               tracked_run)
 from zoo.fit import Fitter, place_auxiliary, scheduled
+from zoo import schema
 from zoo.schema import Tag
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def train(cfg: dict, *, parent: str | None = None, name: str | None = None, tags
                 metrics, tested_at = test(fitter, feed, record, state)
         finally:
             task.model = model
-        best = {f"{main_key(task)}_best": math.nan if state.best is None else float(state.best)}
+        best = {schema.best(task.main_metric): math.nan if state.best is None else float(state.best)}
         if run:
             _conclude(run, record, type(task), logged, sets, metrics, best, tested_at)
         return {**metrics, **best, "run_id": run_id}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import warnings
 from pathlib import Path
@@ -573,3 +574,38 @@ def test_the_calibration_error_is_small_for_honest_confidence_and_the_gap_for_ov
     assert expected_calibration_error(sure, np.arange(1000) % 2 == 0) == pytest.approx(0.49)
     count, mean_conf, accuracy = calibration_bins(np.array([0.15, 0.12, 0.95]), np.array([1, 0, 1]), bins=10)
     assert count.tolist() == [0, 2, 0, 0, 0, 0, 0, 0, 0, 1] and accuracy[1] == 0.5 and mean_conf[9] == 0.95
+
+
+def test_a_plugin_task_that_steps_its_auxiliary_network_itself_still_trains():
+    """The contract before the runner stepped auxiliary networks: the task backpropagates and steps
+    ``aux.optimizer`` itself. It still trains, beside the model's step."""
+    from zoo.fit import Fitter, Step
+    from zoo.task import Auxiliary, Task, place_auxiliary
+
+    class OldContract(Task):
+        def __init__(self, **options):
+            super().__init__(**options)
+            self.critic = torch.nn.Linear(4, 1)
+            self._critic = Auxiliary(self.critic, functools.partial(torch.optim.SGD, lr=0.1))
+
+        def auxiliary(self):
+            return {"critic": self._critic}
+
+        def training_step(self, images, labels):
+            x = images.flatten(1)[:, :4]
+            opt = self._critic.optimizer
+            opt.zero_grad()
+            self._critic.train(x).pow(2).mean().backward()
+            opt.step()  # the old contract's own step
+            return {"loss": (self.model(x) - 1).pow(2).mean()}
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    task = OldContract(model=model, classes=["a", "b"])
+    auxiliary = place_auxiliary(task, CPU)
+    fitter = Fitter(task, model, {"model": Step("model", list(model.parameters()),
+                                                torch.optim.SGD(model.parameters(), lr=0.1))}, auxiliary)
+    critic, weights = task.critic.weight.detach().clone(), model.weight.detach().clone()
+    fitter.train_step(torch.rand(8, 3, 4, 4), torch.zeros(8, dtype=torch.long))
+    assert not torch.equal(task.critic.weight, critic) and not torch.equal(model.weight, weights)
+    assert fitter.taken == 1
