@@ -1,7 +1,7 @@
 """The task interface: what the runner's one training loop calls.
 
 A task owns its loss, its metrics and its artifacts; the runner owns the loop, the device,
-mixed precision, the optimizer of the model, distribution, checkpoints and MLflow. A task
+mixed precision, every optimizer and its step (zoo/fit.py), distribution, checkpoints and MLflow. A task
 plugin subclasses :class:`Task` (or provides the same methods) and is registered in the
 ``zoo.tasks`` entry-point group. Its keyword-only ``__init__`` options become ``train.*`` keys.
 
@@ -12,10 +12,13 @@ Call order, per run::
     task = Task(model=model, classes=classes, **options)
     task.setup(train_set, device)               # once, before training (every rank)
     task.auxiliary()                            # networks it trains beside the model: the runner
-                                                # places, wraps and checkpoints them (Auxiliary)
+                                                # places and wraps them and gives each its step
+                                                # (Auxiliary.step), which it checkpoints
     task.sample_weights(labels)                 # per-item weights for a weighted sampler, or None
     each epoch:  task.on_epoch_start(epoch, epochs)   # epoch from 0, also the one a resume continues
-    for each batch: task.training_step(x, y)    # -> {"loss": tensor, ...}; runner backprops
+    for each batch: task.training_step(x, y)    # -> {"loss": tensor, ...}: its auxiliary networks
+                                                # stepped inside (aux.step(loss)); the runner then
+                                                # steps the model on "loss"
     each epoch:  task.eval_step(x, y) per val batch -> per-item tensors, gathered over ranks,
                  task.eval_metrics(outputs)     # -> {"loss": ..., "acc": ...} logged as val/*
                  task.images(x, y)              # -> {"name": H×W×3 uint8 grid} under images/
@@ -23,8 +26,8 @@ Call order, per run::
                                                 # a post-hoc step; True where the task state changed
                  the same eval on the test split, logged as test/*, then (rank 0 only)
                  task.finalize(train_set=..., test_set=..., out=dir, device=...)
-                                                # writes embeddings/, restyle/, plots/ under
-                                                # out and returns more test metrics
+                                                # writes its declared ``artifacts`` (zoo.schema)
+                                                # under out and returns more test metrics
 
 Inference on a trained run (runners/inference.py builds the task from the run's config and
 checkpoint, calls ``load_state_dict`` with the checkpoint's task state, and never ``setup``)::
