@@ -1,5 +1,6 @@
 """Golden metrics: tiny runs of every kind of task give the numbers they gave when the golden file
-was recorded, bit for bit on the CPU model it was recorded on. A change to the training core that
+was recorded, bit for bit on the CPU model it was recorded on (elsewhere: every metric, and the
+training curves to 0.1 %). A change to the training core that
 is meant to change no behaviour (a refactor) must pass this unchanged.
 
 Record again, where a change is meant to move the numbers or on another CPU model:
@@ -70,12 +71,16 @@ def same(a: float, b: float, rel: float) -> bool:
 def test_a_tiny_run_gives_its_golden_numbers(name, with_plugin):
     golden = json.loads(GOLDEN.read_text())
     here = golden["machines"].get(cpu_key())
-    # elsewhere the summation order differs: the metrics must still all be there, and close
-    expected, rel = (here, 0.0) if here is not None else (golden["machines"][golden["recorded_on"]], 2e-2)
+    # elsewhere floats are summed in another order: the metrics must all be there, and the
+    # training curves close (the scores after it, a judge's or k-means' verdicts near a boundary and
+    # a UMAP layout, may move by more than rounding)
+    expected, rel = (here, 0.0) if here is not None else (golden["machines"][golden["recorded_on"]], 1e-3)
     got = metrics_of(name)
     want = expected[name]
     assert sorted(got) == sorted(want), "the run logs the metrics it logged"
-    moved = {k: (want[k], got[k]) for k in want
+    compared = [k for k in want if here is not None or k.startswith("train/")]
+    assert compared, "some numbers are compared"
+    moved = {k: (want[k], got[k]) for k in compared
              if len(got[k]) != len(want[k]) or not all(same(a, b, rel) for a, b in zip(got[k], want[k]))}
     assert not moved, f"numbers moved ({'bit for bit' if rel == 0 else f'beyond {rel:.0%}'}): {moved}"
 
