@@ -17,6 +17,7 @@ from PIL import Image
 
 import registry
 from dashboard import store
+from zoo import schema
 from zoo.schema import Artifact, Tag
 
 FIRST_RUN = "python -m runners.run cond_ae"
@@ -81,7 +82,7 @@ def pick_run(frame: pd.DataFrame, *, fits: pd.Series | None = None, none_fit: st
 def headline(tasks) -> list[str]:
     """The test metrics the tasks name as their headline (``headline_metrics``), in the tasks'
     order, each once; none for a task whose plugin is not installed or is broken."""
-    found = [f"test/{m}" for task in tasks for m in getattr(task_class(task), "headline_metrics", ())]
+    found = [schema.test(m) for task in tasks for m in getattr(task_class(task), "headline_metrics", ())]
     return list(dict.fromkeys(found))
 
 
@@ -256,7 +257,7 @@ def sweep(uri: str, run_id: str, tags: dict[str, str], *, key: str) -> None:
     heads = [m for m in headline([tags.get(Tag.TASK, "")]) if f"{m}_mean" in table or m in table][:4]
     if tags.get(Tag.SWEEP) == "grid":
         try:
-            main = f"val/{registry.load('task', tags.get(Tag.TASK, '')).main_metric}_best"
+            main = schema.best(registry.load('task', tags.get(Tag.TASK, '')).main_metric)
         except registry.PluginError:
             main = None
         y, err = (f"{main}_mean", f"{main}_std") if main and f"{main}_mean" in table else (None, None)

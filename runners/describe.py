@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from runners.mlflow_app import APP_NAME
+from zoo import schema
 from zoo.schema import Tag
 from zoo.task import metric_meaning
 
@@ -22,8 +23,8 @@ def describe(task_cls, cfg: dict, metrics: dict[str, float], *, run_id: str, ser
     """The run's description (see the module's docstring)."""
     data = cfg["data"].get("root") or cfg["data"]["name"]
     names = [m for m in getattr(task_cls, "headline_metrics", ())
-             if math.isfinite(metrics.get(f"test/{m}", math.nan))]
-    rows = [(m, f"{metrics[f'test/{m}']:.4g}", metric_meaning(task_cls, m, metrics, len(cfg.get("classes", []))))
+             if math.isfinite(metrics.get(schema.test(m), math.nan))]
+    rows = [(m, f"{metrics[schema.test(m)]:.4g}", metric_meaning(task_cls, m, metrics, len(cfg.get("classes", []))))
             for m in names]
     count = metrics.get("test/count")
     lines = [f"**{cfg['entry']}** ({cfg['task']['name']}) on {data} at {cfg['data']['image_size']} px, seed "

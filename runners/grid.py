@@ -22,6 +22,7 @@ import pandas as pd
 import registry
 from runners import config as config_mod
 from runners.config import ConfigError
+from zoo import schema
 from zoo.schema import Tag
 
 CONFIRM_ABOVE = 12  # runs (configurations × seeds) that a grid starts without --yes
@@ -122,7 +123,7 @@ def run(entry: str, configs: list[tuple[dict, dict]]) -> dict:
                       file=sys.stderr, flush=True)
                 rows.append({**values, "status": "FAILED"})
         table = pd.DataFrame(rows)
-        best = best_row(table, f"val/{task_cls.main_metric}_best", task_cls.greater_is_better)
+        best = best_row(table, schema.best(task_cls.main_metric), task_cls.greater_is_better)
         table["best"] = table.index == best
         parent.log_text(table.to_csv(index=False), "sweep.csv")
         if best is not None:
@@ -159,7 +160,7 @@ def best_row(table: pd.DataFrame, metric: str, greater: bool):
 
 def markdown(table: pd.DataFrame, keys: list[str], task_cls) -> str:
     """The configurations with the task's headline test metrics, mean ± std, the best marked."""
-    metrics = [f"test/{m}" for m in getattr(task_cls, "headline_metrics", ()) if f"test/{m}_mean" in table][:4]
+    metrics = [schema.test(m) for m in getattr(task_cls, "headline_metrics", ()) if f"{schema.test(m)}_mean" in table][:4]
     head = ["", *keys, *(m.removeprefix("test/") for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():

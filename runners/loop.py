@@ -164,7 +164,7 @@ def train_epoch(fitter: Fitter, feed: Feed, record: Recorder, state: State, epoc
                   f"{rate:.0f} images/s", flush=True)
         # every log_every steps, and the last of each epoch: a short run still has its curves
         if main and (fitter.taken % t["log_every"] == 0 or state.batch == feed.steps_per_epoch):
-            logs = {f"train/{k}": float(v.detach()) for k, v in out.items()}
+            logs = {schema.train(k): float(v.detach()) for k, v in out.items()}
             lr = fitter.steps["model"].scheduler.get_last_lr()[0]
             record.log({**logs, "train/lr": lr, "train/images_per_s": rate}, fitter.taken)
         if t["checkpoint_every"] and fitter.taken % t["checkpoint_every"] == 0 and main:
@@ -229,7 +229,7 @@ def test(fitter: Fitter, feed: Feed, record: Recorder, state: State) -> tuple[di
     with fitter.evaluated():
         extra = fitter.task.finalize(train_set=feed.sets["train"], test_set=feed.sets["test"], out=out,
                                      device=feed.device)
-    metrics.update({f"test/{k}": float(v) for k, v in extra.items()})
+    metrics.update({schema.test(k): float(v) for k, v in extra.items()})
     if record.run:
         record.run.log_artifacts(out)
     # step 0: MLflow's UI charts a metric whose last step is 0 as one bar per run, the view of a
@@ -292,10 +292,10 @@ def is_best(task: Any, state: State, val: dict[str, float]) -> bool:
 def headline_table(task_cls: Any, cells: dict[str, str]) -> str:
     """The task's headline test metrics that ``cells`` (``{"test/acc": "0.91", ...}``) holds, as a
     small Markdown table: what a run answers, at a glance, at the end of its output."""
-    names = [m for m in getattr(task_cls, "headline_metrics", ()) if f"test/{m}" in cells]
+    names = [m for m in getattr(task_cls, "headline_metrics", ()) if schema.test(m) in cells]
     if not names:
         return ""
     width = max(map(len, names))
     rows = [f"| {'test metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
-    rows += [f"| {m:<{width}} | {cells[f'test/{m}']} |" for m in names]
+    rows += [f"| {m:<{width}} | {cells[schema.test(m)]} |" for m in names]
     return "\n".join(rows)

@@ -38,6 +38,7 @@ import registry
 from runners import config as config_mod
 from runners import grid
 from runners.config import ConfigError
+from zoo import schema
 from zoo.schema import Tag
 
 PARENT_ATTR = "mlflow_parent_run"  # the study's user attribute naming its parent run
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("a search runs one seed per trial (seed=N) and continues itself: drop seeds= and resume=")
         base = config_mod.resolve(args.entry, fixed)
         task_cls = registry.load("task", base["task"]["name"])
-        main_metric = f"val/{task_cls.main_metric}"
+        main_metric = schema.val(task_cls.main_metric)
         metric = args.metric or main_metric
         if not metric.startswith("val/"):
             raise ConfigError(f"--metric {metric}: a search optimises a validation metric (val/...), reported per "

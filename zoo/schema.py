@@ -53,6 +53,11 @@ class Artifact:
     UNREADABLE = "data/unreadable.json"
 
 
+def train(name: str) -> str:
+    """A training-step value the task logs (its ``training_step`` outputs): ``train/<name>``."""
+    return f"train/{name}"
+
+
 def test(name: str) -> str:
     """A test-split metric: ``test/<name>``."""
     return f"test/{name}"

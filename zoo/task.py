@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
+from zoo import schema
 # a task's auxiliary networks are declared with these (their training is the runner's: zoo/fit.py)
 from zoo.fit import Auxiliary, place_auxiliary  # noqa: F401
 
@@ -180,8 +181,8 @@ def metric_meaning(task_cls, name: str, metrics: dict[str, float], num_classes: 
     meaning = getattr(task_cls, "metric_meanings", {}).get(name, "")
     meaning = meaning.replace("{chance}", f"{1 / max(num_classes, 1):.3g}")
     bounds = getattr(task_cls, "metric_bounds", {}).get(name, (None, None))
-    known = [f"{word} {metrics[f'test/{other}']:.4g}" for word, other in zip(("baseline", "ceiling"), bounds)
-             if other and f"test/{other}" in metrics]
+    known = [f"{word} {metrics[schema.test(other)]:.4g}" for word, other in zip(("baseline", "ceiling"), bounds)
+             if other and schema.test(other) in metrics]
     return "; ".join(filter(None, [meaning, ", ".join(known)]))
 
 
