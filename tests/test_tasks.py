@@ -21,7 +21,7 @@ from zoo.tasks.classify import (TAU_GRID, Classify, class_weights, classificatio
 from zoo.data import ImageDataset
 from zoo.metrics import PSNR_MAX, psnr, ssim
 from zoo.tasks.reconstruct import Reconstruct
-from zoo.task import place_auxiliary
+from zoo.task import Auxiliary, Task, place_auxiliary
 
 CPU = torch.device("cpu")
 
@@ -580,7 +580,6 @@ def test_a_plugin_task_that_steps_its_auxiliary_network_itself_still_trains():
     """The contract before the runner stepped auxiliary networks: the task backpropagates and steps
     ``aux.optimizer`` itself. It still trains, beside the model's step."""
     from zoo.fit import Fitter, Step
-    from zoo.task import Auxiliary, Task, place_auxiliary
 
     class OldContract(Task):
         def __init__(self, **options):
@@ -609,3 +608,19 @@ def test_a_plugin_task_that_steps_its_auxiliary_network_itself_still_trains():
     fitter.train_step(torch.rand(8, 3, 4, 4), torch.zeros(8, dtype=torch.long))
     assert not torch.equal(task.critic.weight, critic) and not torch.equal(model.weight, weights)
     assert fitter.taken == 1
+
+
+@pytest.mark.parametrize("follows", [False, True])
+def test_an_auxiliary_network_follows_the_models_schedule_only_where_it_says_so(follows):
+    class WithCritic(Task):
+        def auxiliary(self):
+            return {"critic": self._critic}
+
+    task = WithCritic(model=torch.nn.Linear(2, 1), classes=["a", "b"])
+    task._critic = Auxiliary(torch.nn.Linear(2, 1), functools.partial(torch.optim.SGD, lr=0.1), scheduled=follows)
+    critic = place_auxiliary(task, CPU, schedule=lambda step: 0.5 ** (step + 1), grad_clip=1e-3)["critic"]
+    for _ in range(2):
+        critic.step(critic.train(torch.ones(4, 2)).sum() * 100)
+    assert critic.step.scheduler.get_last_lr()[0] == pytest.approx(0.1 * 0.5 ** 3 if follows else 0.1)
+    grads = torch.cat([p.grad.flatten() for p in task._critic.module.parameters()])
+    assert grads.norm() == pytest.approx(1e-3, rel=1e-3), "the run's gradient clipping applies to it too"
