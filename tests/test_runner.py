@@ -309,6 +309,24 @@ def test_torchrun_two_cpu_processes_train_one_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_torchrun_trains_a_tasks_auxiliary_network_through_its_step_on_every_rank(tmp_path):
+    """ae's style network, wrapped in DistributedDataParallel (it uses part of the copy), stepped by
+    the runner's step on both ranks: one run, its style loss logged for every step it took."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "runners.run", "ae", *TINY, "train.epochs=1", "train.style_steps=2", "train.style_batch=8",
+         "train.umap=false", "train.max_points=60"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_id = next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("run_id: "))
+    style = MlflowClient().get_metric_history(run_id, "train/style_nce")
+    assert [m.step for m in style] == [1, 2] and all(np.isfinite(m.value) for m in style)
+    ckpt = torch.load(train.runs_root() / run_id / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["task"]["style_step"] == 2 and ckpt["auxiliary"]["style"]["optimizer"]["state"]
+
+
+@pytest.mark.slow
 def test_a_third_party_task_is_chosen_with_task_and_takes_its_parents_options(with_plugin, capsys):
     code, out, err = runner(capsys, "tinynet", "task=focal", "train.gamma=1", "train.imbalance=weights", "data=stripes",
                             "train.epochs=6", "train.batch_size=16", "train.lr=0.03")
