@@ -35,6 +35,8 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
+from zoo.schema import Artifact
+
 GROUPS = {"model": "zoo.models", "task": "zoo.tasks", "dataset": "zoo.datasets"}
 # Arguments the runner supplies itself, so they are not user options.
 PROVIDED = {
@@ -313,7 +315,7 @@ def served_checkpoints(cfg: dict) -> tuple[str, str]:
         serves = getattr(load("task", cfg["task"]["name"]), "serves", "best")
     except (PluginError, KeyError, TypeError):
         serves = "best"
-    names = ("checkpoints/best.pt", "checkpoints/last.pt")
+    names = (Artifact.BEST, Artifact.LAST)
     return names[::-1] if serves == "last" else names
 
 

@@ -37,7 +37,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import registry
 from zoo.data import cache_root
-from zoo.schema import Tag
+from zoo.schema import Artifact, Tag
 
 ENDED = {"FINISHED", "FAILED", "KILLED"}
 # Runs still training rewrite some artifacts (checkpoints/last.pt); their copies expire after this.
@@ -228,7 +228,7 @@ def arrays(uri: str, run_id: str, path: str) -> dict[str, np.ndarray] | None:
 @st.cache_data(show_spinner=False)
 def config(uri: str, run_id: str) -> dict[str, Any] | None:
     """The run's resolved ``config.json``, or None if absent or unreadable."""
-    local = artifact(uri, run_id, "config.json")
+    local = artifact(uri, run_id, Artifact.CONFIG)
     if local is None:
         return None
     try:

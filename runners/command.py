@@ -7,6 +7,7 @@ import json
 import registry
 from runners import config
 from runners.config import ConfigError
+from zoo.schema import Artifact
 
 
 def resolve_command(entry: str, overrides: list[str]) -> dict:
@@ -18,7 +19,7 @@ def resolve_command(entry: str, overrides: list[str]) -> dict:
     from runners.tracking import Run
 
     try:
-        path = Run(resume).download("config.json")
+        path = Run(resume).download(Artifact.CONFIG)
     except Exception as exc:
         raise ConfigError(f"resume={resume}: no such run with a config.json in the tracking store ({exc})") from None
     cfg = json.loads(path.read_text())

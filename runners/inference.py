@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 import registry
 from runners import checkpoint
 from runners.checkpoint import inference_state
+from zoo.schema import Artifact
 
 __all__ = ["ModelError", "build", "download", "inference_state", "load", "run_id_of"]
 
@@ -68,7 +69,7 @@ def download(run_id: str, folder: str, client: MlflowClient | None = None) -> tu
     :class:`ModelError` where either is missing."""
     client = client or MlflowClient()
     try:
-        cfg = json.loads(Path(client.download_artifacts(run_id, "config.json", folder)).read_text())
+        cfg = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, folder)).read_text())
     except (MlflowException, OSError, ValueError):
         raise ModelError(f"run {run_id} has no readable config.json: it was not made by runners.run, "
                          f"or its artifacts are gone") from None

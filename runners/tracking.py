@@ -34,7 +34,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from runners.config import flatten
-from zoo.schema import Tag
+from zoo.schema import Artifact, Tag
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
 # Fail fast when a tracking server is away (MLflow's own default retries for minutes); the
@@ -204,7 +204,7 @@ class Run:
         for i in range(0, len(params), 100):
             self._write("batch", params=params[i : i + 100])
         self.log_tags(tags)
-        self.log_dict(cfg, "config.json")
+        self.log_dict(cfg, Artifact.CONFIG)
 
     def log_metrics(self, metrics: dict[str, float], step: int, *, timestamp: int | None = None,
                     model_id: str | None = None, dataset: tuple[str, str] | None = None) -> int:

@@ -32,7 +32,7 @@ from runners.tracking import (Killed, Run, TrackingError, dataset_identity, entr
                               tracked_run)
 from zoo.fit import Fitter, place_auxiliary, scheduled
 from zoo import schema
-from zoo.schema import Tag
+from zoo.schema import Artifact, Tag
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3
@@ -220,13 +220,13 @@ def _moving_average(model: nn.Module, decay: float) -> ModelEmaV3 | None:
 
 
 def _resume_checkpoint(run_id: str, world: dist.World) -> Path:
-    local = runs_root() / run_id / "checkpoints" / "last.pt"
+    local = runs_root() / run_id / Artifact.LAST
     if local.exists():
         return local
     if not world.main:
         raise FileNotFoundError(f"no checkpoint at {local}")
     try:
-        return Run.attach(run_id, local_root=runs_root()).download("checkpoints/last.pt")
+        return Run.attach(run_id, local_root=runs_root()).download(Artifact.LAST)
     except TrackingError:
         raise
     except Exception as exc:
@@ -249,7 +249,7 @@ def _log_inputs(run: Run, logged: dict, sets: dict, tags: dict[str, str] | None,
     unreadable = {split: [{"path": p, "reason": r} for p, r in ds.skipped]
                   for split, ds in sets.items() if getattr(ds, "skipped", None)}
     if unreadable:
-        run.log_dict(unreadable, "data/unreadable.json")
+        run.log_dict(unreadable, Artifact.UNREADABLE)
 
 
 def _wrapped(model: nn.Module, t: dict, device: torch.device, world: dist.World) -> nn.Module:
