@@ -23,8 +23,13 @@ def test_the_private_names_the_umap_adapter_relies_on_are_still_there():
     assert list(inspect.signature(umap.umap_.init_graph_transform).parameters) == ["graph", "embedding"]
     # numba: the functions umap-learn leaves uncached, and the switch its cache=True flips
     assert isinstance(umap.umap_.smooth_knn_dist, Dispatcher)
-    assert hasattr(umap.umap_.smooth_knn_dist, "_cache") and callable(umap.umap_.smooth_knn_dist.enable_caching)
-    assert issubclass(NullCache, object)
+    from zoo.umap_adapter import _cache_jit
+
+    _cache_jit(umap)  # what the adapter does: every dispatcher of the fit's modules caches on disk now
+    assert not isinstance(umap.umap_.smooth_knn_dist._cache, NullCache)
+    uncached = [name for module in (umap.umap_, umap.layouts, umap.utils) for name, f in vars(module).items()
+                if isinstance(f, Dispatcher) and isinstance(f._cache, NullCache)]
+    assert not uncached, uncached
 
 
 def test_new_points_start_where_umaps_own_initialisation_puts_them():
@@ -49,11 +54,13 @@ def test_new_points_start_where_umaps_own_initialisation_puts_them():
 
 @pytest.mark.slow
 def test_a_layout_fit_on_a_subsample_places_every_point_the_same_way_twice():
+    from zoo.analysis import subsample
     from zoo.umap_adapter import umap_layout
 
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(c, 0.3, size=(60, 8)) for c in (0, 3, 6)]).astype(np.float32)
-    first, again = umap_layout(points, fit_points=90), umap_layout(points, fit_points=90)
+    fit = subsample(len(points), 90)
+    first, again = umap_layout(points, fit=fit), umap_layout(points, fit=fit)
     assert first.shape == (180, 2) and np.isfinite(first).all()
     assert np.array_equal(first, again), "seeded: the same points give the same layout"
     # the points placed by transform (the 90 not fitted) land among their own cluster's

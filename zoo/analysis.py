@@ -35,7 +35,7 @@ from zoo.metrics import cluster_scores
 from zoo.schema import Artifact, embedding_metric, precision_metric
 from zoo.style import precision_at_k
 from zoo.task import phase, to_uint8
-from zoo.umap_adapter import SEED, subsample, umap_layout  # noqa: F401  (subsample: the analysis's, for its users)
+from zoo.umap_adapter import SEED, umap_layout
 
 PCA_DIMS = 32  # k-means and silhouette space of the PCA analysis
 THUMB = 32  # side of the thumbnails saved for the dashboard
@@ -133,7 +133,7 @@ def _space(points: np.ndarray, labels: np.ndarray, k: int, with_umap: bool, *, s
               "kmeans_pca": assigned, "neighbours": neighbours}
     if with_umap:
         with phase(f"UMAP layout of {len(reduced)} points (the first run here compiles UMAP: about half a minute)"):
-            layout = umap_layout(reduced, fit_points=umap_points)
+            layout = umap_layout(reduced, fit=subsample(len(reduced), umap_points))
         scores, arrays["kmeans_umap"] = cluster_scores(layout, labels, k=k, seed=SEED, silhouette_points=silhouette_points)
         arrays["umap"] = layout.astype(np.float32)
         metrics.update(_named(scores, "umap"))
@@ -143,6 +143,13 @@ def _space(points: np.ndarray, labels: np.ndarray, k: int, with_umap: bool, *, s
 def _named(scores: dict[str, float], space: str) -> dict[tuple[str, str], float]:
     return {("cluster_nmi", space): scores["nmi"], ("cluster_ari", space): scores["ari"],
             ("silhouette", space): scores["silhouette"]}
+
+
+def subsample(n: int, cap: int | None, seed: int = SEED) -> np.ndarray:
+    """Sorted positions of a seeded random subsample of ``cap`` of ``n`` items; all when ``n <= cap``."""
+    if cap is None or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
 
 
 def pca_reduce(points: np.ndarray, dims: int) -> np.ndarray:

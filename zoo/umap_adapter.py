@@ -30,22 +30,16 @@ SEED = 0  # the layout is seeded: the same points give the same layout
 TRANSFORM_EPOCHS = 30  # of UMAP's transform: its own choice beyond 10,000 new points
 
 
-def subsample(n: int, cap: int | None, seed: int = SEED) -> np.ndarray:
-    """Sorted positions of a seeded random subsample of ``cap`` of ``n`` items; all when ``n <= cap``."""
-    if cap is None or n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-
-
-def umap_layout(points: np.ndarray, fit_points: int | None = None) -> np.ndarray:
-    """A seeded 2-D UMAP layout of every point, fit on at most ``fit_points`` of them.
+def umap_layout(points: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
+    """A seeded 2-D UMAP layout of every point, fit on the points at positions ``fit`` (sorted;
+    None: all of them).
 
     The neighbours are found exactly by scikit-learn (BLAS, no JIT) and handed to UMAP: its own
     search either compiles pynndescent (~45 s of numba JIT per process) or, below 4,096 points,
     calls a Python-level metric 16 million times. PCA initialisation, because the default
     spectral one is slow on a graph of many disconnected components, which is what well
     separated styles give. 200 epochs is UMAP's own choice for large data. Points beyond the
-    fit's subsample are placed by UMAP's ``transform``, its neighbour queries answered by the
+    fit are placed by UMAP's ``transform``, its neighbour queries answered by the
     same exact search (:class:`_ExactIndex`).
     """
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
@@ -56,7 +50,7 @@ def umap_layout(points: np.ndarray, fit_points: int | None = None) -> np.ndarray
 
     _cache_jit(umap)
 
-    fit = subsample(len(points), fit_points)
+    fit = np.arange(len(points)) if fit is None else fit
     base = np.ascontiguousarray(points[fit], dtype=np.float32)
     k = min(15, len(base) - 1)
     dists, neighbours = NearestNeighbors(n_neighbors=k).fit(base).kneighbors(base)
