@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from throughput import cpu_model  # noqa: E402  (bench/, on sys.path as the script's folder)
+from zoo import judge  # noqa: E402
 from zoo.datasets import synthart  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "scale"
@@ -201,7 +202,7 @@ class Row:
 SETUP, CACHE, TRAIN, VALIDATE, AFTER, TEST, MODEL = (
     "start-up and data", "decode cache", "train one epoch", "epoch N: validating N images",
     "served checkpoint", "score the test split", "log the MLflow model")
-JUDGES = "training the judge"  # restyle's phases that train a judge (zoo/tasks/restyle.py)
+JUDGES = judge.TRAINING  # the phases that train a restyle judge
 # the run's printed lines that open a phase (the rest of the lines belong to the phase before)
 MARKS = ((re.compile(r"^caching "), CACHE), (re.compile(r"^started run "), TRAIN),
          (re.compile(r"^epoch \d+/\d+: "), AFTER), (re.compile(r"^scoring the test split"), TEST),

@@ -26,7 +26,7 @@ ratios (so a round in which another process started or stopped on a shared machi
 little), printed with their quartiles over the rounds. Every path trains on full batches only (the
 partial last batch of an epoch is dropped in all three), so that the three rates compare the
 same work and torch.compile sees one shape. The model is built as the runner builds it
-(channels-last where runners.loop.channels_last says so) and trained by the runner's own step
+(channels-last where zoo.fit.channels_last says so) and trained by the runner's own step
 (runners.train.build_fitter: the entry's default optimizer, moving average and auxiliary networks,
 at a constant learning rate); model.KEY=VALUE sets its options. Entries,
 image sizes and modes may be comma-separated lists: one table row per combination, the decode
@@ -58,10 +58,9 @@ sys.path.insert(0, str(ROOT))
 import cpuload  # noqa: E402  (bench/, on sys.path as the script's folder)
 import registry  # noqa: E402
 from runners import config, loader  # noqa: E402
-from runners.loop import channels_last  # noqa: E402
 from runners.train import build_fitter, pick_device  # noqa: E402
 from zoo.datasets import synthart  # noqa: E402
-from zoo.fit import Fitter, random_flips  # noqa: E402
+from zoo.fit import Fitter, channels_last, random_flips  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 MODES = ("fp32", "bf16", "fp32+compile", "bf16+compile")

@@ -23,7 +23,7 @@ from runners import checkpoint, dist, loader
 from runners.record import Recorder, State
 from runners.tracking import Killed
 from zoo import schema
-from zoo.fit import Fitter, NonFiniteLoss
+from zoo.fit import Fitter, NonFiniteLoss, channels_last
 
 NUM_PREVIEW = 8  # validation images shown in the per-epoch grids
 
@@ -64,12 +64,6 @@ class StopFlag:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-def channels_last(device: torch.device) -> bool:
-    """Whether training runs in channels-last (NHWC) memory format: on CUDA (tensor cores) and on
-    CPUs (oneDNN's convolutions are faster in NHWC; docs/performance.md)."""
-    return device.type in ("cuda", "cpu")
 
 
 @dataclass(eq=False)

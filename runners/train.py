@@ -26,11 +26,11 @@ import registry
 from runners import checkpoint, dist, loader
 from runners.config import ConfigError
 from runners.describe import NOTE, describe
-from runners.loop import Feed, Pruned, StopFlag, Stopped, channels_last, fit, test  # noqa: F401  (Pruned: sweeps')
+from runners.loop import Feed, Pruned, StopFlag, Stopped, fit, test  # noqa: F401  (Pruned: sweeps')
 from runners.record import Recorder, State, restore
 from runners.tracking import (Killed, Run, TrackingError, dataset_identity, entry_tags, git_commit, runs_root,
                               tracked_run)
-from zoo.fit import Fitter, place_auxiliary, scheduled
+from zoo.fit import Fitter, channels_last, place_auxiliary, scheduled
 from zoo import schema
 from zoo.schema import Artifact, Tag
 

@@ -136,14 +136,15 @@ def plugin_site(tmp_path_factory) -> Path:
     A real build and install, leaving a real ``.dist-info`` with entry points: put the folder on
     ``sys.path`` (the ``with_plugin`` fixture) or ``PYTHONPATH`` (subprocesses) to install it.
     """
-    import subprocess
-    import sys
+    return install_plugin(tmp_path_factory.mktemp("plugin_site"), tmp_path_factory.mktemp("plugin_source"))
 
-    site = tmp_path_factory.mktemp("plugin_site")
+
+def install_plugin(site: Path, scratch: Path) -> Path:
+    """pip-install tests/plugins/artzoo-tinynet into ``site``, built from a copy in ``scratch``."""
     # Built from a private copy: setuptools writes build/ into the source tree, and under
     # pytest-xdist two workers building the shared tree at once could remove each other's files
     # (an install with the entry points but without the module).
-    source = tmp_path_factory.mktemp("plugin_source") / PLUGIN_PKG.name
+    source = scratch / PLUGIN_PKG.name
     shutil.copytree(PLUGIN_PKG, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",

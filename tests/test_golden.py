@@ -90,21 +90,14 @@ if __name__ == "__main__":  # record this machine's numbers
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import PLUGIN_PKG
+    from conftest import install_plugin
 
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         os.environ["ARTZOO_CACHE"] = f"{tmp}/cache"
         os.environ["ARTZOO_RUNS"] = f"{tmp}/runs"
-        import subprocess
-
-        import shutil
-
-        shutil.copytree(PLUGIN_PKG, f"{tmp}/source", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--target", f"{tmp}/site", f"{tmp}/source"], check=True)
-        sys.path.insert(0, f"{tmp}/site")
+        sys.path.insert(0, str(install_plugin(Path(tmp) / "site", Path(tmp))))
         numbers = {name: metrics_of(name) for name in RUNS}
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {"machines": {}}
     golden["machines"][cpu_key()] = numbers

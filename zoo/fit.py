@@ -118,6 +118,12 @@ def place_auxiliary(task, device: torch.device, wrap: Callable[[nn.Module, bool]
     return auxiliary
 
 
+def channels_last(device: torch.device) -> bool:
+    """Whether training runs in channels-last (NHWC) memory format: on CUDA (tensor cores) and on
+    CPUs (oneDNN's convolutions are faster in NHWC; docs/performance.md)."""
+    return device.type in ("cuda", "cpu")
+
+
 def random_flips(images: torch.Tensor) -> torch.Tensor:
     """Each image of the batch mirrored left-right with probability 1/2 (data.augment)."""
     mask = torch.rand(images.shape[0], device="cpu") < 0.5

@@ -28,6 +28,7 @@ from zoo.task import labels_of, progress
 SEED = 0
 VERSION = 3  # part of the cache key: bump when the same recipe gives another judge
 RECIPE = {"batch": 64, "lr": 2e-3, "shift": 4}  # the fixed training recipe, for every judge model
+TRAINING = "training the judge"  # how its phase line opens (bench/scale.py keeps that phase apart)
 # a judge model's options where they differ from its defaults; timm_net: timm's smallest ResNet
 # (0.4 M weights), another architecture than cnn's that trains in seconds on a CPU and still calls
 # every real synthart test image right (docs/results.md)
@@ -61,7 +62,7 @@ def train_judge(train_set, num_classes: int, device: torch.device, *, steps: int
         step = Step(f"judge {model}", list(judge.parameters()), opt,
                     torch.optim.lr_scheduler.OneCycleLR(opt, RECIPE["lr"], total_steps=max(1, steps), pct_start=0.15))
         judge.train()
-        for _ in progress(range(steps), f"training the judge {model} ({steps} steps, then cached in {path.parent})",
+        for _ in progress(range(steps), f"{TRAINING} {model} ({steps} steps, then cached in {path.parent})",
                           unit="step"):
             idx = torch.multinomial(1 / counts[labels], RECIPE["batch"], replacement=True, generator=gen).numpy()
             x = augment(torch.stack([train_set[int(i)][0] for i in idx]), gen).to(device)

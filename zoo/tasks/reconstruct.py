@@ -36,6 +36,7 @@ from pydantic import Field
 from torch import nn
 
 from zoo.analysis import Embedded, analyse, subsample, thumbnails
+from zoo.fit import channels_last
 from zoo.metrics import psnr, ssim
 from zoo.schema import Artifact
 from zoo.style import gram_vector, high_pass, info_nce, views
@@ -265,9 +266,8 @@ class Reconstruct(Task):
 
 
 def _layout(device: torch.device) -> torch.memory_format:
-    """NHWC where the runner trains in it: oneDNN and cuDNN convolve it about twice as fast
-    (docs/performance.md)."""
-    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+    """NHWC where the runner trains in it (zoo.fit.channels_last)."""
+    return torch.channels_last if channels_last(device) else torch.contiguous_format
 
 
 def _inference_copy(net: nn.Module, device: torch.device, layout: torch.memory_format) -> nn.Module:
