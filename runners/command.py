@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import registry
 from runners import config
@@ -19,10 +21,10 @@ def resolve_command(entry: str, overrides: list[str]) -> dict:
     from runners.tracking import Run
 
     try:
-        path = Run(resume).download(Artifact.CONFIG)
+        with tempfile.TemporaryDirectory(prefix="artzoo-resume-") as tmp:
+            cfg = json.loads(Run(resume).download(Artifact.CONFIG, Path(tmp)).read_text())
     except Exception as exc:
         raise ConfigError(f"resume={resume}: no such run with a config.json in the tracking store ({exc})") from None
-    cfg = json.loads(path.read_text())
     for key in ("num_classes", "in_chans", "classes"):
         cfg.pop(key, None)
     _check_same(entry, cfg, [o for o in overrides if not o.startswith("resume=")], resume)

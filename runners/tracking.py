@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -328,8 +327,9 @@ class Run:
         except Exception as exc:  # a missing input record is no reason to stop training
             print(f"warning: could not log the {context} dataset as a run input: {exc}", file=sys.stderr)
 
-    def download(self, path: str) -> Path:
-        dest = Path(tempfile.mkdtemp(prefix="artzoo-"))
+    def download(self, path: str, dest: Path) -> Path:
+        """The run's artifact ``path``, downloaded under ``dest`` (which the caller owns)."""
+        dest.mkdir(parents=True, exist_ok=True)
         return Path(mlflow.artifacts.download_artifacts(run_id=self.id, artifact_path=path, dst_path=str(dest)))
 
     # -- the outbox ----------------------------------------------------------------------------
@@ -425,8 +425,9 @@ class Run:
         return True
 
     def _local_file(self, path: str) -> Path:
-        root = self.local if self.local else Path(tempfile.mkdtemp(prefix="artzoo-"))
-        file = root / "logged" / path
+        if self.local is None:
+            raise TrackingError(f"run {self.id} was opened to read; it has no local folder to write {path} in")
+        file = self.local / "logged" / path
         file.parent.mkdir(parents=True, exist_ok=True)
         return file
 

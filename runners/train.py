@@ -226,7 +226,7 @@ def _resume_checkpoint(run_id: str, world: dist.World) -> Path:
     if not world.main:
         raise FileNotFoundError(f"no checkpoint at {local}")
     try:
-        return Run.attach(run_id, local_root=runs_root()).download(Artifact.LAST)
+        return Run.attach(run_id, local_root=runs_root()).download(Artifact.LAST, runs_root() / run_id)
     except TrackingError:
         raise
     except Exception as exc:

@@ -133,9 +133,9 @@ def test_unknown_entry_names_close_matches(cli):
 def _stopped_run(*overrides: str) -> str:
     """A run as the runner leaves it in the store when stopped (its config.json), without training."""
     from runners import config
-    from runners.tracking import Run
+    from runners.tracking import Run, runs_root
 
-    run = Run.start("cnn")
+    run = Run.start("cnn", local_root=runs_root())
     run.log_config(config.resolve("cnn", list(overrides)), {"zoo.entry": "cnn"})
     run.end("KILLED")
     return run.id
