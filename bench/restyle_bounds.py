@@ -21,7 +21,8 @@ repainted in its own style with other marks (what a decoder that samples real ma
 A third turns the renderer's own marks down by a gain, to show what identity_psnr ≥ 20 dB costs
 in restyle_acc even for perfect marks. A fourth looks at the one style whose marks change the
 layout: Pop_Art's dark outlines, drawn round every region (shapes coloured like their
-surroundings included), scored against restyles into Pop_Art made from the scene itself.
+surroundings included), scored (PSNR and the structure score) against restyles into Pop_Art made
+from the scene itself, and from regions a plain segmenter (k-means of colours) finds in the input.
 
 ``--paired`` adds the one row that trains something: cond_ae's encoder and smooth path trained
 on ground-truth pairs (a training image in, the same scene rendered in a random style out),
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 import registry
-from zoo import metrics
+from zoo import evidence, metrics
 from zoo.datasets.synthart import outline_mask
 from zoo.fit import Step
 from zoo.judge import train_judge
@@ -123,8 +124,9 @@ def main() -> None:
 
 
 def pop_art(test, n: int) -> None:
-    """restyle_psnr_gt of restyles into Pop_Art painted from the scene (no model, no input marks)."""
-    rows: dict[str, list[float]] = {}
+    """restyle_psnr_gt and the structure score (zoo/evidence.py) of restyles into Pop_Art painted
+    from the scene (no model, no input marks), and from regions a segmenter finds in the input."""
+    rows: dict[str, list[tuple[float, float]]] = {}
     for i in range(n):
         scene = test.recipe.scene(int(test.rows[i]))
         truth = test.render(i, "Pop_Art")[None]
@@ -133,14 +135,41 @@ def pop_art(test, n: int) -> None:
         # only where the colour visibly changes: a shape coloured like its surroundings shows no edge
         seen = outline_mask(np.abs(base[1:] - base[:-1]).sum(-1) > 0.1,
                             np.abs(base[:, 1:] - base[:, :-1]).sum(-1) > 0.1, scene.unit)
-        for name, image in (("the scene, no outlines", base),
-                            ("the scene + outlines where its colour changes", np.where(seen[..., None], 0.08, base)),
-                            ("the scene + outlines round every region", np.where(every[..., None], 0.08, base))):
-            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-            rows.setdefault(name, []).append(float(metrics.psnr(quarter(x), quarter(truth))))
-    print(f"\n| restyle into Pop_Art ({n} test scenes) | restyle_psnr_gt (dB) |\n|---|---|")
+        x = test[i][0]
+        images = {"the input": x,
+                  "the truth painted again (other marks, another wobble of the lines)": test.render(i, "Pop_Art", texture=1),
+                  "the scene, no outlines": base,
+                  "the scene + outlines where its colour changes": np.where(seen[..., None], 0.08, base),
+                  "the scene + outlines round every region": np.where(every[..., None], 0.08, base)}
+        for sigma, cells in ((1.5, 1), (0, 4)):
+            found, colours = segmented(x, cells=cells, sigma=sigma)
+            edge = outline_mask(found[1:] != found[:-1], found[:, 1:] != found[:, :-1], scene.unit)
+            where = f"its {cells}×{cells}-pixel colours" if cells > 1 else f"its pixels blurred (σ {sigma} px)"
+            images[f"the input's 3 main colours, segmented from {where}, + outlines"] = np.where(
+                edge[..., None], 0.08, colours[found])
+        for name, image in images.items():
+            if isinstance(image, np.ndarray):
+                image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+            image = image[None]
+            rows.setdefault(name, []).append((float(metrics.psnr(quarter(image), quarter(truth))),
+                                              float(evidence.structure(image, truth))))
+    print(f"\n| restyle into Pop_Art ({n} test scenes) | restyle_psnr_gt (dB) | structure |\n|---|---|---|")
     for name, scores in rows.items():
-        print(f"| {name} | {np.mean(scores):.2f} |")
+        psnr, struct = np.mean(scores, 0)
+        print(f"| {name} | {psnr:.2f} | {struct:.3f} |")
+
+
+def segmented(x: torch.Tensor, *, cells: int, sigma: float, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """H×W region labels and k×3 colours: k-means of ``x``'s colours (over ``cells``-pixel
+    squares, or its pixels blurred by ``sigma``), one-hot maps upsampled bilinearly to full size."""
+    from sklearn.cluster import KMeans
+
+    small = F.avg_pool2d(x[None], cells) if cells > 1 else (blur(x[None], sigma) if sigma else x[None])
+    means = KMeans(k, n_init=4, random_state=SEED).fit(small[0].flatten(1).T.numpy())
+    labels = torch.from_numpy(means.labels_.astype(np.int64)).view(small.shape[-2:])
+    onehot = F.one_hot(labels, k).permute(2, 0, 1).float()[None]
+    full = F.interpolate(onehot, size=x.shape[-2:], mode="bilinear", align_corners=False)[0].argmax(0)
+    return full.numpy(), means.cluster_centers_.astype(np.float32)
 
 
 def paired_smooth(train, inputs: torch.Tensor, truth: torch.Tensor, targets: np.ndarray, *, scenes: int = 1000,

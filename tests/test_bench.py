@@ -3,10 +3,12 @@ of bench/throughput.py's whole code path, no mocks), and bench/embedding_speed.p
 
 from __future__ import annotations
 
+import csv
 import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from zoo.schema import Artifact
 
 GPU_SH = REPO / "bench" / "gpu.sh"
 
@@ -307,25 +310,36 @@ def test_imbalance_bench_runs_small_and_writes_its_table(tmp_path, monkeypatch, 
     assert len(runs) == 3 and {r.data.params["train.weight_decay"] for r in runs} == {"0.05"}
 
 
-@pytest.mark.slow
-def test_marks_gain_at_one_scores_what_the_restyle_run_scored(capsys):
+@pytest.fixture
+def tiny_restyle_run() -> tuple[dict, str, dict[str, float]]:
+    """A finished cond_ae run of a few steps (its config, id and logged metrics)."""
     from mlflow.tracking import MlflowClient
 
-    import registry
     from runners import config, train
 
     cfg = config.resolve("cond_ae", ["data.size=100", "data.image_size=32", "train.epochs=1", "train.batch_size=16",
                                      "train.judge_steps=5", "train.umap=false", "train.log_model=false",
                                      "train.system_metrics=false"])
     run_id = train.train(cfg)["run_id"]
-    logged = MlflowClient().get_run(run_id).data.metrics
+    return cfg, run_id, MlflowClient().get_run(run_id).data.metrics
+
+
+def markdown_rows(lines: list[str]) -> list[dict[str, str]]:
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
+
+
+@pytest.mark.slow
+def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, tiny_restyle_run):
+    import registry
+
+    cfg, run_id, logged = tiny_restyle_run
     capsys.readouterr()
     bench_script("marks_gain").main([f"artzoo_runs/{run_id}", "--gains", "1", "0.5", "--by-style"])
     tables = [[line for line in table.splitlines() if line.startswith("| ")]
               for table in capsys.readouterr().out.split("\n\n")]
     lines, styles = tables[0], tables[1]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
+    rows = markdown_rows(lines)
     assert [r["gain"] for r in rows] == ["1", "0.5"]
     trained = rows[0]
     assert float(trained["identity_psnr"]) == pytest.approx(logged["test/identity_psnr"], abs=0.01)
@@ -345,6 +359,21 @@ def test_marks_gain_at_one_scores_what_the_restyle_run_scored(capsys):
 
     with pytest.raises(SystemExit, match="no config.json"):
         bench_script("marks_gain").main(["artzoo_runs"])
+
+    # marks_placement: the restyle as trained scores the structure the run logged for the style
+    style = next(csv.DictReader(Path(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=Artifact.PER_STYLE, dst_path=str(tmp_path))).read_text().splitlines()))
+    bench_script("marks_placement").main([f"artzoo_runs/{run_id}", "--split", "test", "--style", style["style"]])
+    rows = {r["marks"]: r for r in markdown_rows([line for line in capsys.readouterr().out.splitlines()
+                                                  if line.startswith("| ")])}
+    trained = rows["the restyle as trained (the nearest tile's marks)"]
+    assert float(trained["structure"]) == pytest.approx(float(style["structure"]), abs=1e-3)
+    assert float(trained["restyle_psnr_gt (dB)"]) == pytest.approx(float(style["psnr_gt"]), abs=0.01)
+    assert rows["the input"]["how far"] == "0.00" and rows["the truth painted again (other marks)"]["how far"] == "1.00"
+    # an oracle that may keep the marks as painted, tile by tile, does no worse than them
+    for oracle in ("oracle: per tile, the best of 49 shifts of those marks",
+                   "oracle: per tile, the best of the 16 nearest kept tiles"):
+        assert float(rows[oracle]["structure"]) >= float(trained["structure"]) - 0.02
 
 
 @pytest.mark.slow
