@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -141,8 +142,11 @@ def _stopped_run(*overrides: str) -> str:
     return run.id
 
 
-def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(cli):
+def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(cli, tmp_path, monkeypatch):
     run_id = _stopped_run("seed=5", "train.epochs=3", "train.lr=0.001", "data.size=200")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # what reading the run's config leaves behind
     same = cli("cnn", "seed=5", "train.epochs=3", "train.lr=1e-3", "data=synthart", "data.size=200",
                f"resume={run_id}", "--dry-run")
     assert same.returncode == 0, same.stderr
@@ -158,6 +162,7 @@ def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(c
     other = cli("ae", f"resume={run_id}")
     assert other.returncode == 2 and "is a run of cnn" in other.stderr
     assert MlflowClient().get_run(run_id).info.status == "KILLED", "a refused resume leaves the run as it was"
+    assert not any(temporary.iterdir()), "reading a run's config.json leaves no temporary folder behind"
 
 
 @pytest.mark.slow
