@@ -47,24 +47,6 @@ def best_tiles(candidates: list[torch.Tensor], truth_edges: torch.Tensor, tile: 
     return F.fold(torch.gather(pieces, 0, pick)[0], candidates[0].shape[-2:], tile, stride=tile)
 
 
-def nearest_tiles(bank, smooth: torch.Tensor, style: int, k: int) -> list[torch.Tensor]:
-    """The marks each of the ``k`` kept tiles nearest in the match's key would paint (k images)."""
-    t, s = bank.tile, bank.scale
-    query, count = bank._cut(smooth)
-    query = bank._keys(bank._colours(query.flatten(0, 1)))
-    colours, keys = bank._kept(style)
-    near = torch.cdist(query, keys).topk(k, largest=False).indices
-    out = []
-    for j in range(k):
-        n = near[:, j]
-        tiles = bank.tiles[style, n].float().div(255).view(len(n), bank.in_chans, t, t)
-        coarse = colours[n].view(len(n), bank.in_chans, t // s, t // s)
-        marks = tiles - F.interpolate(coarse, scale_factor=s, mode=bank.upsample, align_corners=False)
-        painted = F.fold(marks.flatten(1).view(len(smooth), count, -1).transpose(1, 2), smooth.shape[-2:], t, stride=t)
-        out.append(painted - F.interpolate(F.avg_pool2d(painted, s), scale_factor=s, mode="nearest"))
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a cond_ae run's folder (artzoo_runs/<run_id>), exemplar marks")
@@ -92,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         smooth = net.smooth(net.encode(x), t)
         marks = net.texture(smooth, t)
+        weights = F.one_hot(t, len(task.classes)).to(smooth.dtype)
         rows = {
             "the input": x,
             "the smooth image alone (no marks)": smooth,
@@ -100,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
                 [smooth + torch.roll(marks, (dy, dx), (2, 3)) for dy in range(-3, 4) for dx in range(-3, 4)],
                 truth_edges, tile),
             "oracle: per tile, the best of the 16 nearest kept tiles": best_tiles(
-                [smooth + m for m in nearest_tiles(net.exemplars, smooth, style, 16)], truth_edges, tile),
+                [smooth + net.exemplars(smooth, weights, rank=k) for k in range(16)], truth_edges, tile),
             "the truth painted again (other marks)": render_all(data, idx, t, texture=1),
         }
         scores = {}

@@ -128,6 +128,11 @@ def test_exemplar_tiles_are_matched_on_their_pattern_of_colours_as_well_as_the_c
     other = STRIPES if copied is CHECKER else CHECKER
     # the copied tile's marks also hold its own edge, sharper than the upsampled colours: hence not 1
     assert (marks * copied).mean() > 0.5 * copied.pow(2).mean() > (marks * other).mean().abs()
+    # by rank: each painting gave 16 alike tiles, so the 16 nearest are the nearest one's, the 17th the other's
+    with torch.no_grad():
+        ranked = [model.exemplars(_edges(0.1, 0.7), torch.tensor([[1.0, 0, 0, 0]]), rank=k)[0, 0] for k in (0, 15, 16)]
+    assert torch.equal(ranked[0], marks) and torch.equal(ranked[1], marks)
+    assert (ranked[2] * other).mean() > 0.5 * other.pow(2).mean() > (ranked[2] * copied).mean().abs()
 
 
 def test_a_style_without_kept_tiles_paints_no_marks_and_a_full_bank_keeps_its_first_tiles():

@@ -223,9 +223,10 @@ class ExemplarMarks(nn.Module):
         self._cache.pop(style, None)  # the same count of other tiles: the cached colours are not theirs
         return int(self.kept[style])
 
-    def forward(self, smooth: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, smooth: torch.Tensor, weights: torch.Tensor, *, rank: int = 0) -> torch.Tensor:
         """The marks for ``smooth`` (B×C×H×W) in the styles ``weights`` (B×styles; a blend blends
-        the styles' marks). A style with no kept tile paints none."""
+        the styles' marks). A style with no kept tile paints none. ``rank`` k copies each tile's
+        (k+1)-th nearest kept tile instead of its nearest (bench/marks_placement.py)."""
         h, w = smooth.shape[-2:]
         t = self.tile
         pad = (0, -w % t, 0, -h % t)
@@ -239,7 +240,9 @@ class ExemplarMarks(nn.Module):
             colours, keys = kept
             rows = weights[:, style] > 0
             q = query[rows].flatten(0, 1)
-            nearest = torch.cat([torch.cdist(part, keys).argmin(1) for part in q.split(4096)])
+            nearest = torch.cat([torch.cdist(part, keys).argmin(1) if not rank else
+                                 torch.cdist(part, keys).topk(rank + 1, largest=False).indices[:, rank]
+                                 for part in q.split(4096)])
             # only the chosen tiles are unpacked: the bank is far larger than one batch's tiles
             tiles = self.tiles[style, nearest].float().div(255).view(len(nearest), self.in_chans, t, t)
             coarse = colours[nearest].view(len(nearest), self.in_chans, t // self.scale, t // self.scale)
