@@ -265,7 +265,7 @@ def test_run_page_slides_over_the_epochs_of_an_image_grid(filled, media, open_pa
 
 
 @pytest.mark.slow
-def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(filled, media, open_page):
+def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(filled, media, open_page, tmp_path):
     at = open_page(filled["uri"], "views/clusters.py", filled["ae"])
     metrics = MlflowClient(filled["uri"]).get_run(filled["ae"]).data.metrics
     scores = at.dataframe[0].value
@@ -287,7 +287,8 @@ def test_clusters_page_compares_the_embeddings_and_finds_similar_paintings(fille
 
     # similar paintings: the ten nearest of the one asked about, in the chosen embedding
     emb = np.load(mlflow.artifacts.download_artifacts(run_id=filled["ae"], artifact_path="embeddings/test.npz",
-                                                      tracking_uri=filled["uri"]), allow_pickle=False)
+                                                      tracking_uri=filled["uri"], dst_path=str(tmp_path)),
+                  allow_pickle=False)
     at.selectbox(key="query_style").set_value(5).run()
     near = emb["neighbours_style"][5]
     captions = [c for e in at.image for c in e.captions if re.match(r"\d+\. ", c)]
@@ -352,9 +353,11 @@ def test_restyle_page_shows_the_ground_truth_of_the_style_chosen(media, open_pag
     run_id = train.train(config.resolve("cond_ae", ["data.size=64", "data.image_size=16", "train.epochs=1",
                                                     "train.max_steps_per_epoch=2", "train.judge_steps=5",
                                                     "train.umap=false", "train.log_model=false"]))["run_id"]
-    logged = np.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="restyle/test.npz"))
+    logged = np.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="restyle/test.npz",
+                                                         dst_path=str(tmp_path)))
     classes = [str(c) for c in logged["classes"]]
-    cfg = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json")).read_text())
+    cfg = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json",
+                                                              dst_path=str(tmp_path))).read_text())
     test = registry.dataset_of(cfg, "test")
     at = open_page(os.environ["MLFLOW_TRACKING_URI"], "views/restyle.py", run_id)
     at.number_input(key="item").set_value(2).run()
@@ -407,7 +410,7 @@ def test_restyle_page_shows_the_unseen_judges_and_the_marks_evidence_per_style(o
 
 
 @pytest.mark.slow
-def test_restyle_page_paints_a_styles_marks_from_the_users_own_paintings(filled, media, open_page):
+def test_restyle_page_paints_a_styles_marks_from_the_users_own_paintings(filled, media, open_page, tmp_path):
     from runners.inference import load
     from zoo.task import to_uint8
 
@@ -426,7 +429,7 @@ def test_restyle_page_paints_a_styles_marks_from_the_users_own_paintings(filled,
     classes = json.loads(MlflowClient(filled["uri"]).get_run(filled["cond_ae"]).data.tags["zoo.classes"])
     own = picture(at, media, f"{classes[3]} · marks from your 2 paintings")
     saved = mlflow.artifacts.download_artifacts(run_id=filled["cond_ae"], artifact_path="restyle/test.npz",
-                                                tracking_uri=filled["uri"])
+                                                tracking_uri=filled["uri"], dst_path=str(tmp_path / "saved"))
     with np.load(saved, allow_pickle=False) as logged:  # the test image the page shows first
         x = torch.from_numpy(logged["images"][0]).permute(2, 0, 1)[None].float() / 255
     task, _, _ = load(filled["cond_ae"], client=MlflowClient(filled["uri"]))

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +36,13 @@ SIZE = 16
 CLASSES = ["Cubism", "Pop_Art", "Realism"]
 DIGITS = ["data=digits", f"data.image_size={SIZE}", "train.epochs=1", "train.batch_size=32",
           "train.max_steps_per_epoch=3"]
+
+
+@pytest.fixture(autouse=True)
+def _downloads_in_the_tests_folder(monkeypatch, tmp_path):
+    """mlflow.pyfunc.load_model("runs:/...") copies the model into a temporary folder of its own
+    and leaves it there (tens of MB for a restyler): here that folder is the test's."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def _paintings(root: Path) -> Path:
@@ -358,7 +366,8 @@ def _served_weights(run_id: str) -> dict:
 def _checkpoint(run_id: str, name: str) -> dict:
     from runners import checkpoint
 
-    return checkpoint.load(Path(MlflowClient().download_artifacts(run_id, f"checkpoints/{name}")))["model"]
+    with tempfile.TemporaryDirectory() as tmp:  # MLflow's own temporary folder would stay behind
+        return checkpoint.load(Path(MlflowClient().download_artifacts(run_id, f"checkpoints/{name}", tmp)))["model"]
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -381,7 +390,7 @@ def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_classifier(sto
     assert float(np.mean(-np.log(p_true))) == pytest.approx(metrics["test/loss"], rel=1e-5)
 
 
-def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_restyler(store):
+def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_restyler(store, tmp_path):
     import registry
     from zoo.tasks.restyle import Restyle, restyle_targets
     from zoo.task import to_rgb8
@@ -389,7 +398,7 @@ def test_the_logged_model_gives_back_the_logged_test_metrics_of_a_restyler(store
     run = mlflow.get_run(store["cond_ae"])
     # the restyle task serves the finished model (its validation metric is the reconstruction's)
     assert _same(_served_weights(store["cond_ae"]), _checkpoint(store["cond_ae"], "last.pt"))
-    cfg = json.loads(Path(MlflowClient().download_artifacts(store["cond_ae"], "config.json")).read_text())
+    cfg = json.loads(Path(MlflowClient().download_artifacts(store["cond_ae"], "config.json", str(tmp_path))).read_text())
     test_set = registry.dataset_of(cfg, "test")
     x = torch.stack([test_set[i][0] for i in range(len(test_set))])
     labels = np.array([test_set[i][1] for i in range(len(test_set))])
@@ -539,6 +548,7 @@ def _served(run_id: str, log: Path):
     bin_dir = str(Path(sys.executable).parent)  # uvicorn, which MLflow's server execs, lives beside python
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     env.pop("ARTZOO_IMAGE_ROOT", None)
+    env["TMPDIR"] = str(log.parent)  # where the server copies the model to, and leaves it
     with log.open("w") as sink:
         server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", f"runs:/{run_id}/model",
                                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
