@@ -110,6 +110,15 @@ def _isolated_env(session_cache: Path, empty_store: Path, tmp_path: Path, monkey
     monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", "/tmp/artzoo_numba_cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)
+    _temporary_files_in(tmp_path, monkeypatch)
+
+
+def _temporary_files_in(folder: Path, mp: pytest.MonkeyPatch) -> None:
+    """In-process temporary folders under ``folder``: MLflow leaves the ones it downloads
+    artifacts and models into (a checkpoint, a restyler's 31 MB model), which would otherwise
+    pile up in /tmp outside pytest's rotation."""
+    (folder / "tmp").mkdir(exist_ok=True)
+    mp.setattr(tempfile, "tempdir", str(folder / "tmp"))
 
 
 def use_store(mp: pytest.MonkeyPatch, folder: Path, template: Path, cache: Path) -> str:
@@ -123,6 +132,7 @@ def use_store(mp: pytest.MonkeyPatch, folder: Path, template: Path, cache: Path)
     mp.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", "/tmp/artzoo_numba_cache"))
     mp.setenv("MPLBACKEND", "Agg")
     mp.chdir(folder)
+    _temporary_files_in(folder, mp)
     return uri
 
 

@@ -38,13 +38,6 @@ DIGITS = ["data=digits", f"data.image_size={SIZE}", "train.epochs=1", "train.bat
           "train.max_steps_per_epoch=3"]
 
 
-@pytest.fixture(autouse=True)
-def _downloads_in_the_tests_folder(monkeypatch, tmp_path):
-    """mlflow.pyfunc.load_model("runs:/...") copies the model into a temporary folder of its own
-    and leaves it there (tens of MB for a restyler): here that folder is the test's."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-
-
 def _paintings(root: Path) -> Path:
     """root/{train,test}/CLASS/*.png: each class a colour with its own noise, as a course export."""
     rng = np.random.default_rng(0)
