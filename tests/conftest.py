@@ -318,7 +318,7 @@ def postgres(tmp_path: Path):
     bindir = _pg_bin()
     skip_unless(bindir is not None, "PostgreSQL server binaries (Debian's postgresql) are not installed")
     # pytest's tmp folders are private to their owner; the server may run as another user
-    home = Path(tempfile.mkdtemp(prefix="artzoo-pg-"))
+    home = Path(tempfile.mkdtemp(prefix="artzoo-pg-", dir=os.environ.get("TMPDIR") or "/tmp"))  # not a test's folder
     home.chmod(0o777)
     data, port = home / "pgdata", free_port()
     as_user: list[str] = []

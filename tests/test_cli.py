@@ -144,7 +144,7 @@ def _stopped_run(*overrides: str) -> str:
 
 def test_resume_takes_the_starting_command_line_again_and_refuses_what_differs(cli, tmp_path, monkeypatch):
     run_id = _stopped_run("seed=5", "train.epochs=3", "train.lr=0.001", "data.size=200")
-    temporary = tmp_path / "tmp"
+    temporary = tmp_path / "resume-tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # what reading the run's config leaves behind
     same = cli("cnn", "seed=5", "train.epochs=3", "train.lr=1e-3", "data=synthart", "data.size=200",
