@@ -36,17 +36,23 @@ from zoo.tasks.restyle import per_style, restyle_targets
 from zoo.task import labels_of
 
 
+def load_run(folder: Path):
+    """``(task, cfg)`` of a cond_ae run's folder: its config.json and its last checkpoint's
+    inference weights (the moving average), on the CPU."""
+    configs = sorted(folder.glob("**/config.json"))
+    if not configs or not (folder / "checkpoints" / "last.pt").is_file():
+        raise SystemExit(f"{folder} holds no config.json and checkpoints/last.pt: give a cond_ae run's folder")
+    cfg = json.loads(configs[0].read_text())
+    return inference.build(cfg, inference.inference_state(checkpoint.load(folder / "checkpoints" / "last.pt"))), cfg
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a cond_ae run's folder (artzoo_runs/<run_id>)")
     parser.add_argument("--gains", type=float, nargs="+", default=[1.0, 0.9, 0.85, 0.8, 0.7])
     parser.add_argument("--by-style", action="store_true", help="also a table per style: its identity_psnr and panel at each gain")
     args = parser.parse_args(argv)
-    configs = sorted(args.run.glob("**/config.json"))
-    if not configs or not (args.run / "checkpoints" / "last.pt").is_file():
-        raise SystemExit(f"{args.run} holds no config.json and checkpoints/last.pt: give a cond_ae run's folder")
-    cfg = json.loads(configs[0].read_text())
-    task = inference.build(cfg, inference.inference_state(checkpoint.load(args.run / "checkpoints" / "last.pt")))
+    task, cfg = load_run(args.run)
     net = task.net
     train, test = registry.dataset_of(cfg, "train"), registry.dataset_of(cfg, "test")
     judges = task.judges(train, torch.device("cpu"))  # the run's panel, from the cache where it trained them

@@ -17,7 +17,6 @@ again with other marks (1).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import registry
-from runners import checkpoint, inference
+from marks_gain import load_run
 from zoo import evidence, metrics
 from zoo.task import labels_of
 from zoo.tasks.restyle import quarter, render_all, restyle_targets
@@ -53,11 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--style", default="Pop_Art")
     args = parser.parse_args(argv)
-    configs = sorted(args.run.glob("**/config.json"))
-    if not configs or not (args.run / "checkpoints" / "last.pt").is_file():
-        raise SystemExit(f"{args.run} holds no config.json and checkpoints/last.pt: give a cond_ae run's folder")
-    cfg = json.loads(configs[0].read_text())
-    task = inference.build(cfg, inference.inference_state(checkpoint.load(args.run / "checkpoints" / "last.pt")))
+    task, cfg = load_run(args.run)
     net = task.net
     if getattr(net, "exemplars", None) is None:
         raise SystemExit(f"{args.run} paints learned marks: this bench places copied ones (model.marks=exemplar)")

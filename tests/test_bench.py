@@ -35,10 +35,11 @@ def bench_script(name: str):
         sys.path.remove(str(REPO / "bench"))
 
 
-def table(text: str) -> list[dict[str, str]]:
-    """The rows of the last Markdown table in ``text``, as dicts keyed by its header."""
+def table(text: str, first: str = "entry") -> list[dict[str, str]]:
+    """The rows of the last Markdown table in ``text`` whose first column is ``first``, as dicts
+    keyed by its header."""
     lines = text.splitlines()
-    start = max(i for i, line in enumerate(lines) if line.startswith("| entry |"))
+    start = max(i for i, line in enumerate(lines) if line.startswith(f"| {first} |"))
     header = [c.strip() for c in lines[start].strip("|").split("|")]
     rows = []
     for line in lines[start + 2 :]:
@@ -324,11 +325,6 @@ def tiny_restyle_run() -> tuple[dict, str, dict[str, float]]:
     return cfg, run_id, MlflowClient().get_run(run_id).data.metrics
 
 
-def markdown_rows(lines: list[str]) -> list[dict[str, str]]:
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
-
-
 @pytest.mark.slow
 def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, tiny_restyle_run):
     import registry
@@ -336,10 +332,9 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
     cfg, run_id, logged = tiny_restyle_run
     capsys.readouterr()
     bench_script("marks_gain").main([f"artzoo_runs/{run_id}", "--gains", "1", "0.5", "--by-style"])
-    tables = [[line for line in table.splitlines() if line.startswith("| ")]
-              for table in capsys.readouterr().out.split("\n\n")]
-    lines, styles = tables[0], tables[1]
-    rows = markdown_rows(lines)
+    out = capsys.readouterr().out
+    styles = [[line for line in part.splitlines() if line.startswith("| ")] for part in out.split("\n\n")][1]
+    rows = table(out, "gain")
     assert [r["gain"] for r in rows] == ["1", "0.5"]
     trained = rows[0]
     assert float(trained["identity_psnr"]) == pytest.approx(logged["test/identity_psnr"], abs=0.01)
@@ -364,8 +359,7 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
     style = next(csv.DictReader(Path(mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path=Artifact.PER_STYLE, dst_path=str(tmp_path))).read_text().splitlines()))
     bench_script("marks_placement").main([f"artzoo_runs/{run_id}", "--split", "test", "--style", style["style"]])
-    rows = {r["marks"]: r for r in markdown_rows([line for line in capsys.readouterr().out.splitlines()
-                                                  if line.startswith("| ")])}
+    rows = {r["marks"]: r for r in table(capsys.readouterr().out, "marks")}
     trained = rows["the restyle as trained (the nearest tile's marks)"]
     assert float(trained["structure"]) == pytest.approx(float(style["structure"]), abs=1e-3)
     assert float(trained["restyle_psnr_gt (dB)"]) == pytest.approx(float(style["psnr_gt"]), abs=0.01)

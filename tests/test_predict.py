@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -359,8 +358,7 @@ def _served_weights(run_id: str) -> dict:
 def _checkpoint(run_id: str, name: str) -> dict:
     from runners import checkpoint
 
-    with tempfile.TemporaryDirectory() as tmp:  # MLflow's own temporary folder would stay behind
-        return checkpoint.load(Path(MlflowClient().download_artifacts(run_id, f"checkpoints/{name}", tmp)))["model"]
+    return checkpoint.load(Path(MlflowClient().download_artifacts(run_id, f"checkpoints/{name}")))["model"]
 
 
 def _same(a: dict, b: dict) -> bool:
