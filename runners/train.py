@@ -226,7 +226,8 @@ def _resume_checkpoint(run_id: str, world: dist.World) -> Path:
     if not world.main:
         raise FileNotFoundError(f"no checkpoint at {local}")
     try:
-        return Run.attach(run_id, local_root=runs_root()).download(Artifact.LAST, runs_root() / run_id)
+        # a file's download lands under its own name: into checkpoints/, where training goes on
+        return Run.attach(run_id, local_root=runs_root()).download(Artifact.LAST, local.parent)
     except TrackingError:
         raise
     except Exception as exc:

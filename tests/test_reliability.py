@@ -504,3 +504,17 @@ def test_tracked_run_ends_the_run_by_how_its_block_ends():
         assert none is None
     exp = client.get_experiment_by_name("blocks").experiment_id
     assert len(client.search_runs([exp])) == 3
+
+
+def test_a_resume_on_a_machine_without_the_run_folder_takes_the_checkpoint_from_the_store():
+    from runners import checkpoint, config, dist, train
+    from zoo.schema import Artifact
+
+    run_id = train.train(config.resolve("cnn", [*TINY, "train.epochs=1"]))["run_id"]
+    local = train.runs_root() / run_id
+    saved = checkpoint.load(local / Artifact.LAST)["model"]
+    shutil.rmtree(local)  # another machine: the run is in the tracking store alone
+    path = train._resume_checkpoint(run_id, dist.World())
+    assert path == local / Artifact.LAST, "the checkpoint lands in the run's own folder, where training goes on"
+    fetched = checkpoint.load(path)["model"]
+    assert fetched.keys() == saved.keys() and all(torch.equal(fetched[k], saved[k]) for k in saved)
