@@ -249,9 +249,10 @@ def _load_served(fitter: Fitter, record: Recorder, world: dist.World) -> None:
 
 
 def _after_fit(fitter: Fitter, feed: Feed, record: Recorder, state: State) -> None:
-    """The task's post-hoc step with the served weights (classify's crt and tau_norm), on every
-    rank alike; the task state it changes is written into the served checkpoint, so that every
-    user of the run loads what the test split scores."""
+    """The task's post-hoc step with the served weights (classify's crt and tau_norm, cond_ae's
+    dictionary marks), on every rank alike; the task state and the served weights it changes are
+    written into the served checkpoint, so that every user of the run loads what the test split
+    scores."""
     hook = getattr(fitter.task, "after_fit", None)  # optional: a plugin task need not subclass Task
     if hook is None:
         return
@@ -264,6 +265,7 @@ def _after_fit(fitter: Fitter, feed: Feed, record: Recorder, state: State) -> No
     if feed.world.main and path is not None:
         saved = checkpoint.load(path)
         saved["task"] = fitter.task.state_dict()
+        saved["model"] = fitter.reported.state_dict()
         checkpoint.save(path, saved)
         if record.run:
             record.run.log_artifact(path, "checkpoints")

@@ -191,6 +191,77 @@ def test_a_full_bank_is_left_alone_and_a_tile_kept_refreshes_only_its_own_styles
         assert bank._kept(0)[0].min().item() == 1.0
 
 
+def _marks_of(tiles: torch.Tensor) -> torch.Tensor:
+    """N×C×t×t tiles -> their marks as exemplar marks paint them, flat: the tile less its 4 px colours upsampled."""
+    return (tiles - F.interpolate(F.avg_pool2d(tiles, 4), scale_factor=4, mode="bilinear", align_corners=False)).flatten(1)
+
+
+def test_a_dictionary_atom_is_the_mean_of_several_tiles_and_a_rarer_kind_of_tile_makes_none():
+    from zoo.models.cond_ae import MIN_MEMBERS, distil_tiles
+
+    model = _model(marks="dictionary", tile=8, bank=64)
+    keys = model.exemplars._keys
+    stripes = (0.3 + STRIPES[:8, :8]).expand(MIN_MEMBERS + 2, 3, 8, 8)
+    checks = (0.8 + CHECKER[:8, :8]).expand(MIN_MEMBERS - 1, 3, 8, 8)  # one tile too few for an atom
+    atoms = distil_tiles(torch.cat([stripes, checks]), keys, 4, "bilinear", atoms=8)
+    assert len(atoms) == 1 and torch.allclose(atoms[0], stripes[0], atol=1e-5), "the stripes' mean, as loud"
+    # a mean of tiles of random marks is none of them, yet as loud as they are
+    noisy = (0.5 + 0.1 * torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))).expand(16, 3, 8, 8)
+    atom = distil_tiles(noisy, keys, 4, "bilinear", atoms=1)
+    members, made = _marks_of(noisy), _marks_of(atom)
+    assert F.cosine_similarity(made, members).max() < 0.7
+    assert made.norm() == pytest.approx(members.norm(dim=1).mean().item(), rel=0.15)
+
+
+def _distilled_model() -> torch.nn.Module:
+    model = _model(marks="dictionary", tile=8, bank=64, atoms=8).train()
+    noise = 0.1 * torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # four paintings of style 0, each of 16 tiles of its own random marks
+        model(torch.cat([_flat(0.2, n[0]) for n in noise[:2]] + [_flat(0.8, n[0]) for n in noise[2:]]),
+              torch.tensor([0, 0, 0, 0]))
+    kept = model.exemplars.tiles[0, :64].float().div(255).view(64, 3, 8, 8)
+    assert model.training_pixel_bytes() == 64 * 3 * 8 * 8 and model.distil() and not model.distil()
+    return model.eval(), kept
+
+
+def test_a_distilled_dictionary_holds_no_kept_tile_and_travels_with_the_weights():
+    from zoo.evidence import COPY_COSINE
+    from zoo.models.cond_ae import MIN_MEMBERS
+
+    model, kept = _distilled_model()
+    bank = model.exemplars
+    assert model.training_pixel_bytes() == 0 and bank.tiles.shape == (4, 8, 3 * 8 * 8)
+    assert 2 <= int(bank.kept[0]) <= 64 // MIN_MEMBERS and bank.kept[1:].tolist() == [0, 0, 0]
+    atoms = bank.tiles[0, : int(bank.kept[0])].float().div(255).view(-1, 3, 8, 8)
+    nearest = (F.normalize(_marks_of(atoms), dim=1) @ F.normalize(_marks_of(kept), dim=1).T).max()
+    assert nearest < COPY_COSINE, "no atom is a copy of a kept tile"
+    # a restyle paints the atoms' marks: as loud as the tiles', and none of them
+    code = model.encode(_flat(0.2, torch.zeros(32, 32)))
+    with torch.no_grad():
+        marks = model.decode(code, torch.tensor([0])) - model.smooth(code, torch.tensor([0]))
+    tiles = F.unfold(marks, 8, stride=8)[0].T
+    assert tiles.norm(dim=1).mean() > 0.5 * _marks_of(kept).norm(dim=1).mean()
+    # a fresh model (a bank's worth of rows) loads the dictionary and paints the same
+    fresh = _model(marks="dictionary", tile=8, bank=64, atoms=8)
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(_decode(fresh.eval(), code, torch.tensor([0])), _decode(model, code, torch.tensor([0])))
+    # training on leaves the dictionary as it is: it keeps no tile again
+    with torch.no_grad():
+        fresh.train()(_flat(0.5, STRIPES), torch.tensor([1]))
+    assert fresh.exemplars.kept[1] == 0 and fresh.training_pixel_bytes() == 0
+
+
+def test_a_distilled_dictionary_takes_a_users_paintings_as_atoms_not_as_tiles():
+    model, _ = _distilled_model()
+    read = model.use_exemplars(_flat(0.5, STRIPES), 2)
+    assert read == 16 and int(model.exemplars.kept[2]) == 1, "16 alike tiles: one atom, their mean"
+    code = model.encode(_flat(0.5, torch.zeros(32, 32)))
+    with torch.no_grad():
+        marks = model.decode(code, torch.tensor([2])) - model.smooth(code, torch.tensor([2]))
+    assert torch.allclose(marks[..., 8:24, 8:24], STRIPES[8:24, 8:24].expand(1, 3, 16, 16), atol=2 / 255)
+    assert model.training_pixel_bytes() == 0
+
+
 def test_the_texture_path_paints_from_fine_and_coarse_noise():
     from zoo.models.cond_ae import NOISE_CHANS, NOISE_SCALES, _noise
 
@@ -437,3 +508,45 @@ def test_each_validation_image_is_restyled_into_another_style_the_same_at_every_
     assert torch.equal(torch.random.get_rng_state(), after_judging), "the restyles draw nothing from training's stream"
     # without setup (a loaded model), no judge: no restyle_acc per epoch
     assert "restyle_hit" not in registry.task("restyle", model=model, classes=list("abcd")).eval_step(x, y)
+
+
+@pytest.mark.slow
+def test_a_dictionary_run_scores_and_serves_a_model_that_holds_no_training_tile():
+    from mlflow.tracking import MlflowClient
+
+    from runners import checkpoint, config, inference, train
+    from runners.tracking import runs_root
+    from zoo.evidence import COPY_COSINE
+    from zoo.schema import Artifact
+    from zoo.task import to_uint8
+
+    cfg = config.resolve("cond_ae", ["model.marks=dictionary", "model.atoms=64", "data.size=100", "data.image_size=32",
+                                     "train.epochs=1", "train.batch_size=16", "train.judge_steps=5", "train.umap=false",
+                                     "train.log_model=false", "train.system_metrics=false"])
+    run_id = train.train(cfg)["run_id"]
+    assert MlflowClient().get_run(run_id).data.metrics["test/stored_training_bytes"] == 0
+    folder = runs_root() / run_id
+    served = checkpoint.trained_state(checkpoint.load(folder / "checkpoints" / "last.pt"))
+    tiles, kept = served["exemplars.tiles"], served["exemplars.kept"]
+    assert served["exemplars.distilled"] and tiles.shape[1] == 64 and 0 < kept.max() <= 64
+    # no atom is a copy of any tile of a training painting of its style, where the bank cut them
+    train_set = registry.dataset_of(cfg, "train")
+    labels = np.array([train_set[i][1] for i in range(len(train_set))])
+    for style in np.flatnonzero(kept.numpy()):
+        paintings = torch.stack([train_set[int(i)][0] for i in np.flatnonzero(labels == style)])
+        own = F.unfold(paintings, 16, stride=16).transpose(1, 2).reshape(-1, 3, 16, 16)
+        atoms = tiles[style, : int(kept[style])].float().div(255).view(-1, 3, 16, 16)
+        marks, theirs = _marks_of(atoms), _marks_of(own)
+        loud = theirs.norm(dim=1) > 0.01 * 16 * 3 ** 0.5
+        nearest = (F.normalize(marks, dim=1) @ F.normalize(theirs[loud], dim=1).T).max()
+        assert nearest < COPY_COSINE, f"style {style}: an atom copies a training tile"
+    # the model loaded from the run paints the restyles that the test split scored
+    task, _, _ = inference.load(run_id)
+    saved = np.load(folder / "outputs" / Artifact.RESTYLES, allow_pickle=False)
+    test_set = registry.dataset_of(cfg, "test")
+    index = saved["index"][:8]
+    x = torch.stack([test_set[int(i)][0] for i in index])
+    with torch.no_grad():
+        painted = task.net.decode(task.net.encode(x), torch.as_tensor(saved["targets"][index])).clamp(0, 1)
+    again = to_uint8(painted)
+    assert np.abs(again.astype(int) - saved["restyled"][:8].astype(int)).max() <= 1

@@ -124,8 +124,9 @@ class Task:
     def after_fit(self, *, train_set: torch.utils.data.Dataset, valid_set: torch.utils.data.Dataset,
                   device: torch.device) -> bool:
         """After training, with the weights the run serves, before the test split is scored: a
-        post-hoc step chosen on ``valid_set`` (classify's crt and tau_norm). Return True where the
-        task state changed: the runner then writes it into the served checkpoint. Optional."""
+        post-hoc step chosen on ``valid_set`` (classify's crt and tau_norm), or one that changes
+        the served model (cond_ae's dictionary marks). Return True where the task state or the
+        model changed: the runner then writes both into the served checkpoint. Optional."""
         return False
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

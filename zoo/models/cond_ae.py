@@ -27,7 +27,7 @@ The style reaches both paths in one of two ways (``conditioning``):
   parameters. They start apart (random, not all ones and zeros), so that each style's texture
   begins different instead of having to break a tie.
 
-The marks come from one of two places (``marks``):
+The marks come from one of three places (``marks``):
 
 * ``learned``: the texture path above, taught by the ``restyle`` task's critic;
 * ``exemplar`` (the default; docs/restyle-notes.md): copied from training images of the target
@@ -43,7 +43,12 @@ The marks come from one of two places (``marks``):
   its colours. A style's marks thus follow the colours they were painted over in real paintings
   of it: outlines where regions meet, shaded facets inside regions, which marks sampled from
   noise never learned. Nothing learns the marks; the critic still teaches the smooth path each
-  style's colours. The price is identity_psnr: another painting's marks are not the image's own.
+  style's colours. The price is identity_psnr: another painting's marks are not the image's own;
+* ``dictionary``: exemplar marks while training; then (the restyle task's ``after_fit``) each
+  style's kept tiles are replaced by a dictionary distilled from them, k-means of their match
+  keys, each atom the mean of at least four tiles' marks, made as loud as they are and sharpened.
+  It paints as the exemplar path does, from atoms instead of tiles: a model to share where the
+  training paintings may not be shared (docs/restyle-notes.md has what it costs).
 
 What makes the decoder use its label is the training recipe of the ``restyle`` task
 (zoo/tasks/restyle.py); this module is only the network.
@@ -52,6 +57,7 @@ What makes the decoder use its label is the training recipe of the ``restyle`` t
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Annotated, Literal
 
 import torch
@@ -62,13 +68,18 @@ from torch import nn
 __all__ = ["CondAE", "cond_ae", "style_weights"]
 
 Conditioning = Literal["concat", "cin"]
-Marks = Literal["learned", "exemplar"]
+Marks = Literal["learned", "exemplar", "dictionary"]
 Upsample = Literal["bilinear", "bicubic"]
 STYLE_INIT = 0.5  # spread of the per-style scales and shifts at the start (cin)
 NOISE_CHANS = 2  # channels of random noise per scale that the texture path paints from
 # Noise per pixel, and constant over 4- and 8-pixel squares: tiles and facets, larger than what a
 # few convolutions can grow from per-pixel noise alone, start from a coarse random field
 NOISE_SCALES = (1, 4, 8)
+# A dictionary atom is the mean of at least this many training tiles' marks: none is one painting's
+MIN_MEMBERS = 4
+# A mean of random marks is fainter and softer than any of them: its loudness is restored to the
+# members' and its peaks raised by this power, so that strokes and dots stay strokes and dots
+SHARPEN = 1.5
 
 
 def style_weights(style: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -257,6 +268,93 @@ class ExemplarMarks(nn.Module):
         return painted[..., :h, :w].to(smooth.dtype)
 
 
+def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int) -> torch.Tensor:
+    """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
+    of their match keys (``keys``, a function of the coarse colours), and per cluster of at least
+    :data:`MIN_MEMBERS` the mean colours plus the mean marks, made as loud as the members' on
+    average and sharpened (:data:`SHARPEN`). Seeded: the same tiles give the same atoms."""
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    count = min(atoms, len(tiles) // MIN_MEMBERS)
+    if not count:
+        return tiles.new_zeros(0, *tiles.shape[1:])
+    colours = F.avg_pool2d(tiles, scale)
+    marks = tiles - F.interpolate(colours, scale_factor=scale, mode=upsample, align_corners=False)
+    with warnings.catch_warnings():  # alike tiles (a user's flat paintings) make fewer clusters: fewer atoms
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().numpy()).labels_
+    clusters = torch.as_tensor(clusters)
+    made = []
+    for c in range(count):
+        members = clusters == c
+        if int(members.sum()) < MIN_MEMBERS:
+            continue
+        mean = marks[members].mean(0)
+        sharp = mean.sign() * mean.abs().pow(SHARPEN)
+        loudness = marks[members].square().mean((1, 2, 3)).sqrt().mean()
+        sharp = sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8)
+        made.append(F.interpolate(colours[members].mean(0, keepdim=True), scale_factor=scale, mode=upsample,
+                                  align_corners=False)[0] + sharp)
+    return torch.stack(made).clamp(0, 1) if made else tiles.new_zeros(0, *tiles.shape[1:])
+
+
+class DictionaryMarks(ExemplarMarks):
+    """Exemplar marks while the model trains; after it (:meth:`distil`), a dictionary per style
+    distilled from the kept tiles (:func:`distil_tiles`), matched and painted the same way. The
+    model then holds no training tile, only means of at least :data:`MIN_MEMBERS` of them."""
+
+    def __init__(self, *args, atoms: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.atoms = atoms
+        self.register_buffer("distilled", torch.zeros((), dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # a distilled dictionary keeps `atoms` rows per style, not the bank's: take the saved shape
+        saved = state_dict.get(prefix + "tiles")
+        if saved is not None and saved.shape != self.tiles.shape:
+            self.tiles = torch.zeros_like(saved, device=self.tiles.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _distilled(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``tiles`` (uint8, N×C·t²) -> the dictionary's atoms, the same layout."""
+        t = self.tile
+        atoms = distil_tiles(tiles.float().div(255).view(len(tiles), self.in_chans, t, t), self._keys, self.scale,
+                             self.upsample, self.atoms)
+        return atoms.flatten(1).mul(255).round().to(torch.uint8)
+
+    @torch.no_grad()
+    def distil(self) -> None:
+        """Replace every style's kept tiles by their dictionary: from here on no tile is kept."""
+        made = [self._distilled(self.tiles[style, : int(self.kept[style])]) for style in range(len(self.kept))]
+        self.tiles = torch.zeros(len(made), self.atoms, self.tiles.shape[-1], dtype=torch.uint8, device=self.tiles.device)
+        for style, atoms in enumerate(made):
+            self.tiles[style, : len(atoms)] = atoms
+            self.kept[style] = len(atoms)
+        self.distilled.fill_(True)
+        self._cache.clear()
+
+    def remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if not self.distilled:  # a distilled dictionary is what was served: training on leaves it
+            super().remember(images, labels)
+
+    @torch.no_grad()
+    def replace(self, style: int, images: torch.Tensor) -> int:
+        """``style``'s atoms distilled from the tiles of ``images`` (a user's paintings; none
+        kept); how many tiles they were distilled from."""
+        if not self.distilled:
+            return super().replace(style, images)
+        h, w = images.shape[-2:]
+        tiles, _ = self._cut(images[..., : h - h % self.tile, : w - w % self.tile].float())
+        tiles = tiles.flatten(0, 1).flatten(1).mul(255).round().clamp(0, 255).to(torch.uint8)
+        atoms = self._distilled(tiles)
+        self.tiles[style] = 0
+        self.tiles[style, : len(atoms)] = atoms
+        self.kept[style] = len(atoms)
+        self._cache.pop(style, None)
+        return len(tiles)
+
+
 class CondAE(nn.Module):
     """Encoder to a coarse content code; decoder from (code, style) to smooth image + texture."""
 
@@ -275,6 +373,7 @@ class CondAE(nn.Module):
         bank: int = 4096,
         layout: float = 2.0,
         upsample: Upsample = "bilinear",
+        atoms: int = 512,
     ) -> None:
         super().__init__()
         self.num_styles = num_classes
@@ -300,6 +399,9 @@ class CondAE(nn.Module):
         nn.init.zeros_(self.correction.bias)
         if marks == "exemplar":
             self.exemplars = ExemplarMarks(num_classes, in_chans, self.scale, tile, bank, layout=layout, upsample=upsample)
+        elif marks == "dictionary":
+            self.exemplars = DictionaryMarks(num_classes, in_chans, self.scale, tile, bank, layout=layout,
+                                             upsample=upsample, atoms=atoms)
         else:
             self.exemplars = None
             self._texture_path(in_chans + extra, texture_width, conditioning)
@@ -353,9 +455,17 @@ class CondAE(nn.Module):
     def training_pixel_bytes(self) -> int:
         """Bytes of training paintings' pixels the model holds (its kept tiles; learned marks: 0).
         A checkpoint or MLflow model of it carries them: redistributing it redistributes them."""
-        if self.exemplars is None:
+        if self.exemplars is None or getattr(self.exemplars, "distilled", False):
             return 0
         return int(self.exemplars.kept.sum()) * self.exemplars.tiles.shape[-1]
+
+    def distil(self) -> bool:
+        """``model.marks=dictionary``: replace the kept training tiles by the dictionary distilled
+        from them (:class:`DictionaryMarks`), once training is over. True where it did."""
+        if not isinstance(self.exemplars, DictionaryMarks) or self.exemplars.distilled:
+            return False
+        self.exemplars.distil()
+        return True
 
     def texture(self, smooth: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Fine marks of ``style`` following the tones of ``smooth``: sampled from fresh noise
@@ -417,8 +527,9 @@ def cond_ae(
                                                 "(conditional instance norm)")] = "concat",
     embed_dim: Annotated[int, Field(gt=0, description="size of the style embedding (concat only)")] = 16,
     marks: Annotated[Marks, Field(description="where the marks come from: learned (a texture path painting "
-                                  "from noise) or exemplar (tiles of training images of the style, matched "
-                                  "on their coarse colours)")] = "exemplar",
+                                  "from noise), exemplar (tiles of training images of the style, matched "
+                                  "on their coarse colours) or dictionary (exemplar while training, then "
+                                  "means of those tiles: no training tile is kept)")] = "exemplar",
     tile: Annotated[int, Field(gt=0, description="side of the tiles of exemplar marks, in pixels (a "
                                "multiple of 2**stages)")] = 16,
     bank: Annotated[int, Field(gt=0, description="tiles kept per style for exemplar marks")] = 4096,
@@ -428,6 +539,8 @@ def cond_ae(
     upsample: Annotated[Upsample, Field(description="how the smooth path (and the exemplar marks' residual) "
                                         "upsamples the code's colours; bicubic draws sharper edges and "
                                         "scores lower restyle_psnr_gt (docs/restyle-notes.md)")] = "bilinear",
+    atoms: Annotated[int, Field(gt=0, description="dictionary marks: most atoms per style, each the mean of "
+                                "at least 4 kept tiles' marks")] = 512,
 ) -> CondAE:
     """The label-conditioned autoencoder of the restyle task."""
     if image_size % 2**stages:
@@ -437,7 +550,7 @@ def cond_ae(
         )
     return CondAE(num_classes, in_chans, latent_dim=latent_dim, stages=stages, width=width,
                   texture_width=texture_width, conditioning=conditioning, embed_dim=embed_dim,
-                  marks=marks, tile=tile, bank=bank, layout=layout, upsample=upsample)
+                  marks=marks, tile=tile, bank=bank, layout=layout, upsample=upsample, atoms=atoms)
 
 
 cond_ae.task = "restyle"

@@ -251,6 +251,12 @@ class Restyle(Reconstruct):
         loss = sum(self.weights[k] * v for k, v in terms.items())
         return {"loss": loss, **{f"g_{k}": v.detach() for k, v in terms.items()}, "critic_loss": critic_loss.detach()}
 
+    def after_fit(self, *, train_set, valid_set, device: torch.device) -> bool:
+        """``model.marks=dictionary``: the served model's kept tiles become its dictionary (the
+        test split scores, and the run serves, a model holding no training tile)."""
+        distil = getattr(self.net, "distil", None)
+        return bool(callable(distil) and distil())
+
     # -- evaluation -------------------------------------------------------------------------
     def setup(self, train_set, device: torch.device) -> None:
         super().setup(train_set, device)
