@@ -290,8 +290,8 @@ def _use_exemplars(task, cfg: dict, args: argparse.Namespace) -> None:
     """``--exemplars DIR``: the pictures in DIR, at the run's size, become the marks of ``--style``."""
     net = getattr(task, "net", None)
     if not callable(getattr(net, "use_exemplars", None)) or getattr(net, "exemplars", None) is None:
-        raise Refused(f"--exemplars is for restyle runs that paint exemplar marks (cond_ae, model.marks=exemplar); "
-                      f"this run's model is {cfg['entry']} with {cfg['model'].get('marks', 'no')} marks")
+        raise Refused(f"--exemplars is for restyle runs that paint exemplar marks (cond_ae, model.marks=exemplar or "
+                      f"dictionary); this run's model is {cfg['entry']} with {cfg['model'].get('marks', 'no')} marks")
     classes = list(cfg["classes"])
     if args.style in (None, "all"):
         raise Refused(f"--exemplars gives one style's marks: name it with --style (one of {', '.join(classes)})")

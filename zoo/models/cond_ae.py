@@ -46,7 +46,8 @@ The marks come from one of three places (``marks``):
   style's colours. The price is identity_psnr: another painting's marks are not the image's own;
 * ``dictionary``: exemplar marks while training; then (the restyle task's ``after_fit``) each
   style's kept tiles are replaced by a dictionary distilled from them, k-means of their match
-  keys, each atom the mean of at least four tiles' marks, made as loud as they are and sharpened.
+  keys, each atom the mean of at least four tiles' marks (each shifted by up to 2 px to meet the
+  others'), made as loud as they are and sharpened.
   It paints as the exemplar path does, from atoms instead of tiles: a model to share where the
   training paintings may not be shared (docs/restyle-notes.md has what it costs).
 
@@ -80,6 +81,9 @@ MIN_MEMBERS = 4
 # A mean of random marks is fainter and softer than any of them: its loudness is restored to the
 # members' and its peaks raised by this power, so that strokes and dots stay strokes and dots
 SHARPEN = 1.5
+# Before they are averaged, a member's marks shift (circularly) by up to this many pixels to meet
+# the others': an outline's place in its tile varies by a pixel or two between paintings
+ALIGN = 2
 
 
 def style_weights(style: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -271,8 +275,9 @@ class ExemplarMarks(nn.Module):
 def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int) -> torch.Tensor:
     """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
     of their match keys (``keys``, a function of the coarse colours), and per cluster of at least
-    :data:`MIN_MEMBERS` the mean colours plus the mean marks, made as loud as the members' on
-    average and sharpened (:data:`SHARPEN`). Seeded: the same tiles give the same atoms."""
+    :data:`MIN_MEMBERS` the mean colours plus the mean marks (aligned, :data:`ALIGN`), made as
+    loud as the members' on average and sharpened (:data:`SHARPEN`). Seeded: the same tiles give
+    the same atoms."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
@@ -285,14 +290,20 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
         warnings.simplefilter("ignore", ConvergenceWarning)
         clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().numpy()).labels_
     clusters = torch.as_tensor(clusters)
+    shifts = [(dy, dx) for dy in range(-ALIGN, ALIGN + 1) for dx in range(-ALIGN, ALIGN + 1)]
     made = []
     for c in range(count):
         members = clusters == c
         if int(members.sum()) < MIN_MEMBERS:
             continue
-        mean = marks[members].mean(0)
+        own = marks[members]
+        mean = own.mean(0)
+        for _ in range(2):  # each member at the shift that best meets the mean, then the mean again
+            shifted = torch.stack([own.roll(shift, (2, 3)) for shift in shifts])  # shifts×members×C×t×t
+            best = (shifted.flatten(2) @ mean.flatten()).argmax(0)
+            mean = shifted[best, torch.arange(len(own))].mean(0)
         sharp = mean.sign() * mean.abs().pow(SHARPEN)
-        loudness = marks[members].square().mean((1, 2, 3)).sqrt().mean()
+        loudness = own.square().mean((1, 2, 3)).sqrt().mean()
         sharp = sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8)
         made.append(F.interpolate(colours[members].mean(0, keepdim=True), scale_factor=scale, mode=upsample,
                                   align_corners=False)[0] + sharp)
