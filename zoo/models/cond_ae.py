@@ -272,16 +272,20 @@ class ExemplarMarks(nn.Module):
         return painted[..., :h, :w].to(smooth.dtype)
 
 
-def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int) -> torch.Tensor:
+def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int, *,
+                 members: int = MIN_MEMBERS, align: int = ALIGN, sharpen: float = SHARPEN) -> torch.Tensor:
     """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
     of their match keys (``keys``, a function of the coarse colours), and per cluster of at least
-    :data:`MIN_MEMBERS` the mean colours plus the mean marks (aligned, :data:`ALIGN`), made as
-    loud as the members' on average and sharpened (:data:`SHARPEN`). Seeded: the same tiles give
-    the same atoms."""
+    ``members`` distinct tiles the mean colours plus the mean marks (aligned by up to ``align`` px), made as loud
+    as the members' on average and sharpened by the power ``sharpen``. Seeded: the same tiles give
+    the same atoms (the defaults: docs/restyle-notes.md, ``bench/dictionary_atoms.py``)."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
-    count = min(atoms, len(tiles) // MIN_MEMBERS)
+    # a small style's bank holds each tile several times (seen again every epoch): a mean of one
+    # tile's copies would be that tile
+    tiles = torch.unique(tiles.flatten(1), dim=0).view(-1, *tiles.shape[1:])
+    count = min(atoms, len(tiles) // members)
     if not count:
         return tiles.new_zeros(0, *tiles.shape[1:])
     colours = F.avg_pool2d(tiles, scale)
@@ -290,24 +294,32 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
         warnings.simplefilter("ignore", ConvergenceWarning)
         clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().numpy()).labels_
     clusters = torch.as_tensor(clusters)
-    shifts = [(dy, dx) for dy in range(-ALIGN, ALIGN + 1) for dx in range(-ALIGN, ALIGN + 1)]
+    shifts = [(dy, dx) for dy in range(-align, align + 1) for dx in range(-align, align + 1)]
     made = []
     for c in range(count):
-        members = clusters == c
-        if int(members.sum()) < MIN_MEMBERS:
+        ours = clusters == c
+        if int(ours.sum()) < members:
             continue
-        own = marks[members]
+        own = marks[ours]
         mean = own.mean(0)
-        for _ in range(2):  # each member at the shift that best meets the mean, then the mean again
+        for _ in range(2 if align else 0):  # each member at the shift that best meets the mean, then the mean again
             shifted = torch.stack([own.roll(shift, (2, 3)) for shift in shifts])  # shifts×members×C×t×t
             best = (shifted.flatten(2) @ mean.flatten()).argmax(0)
             mean = shifted[best, torch.arange(len(own))].mean(0)
-        sharp = mean.sign() * mean.abs().pow(SHARPEN)
+        sharp = mean.sign() * mean.abs().pow(sharpen)
         loudness = own.square().mean((1, 2, 3)).sqrt().mean()
         sharp = sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8)
-        made.append(F.interpolate(colours[members].mean(0, keepdim=True), scale_factor=scale, mode=upsample,
+        made.append(F.interpolate(colours[ours].mean(0, keepdim=True), scale_factor=scale, mode=upsample,
                                   align_corners=False)[0] + sharp)
     return torch.stack(made).clamp(0, 1) if made else tiles.new_zeros(0, *tiles.shape[1:])
+
+
+def distil_kept(bank: ExemplarMarks, tiles: torch.Tensor, atoms: int, **recipe) -> torch.Tensor:
+    """:func:`distil_tiles` of ``bank``'s tiles as it keeps them (uint8, N×C·t²), its atoms the same way."""
+    t = bank.tile
+    made = distil_tiles(tiles.float().div(255).view(len(tiles), bank.in_chans, t, t), bank._keys, bank.scale,
+                        bank.upsample, atoms, **recipe)
+    return made.flatten(1).mul(255).round().to(torch.uint8)
 
 
 class DictionaryMarks(ExemplarMarks):
@@ -327,18 +339,12 @@ class DictionaryMarks(ExemplarMarks):
             self.tiles = torch.zeros_like(saved, device=self.tiles.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _distilled(self, tiles: torch.Tensor) -> torch.Tensor:
-        """``tiles`` (uint8, N×C·t²) -> the dictionary's atoms, the same layout."""
-        t = self.tile
-        atoms = distil_tiles(tiles.float().div(255).view(len(tiles), self.in_chans, t, t), self._keys, self.scale,
-                             self.upsample, self.atoms)
-        return atoms.flatten(1).mul(255).round().to(torch.uint8)
-
     @torch.no_grad()
     def distil(self) -> None:
         """Replace every style's kept tiles by their dictionary: from here on no tile is kept."""
-        made = [self._distilled(self.tiles[style, : int(self.kept[style])]) for style in range(len(self.kept))]
-        self.tiles = torch.zeros(len(made), self.atoms, self.tiles.shape[-1], dtype=torch.uint8, device=self.tiles.device)
+        made = [distil_kept(self, self.tiles[style, : int(self.kept[style])], self.atoms)
+                for style in range(len(self.kept))]
+        self.tiles = self.tiles.new_zeros(len(made), self.atoms, self.tiles.shape[-1])
         for style, atoms in enumerate(made):
             self.tiles[style, : len(atoms)] = atoms
             self.kept[style] = len(atoms)
@@ -358,7 +364,7 @@ class DictionaryMarks(ExemplarMarks):
         h, w = images.shape[-2:]
         tiles, _ = self._cut(images[..., : h - h % self.tile, : w - w % self.tile].float())
         tiles = tiles.flatten(0, 1).flatten(1).mul(255).round().clamp(0, 255).to(torch.uint8)
-        atoms = self._distilled(tiles)
+        atoms = distil_kept(self, tiles, self.atoms)
         self.tiles[style] = 0
         self.tiles[style, : len(atoms)] = atoms
         self.kept[style] = len(atoms)

@@ -1,0 +1,117 @@
+"""What cond_ae's dictionary marks keep of its exemplar marks, recipe by recipe.
+
+    python bench/dictionary_atoms.py artzoo_runs/<run_id>                # an exemplar run; the validation split
+    python bench/dictionary_atoms.py artzoo_runs/<run_id> --split test
+
+No model is trained. The run's network (``model.marks=exemplar``: its kept tiles as trained)
+restyles every image of the split into its seeded other style. Each row replaces the kept tiles
+by the atoms of one recipe of ``distil_tiles`` (zoo/models/cond_ae.py: atoms asked per style, the
+fewest tiles an atom averages, the shift allowed to align them, the sharpening power) and scores
+the restyles: the unseen panel (per target style the lower accuracy of the judges trained on
+paintings of another seed, averaged over styles), its worst style, the texture ratio and
+``restyle_psnr_gt`` (zoo/evidence.py), the copy rate of a seeded sample of 200 restyles, and the
+share of atoms (with marks) whose marks are as near a kept tile's as the copy rate calls a copy
+(cosine ≥ 0.9): a generic pattern many paintings share (a straight outline, a row of tesserae)
+lands there too. The first row paints the kept tiles themselves; the default recipe is
+``model.marks=dictionary``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import registry
+from marks_gain import load_run
+from throughput import cpu_model
+from zoo import evidence, metrics
+from zoo.models.cond_ae import ALIGN, MIN_MEMBERS, SHARPEN, distil_kept
+from zoo.task import labels_of, to_uint8
+from zoo.tasks.restyle import per_style, quarter, render_all, restyle_targets
+
+# (atoms asked per style, fewest tiles per atom, alignment in px, sharpening power)
+RECIPES = [(512, 1, 0, 1.0), (256, MIN_MEMBERS, 0, 1.0), (512, MIN_MEMBERS, 0, 1.0), (512, MIN_MEMBERS, 0, SHARPEN),
+           (512, MIN_MEMBERS, ALIGN, 1.0), (512, MIN_MEMBERS, ALIGN, SHARPEN), (512, 2 * MIN_MEMBERS, ALIGN, SHARPEN)]
+DEFAULT = (512, MIN_MEMBERS, ALIGN, SHARPEN)
+COPY_SAMPLE = 200
+
+
+def marks_of(bank, tiles: torch.Tensor) -> torch.Tensor:
+    """uint8 N×C·t² tiles -> their marks as the bank paints them, N×C·t²."""
+    t = bank.tile
+    x = tiles.float().div(255).view(len(tiles), bank.in_chans, t, t)
+    coarse = F.avg_pool2d(x, bank.scale)
+    return (x - F.interpolate(coarse, scale_factor=bank.scale, mode=bank.upsample, align_corners=False)).flatten(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a cond_ae run's folder (artzoo_runs/<run_id>), exemplar marks")
+    parser.add_argument("--split", default="valid")
+    args = parser.parse_args(argv)
+    task, cfg = load_run(args.run)
+    net, bank = task.net, getattr(task.net, "exemplars", None)
+    if bank is None or getattr(bank, "distilled", False):
+        raise SystemExit(f"{args.run} keeps no training tiles to distil: give a run of model.marks=exemplar")
+    train, data = registry.dataset_of(cfg, "train"), registry.dataset_of(cfg, args.split)
+    classes = task.classes
+    targets = restyle_targets(labels_of(data), len(classes))
+    unseen = evidence.unseen_judges(train, [task.judge_model, *task.panel], len(classes), torch.device("cpu"),
+                                    steps=task.judge_steps)
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    t = torch.as_tensor(targets)
+    truth = render_all(data, np.arange(len(data)), t)
+    probe = evidence.TextureProbe(x.shape[1])
+    sample = np.sort(np.random.default_rng(0).choice(len(x), min(COPY_SAMPLE, len(x)), replace=False))
+    kept = {s: bank.tiles[s, : int(bank.kept[s])].clone() for s in range(len(classes))}
+    kept_marks = {}  # the marks of each style's kept tiles that carry marks, unit length
+    for s, tiles in kept.items():
+        theirs = marks_of(bank, tiles)
+        kept_marks[s] = F.normalize(theirs[theirs.square().mean(1).sqrt() > evidence.MARKS_RMS], dim=1)
+    with torch.no_grad():
+        smooth = net.smooth(net.encode(x), t)
+
+    def score(name: str, atoms: dict[int, torch.Tensor]) -> str:
+        for s, tiles in atoms.items():
+            bank.tiles[s, : len(tiles)] = tiles
+            bank.kept[s] = len(tiles)
+        with torch.no_grad():
+            restyled = (smooth + net.texture(smooth, t)).clamp(0, 1)
+        hits = {f"hit_unseen/{n}": (j(restyled).argmax(1) == t).float().numpy() for n, j in unseen.items()}
+        rows = per_style(classes, targets, {**hits, **{k.replace("_unseen", ""): v for k, v in hits.items()}},
+                         list(unseen), list(unseen))
+        worst = min(rows, key=lambda r: r["panel_unseen"])
+        texture = float(probe.distance(restyled, truth).mean() / probe.distance(x, truth).mean())
+        psnr = float(metrics.psnr(quarter(restyled), quarter(truth)).mean())
+        copied = np.nanmean(evidence.copy_rates(to_uint8(restyled[sample]), targets[sample], train))
+        near, loud = 0, 0
+        for s, a in atoms.items():
+            ours = marks_of(bank, a)
+            ours = F.normalize(ours[ours.square().mean(1).sqrt() > evidence.MARKS_RMS], dim=1)
+            near += int(((ours @ kept_marks[s].T).max(1).values >= evidence.COPY_COSINE).sum()) if len(ours) else 0
+            loud += len(ours)
+        count = np.mean([len(a) for a in atoms.values()])
+        return (f"| {name} | {count:.0f} | {np.mean([r['panel_unseen'] for r in rows]):.3f} | "
+                f"{worst['style']} {worst['panel_unseen']:.2f} | {texture:.3f} | {psnr:.2f} | {copied:.3f} | "
+                f"{near / max(loud, 1):.3f} |")
+
+    print(f"run {args.run.name}, {len(x)} {args.split} images; {cpu_model()}; {time.strftime('%Y-%m-%d')}\n")
+    print("| recipe | atoms per style | unseen panel | worst style | texture ratio | restyle_psnr_gt | copy rate "
+          "| atoms near a kept tile |\n|---|---|---|---|---|---|---|---|")
+    print(score("the kept tiles (exemplar marks)", kept), flush=True)
+    for recipe in RECIPES:
+        atoms_asked, members, align, sharpen = recipe
+        atoms = {s: distil_kept(bank, tiles, atoms_asked, members=members, align=align, sharpen=sharpen)
+                 for s, tiles in kept.items()}
+        name = (f"{atoms_asked} asked, ≥ {members} tiles each, aligned ±{align} px, sharpened ^{sharpen:g}"
+                + (" (the default)" if recipe == DEFAULT else ""))
+        print(score(name, atoms), flush=True)
+
+
+if __name__ == "__main__":
+    main()
