@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         for s, a in atoms.items():
             ours = marks_of(bank, a)
             ours = F.normalize(ours[ours.square().mean(1).sqrt() > evidence.MARKS_RMS], dim=1)
-            near += int(((ours @ kept_marks[s].T).max(1).values >= evidence.COPY_COSINE).sum()) if len(ours) else 0
+            if len(ours) and len(kept_marks[s]):
+                near += int(((ours @ kept_marks[s].T).max(1).values >= evidence.COPY_COSINE).sum())
             loud += len(ours)
         count = np.mean([len(a) for a in atoms.values()])
         return (f"| {name} | {count:.0f} | {np.mean([r['panel_unseen'] for r in rows]):.3f} | "

@@ -46,10 +46,10 @@ The marks come from one of three places (``marks``):
   style's colours. The price is identity_psnr: another painting's marks are not the image's own;
 * ``dictionary``: exemplar marks while training; then (the restyle task's ``after_fit``) each
   style's kept tiles are replaced by a dictionary distilled from them, k-means of their match
-  keys, each atom the mean of at least four tiles' marks (each shifted by up to 2 px to meet the
-  others'), made as loud as they are and sharpened.
-  It paints as the exemplar path does, from atoms instead of tiles: a model to share where the
-  training paintings may not be shared (docs/restyle-notes.md has what it costs).
+  keys, each atom the mean of at least eight distinct tiles' marks (each shifted by up to 2 px
+  to meet the others'), made as loud as they are and sharpened. It paints as the exemplar path
+  does, from atoms instead of tiles: a model to share where the training paintings may not be
+  shared (docs/restyle-notes.md has what it costs).
 
 What makes the decoder use its label is the training recipe of the ``restyle`` task
 (zoo/tasks/restyle.py); this module is only the network.
@@ -77,7 +77,7 @@ NOISE_CHANS = 2  # channels of random noise per scale that the texture path pain
 # few convolutions can grow from per-pixel noise alone, start from a coarse random field
 NOISE_SCALES = (1, 4, 8)
 # A dictionary atom is the mean of at least this many training tiles' marks: none is one painting's
-MIN_MEMBERS = 4
+MIN_MEMBERS = 8
 # A mean of random marks is fainter and softer than any of them: its loudness is restored to the
 # members' and its peaks raised by this power, so that strokes and dots stay strokes and dots
 SHARPEN = 1.5
@@ -557,7 +557,7 @@ def cond_ae(
                                         "upsamples the code's colours; bicubic draws sharper edges and "
                                         "scores lower restyle_psnr_gt (docs/restyle-notes.md)")] = "bilinear",
     atoms: Annotated[int, Field(gt=0, description="dictionary marks: most atoms per style, each the mean of "
-                                "at least 4 kept tiles' marks")] = 512,
+                                "at least 8 distinct kept tiles' marks")] = 512,
 ) -> CondAE:
     """The label-conditioned autoencoder of the restyle task."""
     if image_size % 2**stages:
