@@ -34,9 +34,9 @@ from zoo.models.cond_ae import ALIGN, MIN_MEMBERS, SHARPEN, distil_kept
 from zoo.task import labels_of, to_uint8
 from zoo.tasks.restyle import per_style, quarter, render_all, restyle_targets
 
-# (atoms asked per style, fewest tiles per atom, alignment in px, sharpening power)
-RECIPES = [(512, 1, 0, 1.0), (256, MIN_MEMBERS, 0, 1.0), (512, MIN_MEMBERS, 0, 1.0), (512, MIN_MEMBERS, 0, SHARPEN),
-           (512, MIN_MEMBERS, ALIGN, 1.0), (512, MIN_MEMBERS, ALIGN, SHARPEN), (512, 2 * MIN_MEMBERS, ALIGN, SHARPEN)]
+# (atoms asked per style, fewest distinct tiles per atom, alignment in px, sharpening power)
+RECIPES = [(512, 1, 0, 1.0), (256, 4, 0, 1.0), (512, 4, 0, 1.0), (512, 4, 0, 1.5), (512, 4, 2, 1.0), (512, 4, 2, 1.5),
+           (512, 8, 2, 1.5)]
 DEFAULT = (512, MIN_MEMBERS, ALIGN, SHARPEN)
 COPY_SAMPLE = 200
 
