@@ -369,6 +369,18 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
                    "oracle: per tile, the best of the 16 nearest kept tiles"):
         assert float(rows[oracle]["structure"]) >= float(trained["structure"]) - 0.02
 
+    # dictionary_atoms: the kept tiles score what the run logged; distilled atoms keep the colours
+    bench_script("dictionary_atoms").main([f"artzoo_runs/{run_id}", "--split", "test"])
+    rows = {r["recipe"]: r for r in table(capsys.readouterr().out, "recipe")}
+    kept = rows.pop("the kept tiles (exemplar marks)")
+    assert float(kept["unseen panel"]) == pytest.approx(logged["test/restyle_acc_panel_unseen"], abs=1e-3)
+    assert float(kept["texture ratio"]) == pytest.approx(logged["test/restyle_texture_ratio"], abs=1e-3)
+    assert float(kept["restyle_psnr_gt"]) == pytest.approx(logged["test/restyle_psnr_gt"], abs=0.01)
+    assert kept["atoms near a kept tile"] == "1.000", "a kept tile is itself"
+    assert len(rows) == 7 and sum(name.endswith("(the default)") for name in rows) == 1
+    for row in rows.values():  # marks without a mean over the code's squares leave the colours as they were
+        assert float(row["restyle_psnr_gt"]) == pytest.approx(float(kept["restyle_psnr_gt"]), abs=0.1)
+
 
 @pytest.mark.slow
 def test_restyle_evidence_compares_marks_on_the_validation_and_test_splits(tmp_path, monkeypatch, capsys):
