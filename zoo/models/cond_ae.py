@@ -333,7 +333,8 @@ class DictionaryMarks(ExemplarMarks):
         self.register_buffer("distilled", torch.zeros((), dtype=torch.bool))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # a distilled dictionary keeps `atoms` rows per style, not the bank's: take the saved shape
+        # a distilled dictionary keeps as many rows per style as its largest style has atoms, not
+        # the bank's: take the saved shape
         saved = state_dict.get(prefix + "tiles")
         if saved is not None and saved.shape != self.tiles.shape:
             self.tiles = torch.zeros_like(saved, device=self.tiles.device)
@@ -344,7 +345,7 @@ class DictionaryMarks(ExemplarMarks):
         """Replace every style's kept tiles by their dictionary: from here on no tile is kept."""
         made = [distil_kept(self, self.tiles[style, : int(self.kept[style])], self.atoms)
                 for style in range(len(self.kept))]
-        self.tiles = self.tiles.new_zeros(len(made), self.atoms, self.tiles.shape[-1])
+        self.tiles = self.tiles.new_zeros(len(made), max(map(len, made)), self.tiles.shape[-1])
         for style, atoms in enumerate(made):
             self.tiles[style, : len(atoms)] = atoms
             self.kept[style] = len(atoms)
@@ -365,6 +366,9 @@ class DictionaryMarks(ExemplarMarks):
         tiles, _ = self._cut(images[..., : h - h % self.tile, : w - w % self.tile].float())
         tiles = tiles.flatten(0, 1).flatten(1).mul(255).round().clamp(0, 255).to(torch.uint8)
         atoms = distil_kept(self, tiles, self.atoms)
+        if len(atoms) > self.tiles.shape[1]:
+            self.tiles = torch.cat([self.tiles, self.tiles.new_zeros(len(self.tiles), len(atoms) - self.tiles.shape[1],
+                                                                     self.tiles.shape[-1])], 1)
         self.tiles[style] = 0
         self.tiles[style, : len(atoms)] = atoms
         self.kept[style] = len(atoms)
