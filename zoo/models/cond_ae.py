@@ -276,9 +276,10 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
                  members: int = MIN_MEMBERS, align: int = ALIGN, sharpen: float = SHARPEN) -> torch.Tensor:
     """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
     of their match keys (``keys``, a function of the coarse colours), and per cluster of at least
-    ``members`` distinct tiles the mean colours plus the mean marks (aligned by up to ``align`` px), made as loud
-    as the members' on average and sharpened by the power ``sharpen``. Seeded: the same tiles give
-    the same atoms (the defaults: docs/restyle-notes.md, ``bench/dictionary_atoms.py``)."""
+    ``members`` distinct tiles the mean colours plus the mean marks (aligned by up to ``align``
+    px), made as loud as the members' on average and sharpened by the power ``sharpen``. Seeded:
+    the same tiles give the same atoms (the defaults: docs/restyle-notes.md,
+    bench/dictionary_atoms.py)."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
@@ -474,7 +475,8 @@ class CondAE(nn.Module):
         return self.exemplars.replace(style, images)
 
     def training_pixel_bytes(self) -> int:
-        """Bytes of training paintings' pixels the model holds (its kept tiles; learned marks: 0).
+        """Bytes of training paintings' pixels the model holds (its kept tiles; learned marks and a
+        distilled dictionary, whose atoms are means of tiles: 0).
         A checkpoint or MLflow model of it carries them: redistributing it redistributes them."""
         if self.exemplars is None or getattr(self.exemplars, "distilled", False):
             return 0
