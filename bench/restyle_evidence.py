@@ -3,6 +3,7 @@ the judges that never saw the training paintings, the texture ratio, the copy ra
 colours (restyle_psnr_gt); on the validation split, where designs are chosen, and the test split.
 
     python bench/restyle_evidence.py                          # exemplar and learned marks, seeds 0 1 2
+    python bench/restyle_evidence.py --marks exemplar dictionary learned
     python bench/restyle_evidence.py --marks exemplar --seeds 0 train.epochs=2
 
 Each (marks, seed) is one normal run (`python -m runners.run cond_ae model.marks=M seed=S`, its
