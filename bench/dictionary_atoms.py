@@ -30,7 +30,7 @@ import registry
 from marks_gain import load_run
 from throughput import cpu_model
 from zoo import evidence, metrics
-from zoo.models.cond_ae import ALIGN, MIN_MEMBERS, SHARPEN, distil_kept
+from zoo.models.cond_ae import ALIGN, MIN_MEMBERS, SHARPEN, distil_kept, split_tiles
 from zoo.task import labels_of, to_uint8
 from zoo.tasks.restyle import per_style, quarter, render_all, restyle_targets
 
@@ -41,12 +41,12 @@ DEFAULT = (512, MIN_MEMBERS, ALIGN, SHARPEN)
 COPY_SAMPLE = 200
 
 
-def marks_of(bank, tiles: torch.Tensor) -> torch.Tensor:
-    """uint8 N×C·t² tiles -> their marks as the bank paints them, N×C·t²."""
-    t = bank.tile
-    x = tiles.float().div(255).view(len(tiles), bank.in_chans, t, t)
-    coarse = F.avg_pool2d(x, bank.scale)
-    return (x - F.interpolate(coarse, scale_factor=bank.scale, mode=bank.upsample, align_corners=False)).flatten(1)
+def loud_marks(bank, tiles: torch.Tensor) -> torch.Tensor:
+    """uint8 N×C·t² tiles -> the marks of those that carry marks (as the copy rate counts them),
+    as the bank paints them, unit length."""
+    x = tiles.float().div(255).view(len(tiles), bank.in_chans, bank.tile, bank.tile)
+    marks = split_tiles(x, bank.scale, bank.upsample)[1].flatten(1)
+    return F.normalize(marks[marks.square().mean(1).sqrt() > evidence.MARKS_RMS], dim=1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,12 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     t = torch.as_tensor(targets)
     truth = render_all(data, np.arange(len(data)), t)
     probe = evidence.TextureProbe(x.shape[1])
+    unchanged = probe.distance(x, truth).mean()  # the texture ratio's denominator: the input's distance
     sample = np.sort(np.random.default_rng(0).choice(len(x), min(COPY_SAMPLE, len(x)), replace=False))
     kept = {s: bank.tiles[s, : int(bank.kept[s])].clone() for s in range(len(classes))}
-    kept_marks = {}  # the marks of each style's kept tiles that carry marks, unit length
-    for s, tiles in kept.items():
-        theirs = marks_of(bank, tiles)
-        kept_marks[s] = F.normalize(theirs[theirs.square().mean(1).sqrt() > evidence.MARKS_RMS], dim=1)
+    kept_marks = {s: loud_marks(bank, tiles) for s, tiles in kept.items()}
     with torch.no_grad():
         smooth = net.smooth(net.encode(x), t)
 
@@ -86,13 +84,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = per_style(classes, targets, {**hits, **{k.replace("_unseen", ""): v for k, v in hits.items()}},
                          list(unseen), list(unseen))
         worst = min(rows, key=lambda r: r["panel_unseen"])
-        texture = float(probe.distance(restyled, truth).mean() / probe.distance(x, truth).mean())
+        texture = float(probe.distance(restyled, truth).mean() / unchanged)
         psnr = float(metrics.psnr(quarter(restyled), quarter(truth)).mean())
         copied = np.nanmean(evidence.copy_rates(to_uint8(restyled[sample]), targets[sample], train))
         near, loud = 0, 0
         for s, a in atoms.items():
-            ours = marks_of(bank, a)
-            ours = F.normalize(ours[ours.square().mean(1).sqrt() > evidence.MARKS_RMS], dim=1)
+            ours = loud_marks(bank, a)
             if len(ours) and len(kept_marks[s]):
                 near += int(((ours @ kept_marks[s].T).max(1).values >= evidence.COPY_COSINE).sum())
             loud += len(ours)

@@ -380,6 +380,10 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
     assert len(rows) == 7 and sum(name.endswith("(the default)") for name in rows) == 1
     for row in rows.values():  # marks without a mean over the code's squares leave the colours as they were
         assert float(row["restyle_psnr_gt"]) == pytest.approx(float(kept["restyle_psnr_gt"]), abs=0.1)
+    # clusters of one tile are the tiles themselves; the default's atoms are none of them
+    single = next(row for name, row in rows.items() if "≥ 1 tiles" in name)
+    default = next(row for name, row in rows.items() if name.endswith("(the default)"))
+    assert float(single["atoms near a kept tile"]) > 0.9 > 0.5 > float(default["atoms near a kept tile"])
 
 
 @pytest.mark.slow

@@ -444,6 +444,7 @@ def test_the_logged_model_carries_the_runs_scores_and_description_and_no_machine
     stored = logged.data.metrics.get("test/stored_training_bytes", 0)
     assert (stored > 0) == (run == "cond_ae"), "exemplar marks keep training tiles; a classifier keeps none"
     assert (f"{stored / 2**20:.1f} MB of training paintings' pixels" in note) == (run == "cond_ae")
+    assert ("`model.marks=dictionary`" in note) == (run == "cond_ae"), "how to share a model without them"
 
 
 @pytest.mark.browser

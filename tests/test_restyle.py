@@ -192,8 +192,10 @@ def test_a_full_bank_is_left_alone_and_a_tile_kept_refreshes_only_its_own_styles
 
 
 def _marks_of(tiles: torch.Tensor) -> torch.Tensor:
-    """N×C×t×t tiles -> their marks as exemplar marks paint them, flat: the tile less its 4 px colours upsampled."""
-    return (tiles - F.interpolate(F.avg_pool2d(tiles, 4), scale_factor=4, mode="bilinear", align_corners=False)).flatten(1)
+    """N×C×t×t tiles -> their marks as exemplar marks paint them (the code's 4 px squares), flat."""
+    from zoo.models.cond_ae import split_tiles
+
+    return split_tiles(tiles, 4, "bilinear")[1].flatten(1)
 
 
 def test_a_dictionary_atom_is_the_mean_of_several_tiles_and_a_rarer_kind_of_tile_makes_none():
@@ -523,7 +525,7 @@ def test_a_dictionary_run_scores_and_serves_a_model_that_holds_no_training_tile(
     from runners.tracking import runs_root
     from zoo.evidence import COPY_COSINE
     from zoo.schema import Artifact
-    from zoo.task import to_uint8
+    from zoo.task import labels_of, to_uint8
 
     cfg = config.resolve("cond_ae", ["model.marks=dictionary", "model.atoms=64", "data.size=100", "data.image_size=32",
                                      "train.epochs=1", "train.batch_size=16", "train.judge_steps=5", "train.umap=false",
@@ -536,7 +538,7 @@ def test_a_dictionary_run_scores_and_serves_a_model_that_holds_no_training_tile(
     assert served["exemplars.distilled"] and 0 < kept.max() == tiles.shape[1] <= 64, "only the atoms' rows"
     # no atom is a copy of any tile of a training painting of its style, where the bank cut them
     train_set = registry.dataset_of(cfg, "train")
-    labels = np.array([train_set[i][1] for i in range(len(train_set))])
+    labels = labels_of(train_set)
     for style in np.flatnonzero(kept.numpy()):
         paintings = torch.stack([train_set[int(i)][0] for i in np.flatnonzero(labels == style)])
         own = F.unfold(paintings, 16, stride=16).transpose(1, 2).reshape(-1, 3, 16, 16)

@@ -172,6 +172,13 @@ class ExemplarMarks(nn.Module):
         tiles = F.unfold(x, t, stride=t)  # B×(C·t·t)×L
         return tiles.transpose(1, 2).reshape(len(x), -1, x.shape[1], t, t), tiles.shape[-1]
 
+    def _as_kept(self, images: torch.Tensor) -> torch.Tensor:
+        """B×C×H×W images in [0, 1] -> their tiles as the bank keeps them, B×L×C·tile² uint8 (the
+        sides cropped to whole tiles)."""
+        h, w = images.shape[-2:]
+        tiles, _ = self._cut(images[..., : h - h % self.tile, : w - w % self.tile].float())
+        return tiles.flatten(2).mul(255).round().clamp(0, 255).to(torch.uint8)
+
     def _colours(self, tiles: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(tiles, self.scale)
 
@@ -214,18 +221,15 @@ class ExemplarMarks(nn.Module):
     def remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Keep tiles of ``images`` (in [0, 1]) under their style until that style's bank is full:
         the first tiles of a shuffled stream are a uniform sample of it."""
-        h, w = images.shape[-2:]
-        if h % self.tile or w % self.tile:
-            images = images[..., : h - h % self.tile, : w - w % self.tile]
-        tiles, _ = self._cut(images.float())
+        tiles = self._as_kept(images)
         size = self.tiles.shape[1]
         self._sync()  # a write before this one, not its own, still makes every cached style stale
         for style in labels.unique().tolist():
             start = int(self.kept[style])
             if start == size:
                 continue  # full: not even an empty write, which would mark the bank changed
-            new = tiles[labels == style].flatten(0, 1)[: size - start].flatten(1)
-            self.tiles[style, start : start + len(new)] = new.mul(255).round().clamp(0, 255).to(torch.uint8)
+            new = tiles[labels == style].flatten(0, 1)[: size - start]
+            self.tiles[style, start : start + len(new)] = new
             self.kept[style] += len(new)
         self._seen = self._stamp()  # its own writes: the counts say which styles changed
 
@@ -272,6 +276,13 @@ class ExemplarMarks(nn.Module):
         return painted[..., :h, :w].to(smooth.dtype)
 
 
+def split_tiles(tiles: torch.Tensor, scale: int, upsample: Upsample) -> tuple[torch.Tensor, torch.Tensor]:
+    """N×C×t×t tiles -> their coarse colours (averaged over ``scale``-pixel squares) and their
+    marks (each tile less its colours upsampled), as exemplar marks copy them."""
+    colours = F.avg_pool2d(tiles, scale)
+    return colours, tiles - F.interpolate(colours, scale_factor=scale, mode=upsample, align_corners=False)
+
+
 def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int, *,
                  members: int = MIN_MEMBERS, align: int = ALIGN, sharpen: float = SHARPEN) -> torch.Tensor:
     """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
@@ -289,8 +300,7 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
     count = min(atoms, len(tiles) // members)
     if not count:
         return tiles.new_zeros(0, *tiles.shape[1:])
-    colours = F.avg_pool2d(tiles, scale)
-    marks = tiles - F.interpolate(colours, scale_factor=scale, mode=upsample, align_corners=False)
+    colours, marks = split_tiles(tiles, scale, upsample)
     with warnings.catch_warnings():  # alike tiles (a user's flat paintings) make fewer clusters: fewer atoms
         warnings.simplefilter("ignore", ConvergenceWarning)
         clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().numpy()).labels_
@@ -351,7 +361,6 @@ class DictionaryMarks(ExemplarMarks):
             self.tiles[style, : len(atoms)] = atoms
             self.kept[style] = len(atoms)
         self.distilled.fill_(True)
-        self._cache.clear()
 
     def remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         if not self.distilled:  # a distilled dictionary is what was served: training on leaves it
@@ -363,9 +372,7 @@ class DictionaryMarks(ExemplarMarks):
         kept); how many tiles they were distilled from."""
         if not self.distilled:
             return super().replace(style, images)
-        h, w = images.shape[-2:]
-        tiles, _ = self._cut(images[..., : h - h % self.tile, : w - w % self.tile].float())
-        tiles = tiles.flatten(0, 1).flatten(1).mul(255).round().clamp(0, 255).to(torch.uint8)
+        tiles = self._as_kept(images).flatten(0, 1)
         atoms = distil_kept(self, tiles, self.atoms)
         if len(atoms) > self.tiles.shape[1]:
             self.tiles = torch.cat([self.tiles, self.tiles.new_zeros(len(self.tiles), len(atoms) - self.tiles.shape[1],
@@ -373,7 +380,6 @@ class DictionaryMarks(ExemplarMarks):
         self.tiles[style] = 0
         self.tiles[style, : len(atoms)] = atoms
         self.kept[style] = len(atoms)
-        self._cache.pop(style, None)
         return len(tiles)
 
 
