@@ -38,7 +38,7 @@ def describe(task_cls, cfg: dict, metrics: dict[str, float], *, run_id: str, ser
     if stored:  # the model is not only weights: whoever receives it receives these pixels
         lines += [f"The model holds {stored / 2**20:.1f} MB of training paintings' pixels (its exemplar tiles): a "
                   f"copy of its checkpoint or MLflow model is a copy of them. Paintings under copyright: train with "
-                  f"`model.marks=dictionary` (means of its tiles, none kept) to share the model.", ""]
+                  f"`model.marks=dictionary` (marks distilled from its tiles, none kept) to share the model.", ""]
     lines += ["Look further:", "",
               f"- `streamlit run dashboard/app.py`, then `?run={run_id}` on any page",
               f"- `python -m runners.predict {run_id} my_pictures/ --out out`",

@@ -46,10 +46,11 @@ The marks come from one of three places (``marks``):
   style's colours. The price is identity_psnr: another painting's marks are not the image's own;
 * ``dictionary``: exemplar marks while training; then (the restyle task's ``after_fit``) each
   style's kept tiles are replaced by a dictionary distilled from them, k-means of their match
-  keys, each atom the mean of at least eight distinct tiles' marks (each shifted by up to 2 px
-  to meet the others'), made as loud as they are and sharpened. It paints as the exemplar path
-  does, from atoms instead of tiles: a model to share where the training paintings may not be
-  shared (docs/restyle-notes.md has what it costs).
+  keys, each atom started from the mean of at least eight distinct tiles' marks (each shifted by
+  up to 2 px to meet the others'), made as loud as they are and sharpened, then synthesised
+  until its texture statistics are theirs (a blur of strokes becomes strokes again). It paints
+  as the exemplar path does, from atoms instead of tiles: a model to share where the training
+  paintings may not be shared (docs/restyle-notes.md has what it costs).
 
 What makes the decoder use its label is the training recipe of the ``restyle`` task
 (zoo/tasks/restyle.py); this module is only the network.
@@ -84,6 +85,14 @@ SHARPEN = 1.5
 # Before they are averaged, a member's marks shift (circularly) by up to this many pixels to meet
 # the others': an outline's place in its tile varies by a pixel or two between paintings
 ALIGN = 2
+# A mean of strokes, cells or dots placed at random is a blur of them, whatever its loudness: each
+# atom's marks are then synthesised (Adam, this many steps, from the sharpened mean) until their
+# texture statistics, the Gram matrices and means of one layer of fixed random filters (Gatys et
+# al. 2015; random filters suffice, Ustyuzhaninov et al. 2017), are their members' average
+SYNTH_STEPS = 100
+SYNTH_LR = 0.02
+SYNTH_WIDTH = 64  # random filters per kernel size
+SYNTH_KERNELS = (3, 5, 7)
 
 
 def style_weights(style: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -283,14 +292,51 @@ def split_tiles(tiles: torch.Tensor, scale: int, upsample: Upsample) -> tuple[to
     return colours, tiles - F.interpolate(colours, scale_factor=scale, mode=upsample, align_corners=False)
 
 
+def texture_statistics(marks: torch.Tensor, filters: list[torch.Tensor]) -> torch.Tensor:
+    """N×D statistics of N×C×t×t marks: per bank of ``filters`` (circular, so that a tile's edge
+    is no edge), the Gram matrix and the means of its rectified responses."""
+    out = []
+    for w in filters:
+        f = F.relu(F.conv2d(F.pad(marks, [w.shape[-1] // 2] * 4, mode="circular"), w)).flatten(2)
+        out += [(f @ f.transpose(1, 2)).flatten(1) / f.shape[-1], f.mean(2)]
+    return torch.cat(out, 1)
+
+
+def synthesis_filters(in_chans: int) -> list[torch.Tensor]:
+    """The fixed random filters whose statistics :func:`synthesise_marks` matches (seeded)."""
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(SYNTH_WIDTH, in_chans, k, k, generator=gen) / math.sqrt(in_chans * k * k) for k in SYNTH_KERNELS]
+
+
+def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, steps: int = SYNTH_STEPS,
+                     paint=lambda marks: marks) -> torch.Tensor:
+    """A×C×t×t marks, started from ``start`` and moved by Adam until the texture statistics
+    (:func:`texture_statistics`) of each one as painted (``paint``: what is left of marks once
+    painted) are the average of its ``members``' (A tensors of M×C×t×t marks). Seeded: the same
+    input gives the same marks."""
+    filters = synthesis_filters(start.shape[1])
+    target = torch.stack([texture_statistics(own, filters).mean(0) for own in members])
+    norm = target.square().sum(1).clamp_min(1e-12)
+    marks = start.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([marks], lr=SYNTH_LR)
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            ((texture_statistics(paint(marks), filters) - target).square().sum(1) / norm).sum().backward()
+            opt.step()
+    return paint(marks).detach()
+
+
 def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int, *,
-                 members: int = MIN_MEMBERS, align: int = ALIGN, sharpen: float = SHARPEN) -> torch.Tensor:
+                 members: int = MIN_MEMBERS, align: int = ALIGN, sharpen: float = SHARPEN,
+                 synthesise: int = SYNTH_STEPS) -> torch.Tensor:
     """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
     of their match keys (``keys``, a function of the coarse colours), and per cluster of at least
-    ``members`` distinct tiles the mean colours plus the mean marks (aligned by up to ``align``
-    px), made as loud as the members' on average and sharpened by the power ``sharpen``. Seeded:
-    the same tiles give the same atoms (the defaults: docs/restyle-notes.md,
-    bench/dictionary_atoms.py)."""
+    ``members`` distinct tiles the mean colours plus marks: the members' mean (aligned by up to
+    ``align`` px), made as loud as the members' on average and sharpened by the power
+    ``sharpen``, then ``synthesise`` steps towards the members' texture statistics
+    (:func:`synthesise_marks`; 0: the sharpened mean). Seeded: the same tiles give the same atoms
+    (the defaults: docs/restyle-notes.md, bench/dictionary_atoms.py)."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
@@ -306,7 +352,7 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
         clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().numpy()).labels_
     clusters = torch.as_tensor(clusters)
     shifts = [(dy, dx) for dy in range(-align, align + 1) for dx in range(-align, align + 1)]
-    made = []
+    made, groups, coarse = [], [], []
     for c in range(count):
         ours = clusters == c
         if int(ours.sum()) < members:
@@ -319,10 +365,16 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
             mean = shifted[best, torch.arange(len(own))].mean(0)
         sharp = mean.sign() * mean.abs().pow(sharpen)
         loudness = own.square().mean((1, 2, 3)).sqrt().mean()
-        sharp = sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8)
-        made.append(F.interpolate(colours[ours].mean(0, keepdim=True), scale_factor=scale, mode=upsample,
-                                  align_corners=False)[0] + sharp)
-    return torch.stack(made).clamp(0, 1) if made else tiles.new_zeros(0, *tiles.shape[1:])
+        made.append(sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8))
+        groups.append(own)
+        coarse.append(colours[ours].mean(0))
+    if not made:
+        return tiles.new_zeros(0, *tiles.shape[1:])
+    made = torch.stack(made)
+    if synthesise:
+        # a tile's marks are what is left of it less its colours: the synthesis sees them so
+        made = synthesise_marks(made, groups, steps=synthesise, paint=lambda m: split_tiles(m, scale, upsample)[1])
+    return (F.interpolate(torch.stack(coarse), scale_factor=scale, mode=upsample, align_corners=False) + made).clamp(0, 1)
 
 
 def distil_kept(bank: ExemplarMarks, tiles: torch.Tensor, atoms: int, **recipe) -> torch.Tensor:
@@ -336,7 +388,7 @@ def distil_kept(bank: ExemplarMarks, tiles: torch.Tensor, atoms: int, **recipe) 
 class DictionaryMarks(ExemplarMarks):
     """Exemplar marks while the model trains; after it (:meth:`distil`), a dictionary per style
     distilled from the kept tiles (:func:`distil_tiles`), matched and painted the same way. The
-    model then holds no training tile, only means of at least :data:`MIN_MEMBERS` of them."""
+    model then holds no training tile, only atoms distilled from at least :data:`MIN_MEMBERS` of them."""
 
     def __init__(self, *args, atoms: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -482,7 +534,7 @@ class CondAE(nn.Module):
 
     def training_pixel_bytes(self) -> int:
         """Bytes of training paintings' pixels the model holds (its kept tiles; learned marks and a
-        distilled dictionary, whose atoms are means of tiles: 0).
+        distilled dictionary, whose atoms are distilled from clusters of tiles: 0).
         A checkpoint or MLflow model of it carries them: redistributing it redistributes them."""
         if self.exemplars is None or getattr(self.exemplars, "distilled", False):
             return 0
@@ -558,7 +610,7 @@ def cond_ae(
     marks: Annotated[Marks, Field(description="where the marks come from: learned (a texture path painting "
                                   "from noise), exemplar (tiles of training images of the style, matched "
                                   "on their coarse colours) or dictionary (exemplar while training, then "
-                                  "means of those tiles: no training tile is kept)")] = "exemplar",
+                                  "atoms distilled from those tiles: no training tile is kept)")] = "exemplar",
     tile: Annotated[int, Field(gt=0, description="side of the tiles of exemplar marks, in pixels (a "
                                "multiple of 2**stages)")] = 16,
     bank: Annotated[int, Field(gt=0, description="tiles kept per style for exemplar marks")] = 4096,
