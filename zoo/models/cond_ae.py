@@ -67,6 +67,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from zoo.fit import Step
+
 __all__ = ["CondAE", "cond_ae", "style_weights"]
 
 Conditioning = Literal["concat", "cin"]
@@ -318,12 +320,10 @@ def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, steps:
     target = torch.stack([texture_statistics(own, filters).mean(0) for own in members])
     norm = target.square().sum(1).clamp_min(1e-12)
     marks = start.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([marks], lr=SYNTH_LR)
+    step = Step("dictionary synthesis", [marks], torch.optim.Adam([marks], lr=SYNTH_LR))
     with torch.enable_grad():
         for _ in range(steps):
-            opt.zero_grad()
-            ((texture_statistics(paint(marks), filters) - target).square().sum(1) / norm).sum().backward()
-            opt.step()
+            step(((texture_statistics(paint(marks), filters) - target).square().sum(1) / norm).sum())
     return paint(marks).detach()
 
 
