@@ -304,10 +304,12 @@ def texture_statistics(marks: torch.Tensor, filters: list[torch.Tensor]) -> torc
     return torch.cat(out, 1)
 
 
-def synthesis_filters(in_chans: int) -> list[torch.Tensor]:
-    """The fixed random filters whose statistics :func:`synthesise_marks` matches (seeded)."""
+def synthesis_filters(in_chans: int, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """The fixed random filters whose statistics :func:`synthesise_marks` matches (seeded: the
+    same on every device)."""
     gen = torch.Generator().manual_seed(0)
-    return [torch.randn(SYNTH_WIDTH, in_chans, k, k, generator=gen) / math.sqrt(in_chans * k * k) for k in SYNTH_KERNELS]
+    return [(torch.randn(SYNTH_WIDTH, in_chans, k, k, generator=gen) / math.sqrt(in_chans * k * k)).to(device)
+            for k in SYNTH_KERNELS]
 
 
 def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, steps: int = SYNTH_STEPS,
@@ -316,7 +318,7 @@ def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, steps:
     (:func:`texture_statistics`) of each one as painted (``paint``: what is left of marks once
     painted) are the average of its ``members``' (A tensors of M×C×t×t marks). Seeded: the same
     input gives the same marks."""
-    filters = synthesis_filters(start.shape[1])
+    filters = synthesis_filters(start.shape[1], start.device)
     target = torch.stack([texture_statistics(own, filters).mean(0) for own in members])
     norm = target.square().sum(1).clamp_min(1e-12)
     marks = start.detach().clone().requires_grad_(True)
@@ -349,8 +351,8 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
     colours, marks = split_tiles(tiles, scale, upsample)
     with warnings.catch_warnings():  # alike tiles (a user's flat paintings) make fewer clusters: fewer atoms
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().numpy()).labels_
-    clusters = torch.as_tensor(clusters)
+        clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().cpu().numpy()).labels_
+    clusters = torch.as_tensor(clusters, device=tiles.device)
     shifts = [(dy, dx) for dy in range(-align, align + 1) for dx in range(-align, align + 1)]
     made, groups, coarse = [], [], []
     for c in range(count):
@@ -362,7 +364,7 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
         for _ in range(2 if align else 0):  # each member at the shift that best meets the mean, then the mean again
             shifted = torch.stack([own.roll(shift, (2, 3)) for shift in shifts])  # shifts×members×C×t×t
             best = (shifted.flatten(2) @ mean.flatten()).argmax(0)
-            mean = shifted[best, torch.arange(len(own))].mean(0)
+            mean = shifted[best, torch.arange(len(own), device=own.device)].mean(0)
         sharp = mean.sign() * mean.abs().pow(sharpen)
         loudness = own.square().mean((1, 2, 3)).sqrt().mean()
         made.append(sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8))
