@@ -296,7 +296,8 @@ def split_tiles(tiles: torch.Tensor, scale: int, upsample: Upsample) -> tuple[to
 
 def texture_statistics(marks: torch.Tensor, filters: list[torch.Tensor]) -> torch.Tensor:
     """N×D statistics of N×C×t×t marks: per bank of ``filters`` (circular, so that a tile's edge
-    is no edge), the Gram matrix and the means of its rectified responses."""
+    is no edge), the Gram matrix and the means of its rectified responses. Not
+    :func:`zoo.style.gram_vector`: its unit norm per layer drops the loudness an atom must keep."""
     out = []
     for w in filters:
         f = F.relu(F.conv2d(F.pad(marks, [w.shape[-1] // 2] * 4, mode="circular"), w)).flatten(2)
@@ -312,8 +313,8 @@ def synthesis_filters(in_chans: int, device: torch.device | str = "cpu") -> list
             for k in SYNTH_KERNELS]
 
 
-def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, steps: int = SYNTH_STEPS,
-                     paint=lambda marks: marks) -> torch.Tensor:
+def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, paint,
+                     steps: int = SYNTH_STEPS) -> torch.Tensor:
     """A×C×t×t marks, started from ``start`` and moved by Adam until the texture statistics
     (:func:`texture_statistics`) of each one as painted (``paint``: what is left of marks once
     painted) are the average of its ``members``' (A tensors of M×C×t×t marks). Seeded: the same
@@ -375,7 +376,7 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
     made = torch.stack(made)
     if synthesise:
         # a tile's marks are what is left of it less its colours: the synthesis sees them so
-        made = synthesise_marks(made, groups, steps=synthesise, paint=lambda m: split_tiles(m, scale, upsample)[1])
+        made = synthesise_marks(made, groups, paint=lambda m: split_tiles(m, scale, upsample)[1], steps=synthesise)
     return (F.interpolate(torch.stack(coarse), scale_factor=scale, mode=upsample, align_corners=False) + made).clamp(0, 1)
 
 
