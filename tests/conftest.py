@@ -17,6 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Under pytest-xdist each worker gets its share of the cores: torch's default (a thread per core
+# in every worker and in every run it starts as a subprocess) oversubscribes them, and OpenMP
+# threads that wait on each other spin, which made single tests five times slower in the suite
+# than alone.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0))
+                                            // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+import torch  # noqa: E402  (after OMP_NUM_THREADS: OpenMP reads it when it loads)
+
+# every test starts with these (a bench run in-process sets its own), so that a run in the test's
+# process and one it starts as a subprocess sum floats in the same order
+THREADS = torch.get_num_threads()
+
 # Tests that need a system package skip where it is absent; CI sets ARTZOO_REQUIRE_ALL=1 so that
 # such a skip fails instead (CI installs every package).
 REQUIRE_ALL = os.environ.get("ARTZOO_REQUIRE_ALL") == "1"
@@ -111,6 +124,7 @@ def _isolated_env(session_cache: Path, empty_store: Path, tmp_path: Path, monkey
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)
     _temporary_files_in(tmp_path, monkeypatch)
+    torch.set_num_threads(THREADS)
 
 
 def _temporary_files_in(folder: Path, mp: pytest.MonkeyPatch) -> None:

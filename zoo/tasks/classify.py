@@ -348,7 +348,7 @@ class Classify(Task):
                 best, best_score = (weight, bias, c), score
         weight, bias, c = best
         return {"weight": torch.tensor(weight, dtype=torch.float32, device=device),
-                "bias": torch.tensor(bias, dtype=torch.float32, device=device), "C": torch.tensor(c)}
+                "bias": torch.tensor(bias, dtype=torch.float32, device=device), "C": torch.tensor(c, dtype=torch.float64)}
 
     def state_dict(self) -> dict:
         return {"tau": self.tau, "crt_head": self.crt_head}
