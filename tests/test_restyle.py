@@ -56,6 +56,25 @@ def test_an_untrained_smooth_path_paints_the_codes_colours_upsampled(upsample):
 
 
 @pytest.mark.parametrize("conditioning", ["concat", "cin"])
+def test_neither_the_decoder_nor_its_critic_can_tell_the_border_from_the_middle(conditioning):
+    """A flat painting restyles flat and every patch of it is judged alike: with zero padding the
+    smooth path found the border and painted dark bands there, which the critic and the judges
+    took for Pop_Art's outlines."""
+    from zoo.tasks.restyle import StyleCritic
+
+    model = _model(conditioning=conditioning)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.correction.weight, std=0.2)  # a trained path corrects the colours
+    flat = torch.ones(2, 3, 32, 32) * torch.tensor([0.7, 0.4, 0.2])[:, None, None]
+    with torch.no_grad():
+        for style in range(4):
+            smooth = model.smooth(model.encode(flat), torch.full((2,), style))
+            assert (smooth - smooth[..., 16:17, 16:17]).abs().max() < 1e-5, f"style {style} paints the border"
+        logits = StyleCritic(3, 4)(flat)
+    assert (logits - logits[..., 4:5, 4:5]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "cin"])
 def test_the_label_changes_the_painting_and_the_noise_changes_the_marks(conditioning):
     model = _model(conditioning=conditioning, marks="learned")
     code = model.encode(torch.rand(1, 3, 32, 32))

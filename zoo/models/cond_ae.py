@@ -133,7 +133,9 @@ class Block(nn.Module):
     def __init__(self, in_chans: int, out_chans: int, num_styles: int, conditioning: Conditioning, *,
                  normalize: bool, dilation: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_chans, out_chans, 3, padding=dilation, dilation=dilation)
+        # replicate padding: with zeros the border is a place the network can find, and a critic
+        # rewarded dark bands it painted there (docs/restyle-notes.md)
+        self.conv = nn.Conv2d(in_chans, out_chans, 3, padding=dilation, dilation=dilation, padding_mode="replicate")
         if conditioning == "cin":
             self.norm = StyleAffine(out_chans, num_styles, normalize)
         else:
@@ -467,8 +469,8 @@ class CondAE(nn.Module):
         self.size_multiple = self.scale  # it paints any H×W that the code's squares divide (zoo/pictures.py)
         self.upsample = upsample
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(in_chans, width, 3, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
             nn.Conv2d(width, latent_dim, 1),
         )
         self.embedding = nn.Linear(num_classes, embed_dim, bias=False) if conditioning == "concat" else None
@@ -477,7 +479,7 @@ class CondAE(nn.Module):
             Block(self.latent_dim + extra, width, num_classes, conditioning, normalize=False),
             Block(width, width, num_classes, conditioning, normalize=False),
         ])
-        self.correction = nn.Conv2d(width, in_chans, 3, padding=1)
+        self.correction = nn.Conv2d(width, in_chans, 3, padding=1, padding_mode="replicate")
         nn.init.zeros_(self.correction.weight)  # starts as the plain upsampled colours
         nn.init.zeros_(self.correction.bias)
         if marks == "exemplar":

@@ -75,10 +75,11 @@ class StyleCritic(nn.Module):
 
     def __init__(self, in_chans: int, num_styles: int, width: int = 32) -> None:
         super().__init__()
+        # replicate padding, as the decoder's: a patch at the border is judged as one inside
         self.net = nn.Sequential(
-            nn.Conv2d(in_chans, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(in_chans, width, 4, stride=2, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
             nn.Conv2d(2 * width, num_styles + 1, 1),
         )
 
