@@ -22,8 +22,11 @@ import pytest
 # threads that wait on each other spin, which made single tests five times slower in the suite
 # than alone.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0))
-                                            // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    from threadpoolctl import threadpool_limits
+
+    _share = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_share)  # what loads from here on, and the subprocesses
+    threadpool_limits(_share)  # what has loaded: numpy's BLAS
 import torch  # noqa: E402  (after OMP_NUM_THREADS: OpenMP reads it when it loads)
 
 # every test starts with these (a bench run in-process sets its own), so that a run in the test's

@@ -8,6 +8,7 @@ import inspect
 
 import numpy as np
 import pytest
+import torch
 
 
 def test_the_private_names_the_umap_adapter_relies_on_are_still_there():
@@ -60,7 +61,9 @@ def test_a_layout_fit_on_a_subsample_places_every_point_the_same_way_twice():
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(c, 0.3, size=(60, 8)) for c in (0, 3, 6)]).astype(np.float32)
     fit = subsample(len(points), 90)
+    torch.set_num_threads(1)  # as torchrun starts each rank (conftest resets it after the test)
     first, again = umap_layout(points, fit=fit), umap_layout(points, fit=fit)
+    assert torch.get_num_threads() == 1, "the layout leaves torch the threads it was given"
     assert first.shape == (180, 2) and np.isfinite(first).all()
     assert np.array_equal(first, again), "seeded: the same points give the same layout"
     # the points placed by transform (the 90 not fitted) land among their own cluster's

@@ -92,6 +92,7 @@ if __name__ == "__main__":  # record this machine's numbers
     sys.path.insert(0, str(Path(__file__).parent))
     from conftest import install_plugin
 
+    key = cpu_key()  # as the test reads it, before any run
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
@@ -100,7 +101,7 @@ if __name__ == "__main__":  # record this machine's numbers
         sys.path.insert(0, str(install_plugin(Path(tmp) / "site", Path(tmp))))
         numbers = {name: metrics_of(name) for name in RUNS}
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {"machines": {}}
-    golden["machines"][cpu_key()] = numbers
-    golden["recorded_on"] = golden.get("recorded_on") or cpu_key()
+    golden["machines"][key] = numbers
+    golden["recorded_on"] = golden.get("recorded_on") or key
     GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
-    print(f"recorded {len(numbers)} runs for {cpu_key()} in {GOLDEN}")
+    print(f"recorded {len(numbers)} runs for {key} in {GOLDEN}")

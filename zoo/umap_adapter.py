@@ -23,6 +23,7 @@ import warnings
 from unittest import mock
 
 import numpy as np
+import torch
 
 from zoo.data import cache_root
 
@@ -46,9 +47,20 @@ def umap_layout(points: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray
     with warnings.catch_warnings():  # "Tensorflow not installed": only its ParametricUMAP needs it
         warnings.simplefilter("ignore", ImportWarning)
         import umap  # imported late: numba reads NUMBA_CACHE_DIR on import
-    from sklearn.neighbors import NearestNeighbors
 
     _cache_jit(umap)
+
+    # UMAP leaves numba's OpenMP threads at one per core, and torch shares that OpenMP runtime: a
+    # process limited to fewer (OMP_NUM_THREADS, torchrun's one per rank) would go on with them all
+    threads = torch.get_num_threads()
+    try:
+        return _layout(umap, points, fit)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _layout(umap, points: np.ndarray, fit: np.ndarray | None) -> np.ndarray:
+    from sklearn.neighbors import NearestNeighbors
 
     fit = np.arange(len(points)) if fit is None else fit
     base = np.ascontiguousarray(points[fit], dtype=np.float32)
