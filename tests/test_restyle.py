@@ -74,6 +74,28 @@ def test_neither_the_decoder_nor_its_critic_can_tell_the_border_from_the_middle(
     assert (logits - logits[..., 4:5, 4:5]).abs().max() < 1e-5
 
 
+def test_a_checkpoint_from_before_replicate_padding_paints_as_it_was_trained():
+    old = _model()
+    for module in old.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.padding != (0, 0):
+            module.padding_mode = "zeros"
+    torch.nn.init.normal_(old.correction.weight, std=0.2)
+    state = {k: v for k, v in old.state_dict().items() if k != "replicate_padding"}  # as it was saved
+    loaded = _model()
+    loaded.load_state_dict(state)
+    x = torch.rand(2, 3, 32, 32)
+    styles = torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.equal(loaded.smooth(loaded.encode(x), styles), old.smooth(old.encode(x), styles))
+        fresh = _model()
+        fresh.load_state_dict(loaded.state_dict())  # saved again: it keeps its padding
+        assert torch.equal(fresh.smooth(fresh.encode(x), styles), old.smooth(old.encode(x), styles))
+        replicate = _model()
+        replicate.load_state_dict({**state, "replicate_padding": torch.tensor(True)})
+        assert not torch.allclose(replicate.smooth(replicate.encode(x), styles), old.smooth(old.encode(x), styles)), \
+            "the padding is what differs"
+
+
 @pytest.mark.parametrize("conditioning", ["concat", "cin"])
 def test_the_label_changes_the_painting_and_the_noise_changes_the_marks(conditioning):
     model = _model(conditioning=conditioning, marks="learned")

@@ -490,6 +490,19 @@ class CondAE(nn.Module):
         else:
             self.exemplars = None
             self._texture_path(in_chans + extra, texture_width, conditioning)
+        self.register_buffer("replicate_padding", torch.ones((), dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A checkpoint from before 2026-12-07 has no such entry: its convolutions padded with
+        # zeros, and painting it with replicate padding would change every restyle it makes
+        key = prefix + "replicate_padding"
+        if key not in state_dict:
+            state_dict[key] = torch.zeros((), dtype=torch.bool)
+        mode = "replicate" if bool(state_dict[key]) else "zeros"
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and module.padding != (0, 0):
+                module.padding_mode = mode
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _texture_path(self, in_chans: int, width: int, conditioning: Conditioning) -> None:
         """The learned marks' network: noise and the smooth image (and the style) in, marks out."""
