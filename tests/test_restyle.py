@@ -76,11 +76,10 @@ def test_neither_the_decoder_nor_its_critic_can_tell_the_border_from_the_middle(
 
 def test_a_checkpoint_from_before_replicate_padding_paints_as_it_was_trained():
     old = _model()
-    for module in old.modules():
-        if isinstance(module, torch.nn.Conv2d) and module.padding != (0, 0):
-            module.padding_mode = "zeros"
     torch.nn.init.normal_(old.correction.weight, std=0.2)
     state = {k: v for k, v in old.state_dict().items() if k != "replicate_padding"}  # as it was saved
+    old.load_state_dict(state)  # the model as it was: zero padding
+    assert {m.padding_mode for m in old.modules() if isinstance(m, torch.nn.Conv2d) and m.padding != (0, 0)} == {"zeros"}
     loaded = _model()
     loaded.load_state_dict(state)
     x = torch.rand(2, 3, 32, 32)

@@ -133,9 +133,7 @@ class Block(nn.Module):
     def __init__(self, in_chans: int, out_chans: int, num_styles: int, conditioning: Conditioning, *,
                  normalize: bool, dilation: int = 1) -> None:
         super().__init__()
-        # replicate padding: with zeros the border is a place the network can find, and a critic
-        # rewarded dark bands it painted there (docs/restyle-notes.md)
-        self.conv = nn.Conv2d(in_chans, out_chans, 3, padding=dilation, dilation=dilation, padding_mode="replicate")
+        self.conv = nn.Conv2d(in_chans, out_chans, 3, padding=dilation, dilation=dilation)
         if conditioning == "cin":
             self.norm = StyleAffine(out_chans, num_styles, normalize)
         else:
@@ -469,8 +467,8 @@ class CondAE(nn.Module):
         self.size_multiple = self.scale  # it paints any H×W that the code's squares divide (zoo/pictures.py)
         self.upsample = upsample
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, width, 3, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
+            nn.Conv2d(in_chans, width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(width, latent_dim, 1),
         )
         self.embedding = nn.Linear(num_classes, embed_dim, bias=False) if conditioning == "concat" else None
@@ -479,7 +477,7 @@ class CondAE(nn.Module):
             Block(self.latent_dim + extra, width, num_classes, conditioning, normalize=False),
             Block(width, width, num_classes, conditioning, normalize=False),
         ])
-        self.correction = nn.Conv2d(width, in_chans, 3, padding=1, padding_mode="replicate")
+        self.correction = nn.Conv2d(width, in_chans, 3, padding=1)
         nn.init.zeros_(self.correction.weight)  # starts as the plain upsampled colours
         nn.init.zeros_(self.correction.bias)
         if marks == "exemplar":
@@ -490,18 +488,22 @@ class CondAE(nn.Module):
         else:
             self.exemplars = None
             self._texture_path(in_chans + extra, texture_width, conditioning)
+        # Replicate padding: with zeros the border is a place the network can find, and the critic
+        # rewarded dark bands it painted there (docs/restyle-notes.md)
         self.register_buffer("replicate_padding", torch.ones((), dtype=torch.bool))
+        self._pad(True)
+
+    def _pad(self, replicate: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and module.padding != (0, 0):
+                module.padding_mode = "replicate" if replicate else "zeros"
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # A checkpoint from before 2026-12-07 has no such entry: its convolutions padded with
         # zeros, and painting it with replicate padding would change every restyle it makes
         key = prefix + "replicate_padding"
-        if key not in state_dict:
-            state_dict[key] = torch.zeros((), dtype=torch.bool)
-        mode = "replicate" if bool(state_dict[key]) else "zeros"
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d) and module.padding != (0, 0):
-                module.padding_mode = mode
+        state_dict.setdefault(key, torch.zeros((), dtype=torch.bool))
+        self._pad(bool(state_dict[key]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _texture_path(self, in_chans: int, width: int, conditioning: Conditioning) -> None:
