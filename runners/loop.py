@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -252,23 +253,45 @@ def _after_fit(fitter: Fitter, feed: Feed, record: Recorder, state: State) -> No
     """The task's post-hoc step with the served weights (classify's crt and tau_norm, cond_ae's
     dictionary marks), on every rank alike; the task state and the served weights it changes are
     written into the served checkpoint, so that every user of the run loads what the test split
-    scores."""
+    scores. Where the task asks (``after_fit_all_checkpoints``), the step is taken on the run's
+    other checkpoints too, on rank 0, with their own weights."""
     hook = getattr(fitter.task, "after_fit", None)  # optional: a plugin task need not subclass Task
-    if hook is None:
+
+    def apply() -> bool:
+        with fitter.evaluated():
+            return bool(hook(train_set=feed.sets["train"], valid_set=feed.sets["valid"], device=feed.device))
+
+    if hook is None or not apply():
         return
-    with fitter.evaluated():
-        if not hook(train_set=feed.sets["train"], valid_set=feed.sets["valid"], device=feed.device):
-            return
     # val/<main>_best (what sweeps and benches rank by) is then the served model's score
     state.best = evaluate(fitter, feed, "valid").get(main_key(fitter.task), state.best)
     path = record.served()
-    if feed.world.main and path is not None:
-        saved = checkpoint.load(path)
-        saved["task"] = fitter.task.state_dict()
-        saved["model"] = fitter.reported.state_dict()
-        checkpoint.save(path, saved)
-        if record.run:
-            record.run.log_artifact(path, "checkpoints")
+    if not feed.world.main or path is None:
+        return
+    _rewrite(path, fitter, record)
+    if not getattr(fitter.task, "after_fit_all_checkpoints", False):
+        return
+    for other in sorted(path.parent.glob("*.pt")):
+        if other != path:
+            saved = checkpoint.load(other)
+            fitter.reported.load_state_dict(saved["model"])
+            fitter.task.load_state_dict(saved["task"])
+            apply()
+            _rewrite(other, fitter, record)
+    served = checkpoint.load(path)  # the test split scores the served model
+    fitter.reported.load_state_dict(served["model"])
+    fitter.task.load_state_dict(served["task"])
+
+
+def _rewrite(path: Path, fitter: Fitter, record: Recorder) -> None:
+    """The checkpoint at ``path`` with the fitter's reported weights and task state, written and
+    logged again."""
+    saved = checkpoint.load(path)
+    saved["task"] = fitter.task.state_dict()
+    saved["model"] = fitter.reported.state_dict()
+    checkpoint.save(path, saved)
+    if record.run:
+        record.run.log_artifact(path, "checkpoints")
 
 
 def main_key(task: Any) -> str:

@@ -286,6 +286,33 @@ def test_dictionary_atoms_of_scattered_dots_are_synthesised_into_dots_not_a_blur
     assert torch.equal(made(), synthesised), "seeded"
 
 
+def test_a_dictionary_paints_flat_tiles_flat_when_a_few_of_their_neighbours_carry_outlines():
+    from zoo.models.cond_ae import distil_tiles, split_tiles
+
+    gen = torch.Generator().manual_seed(0)
+    greys = 0.5 + 0.1 * torch.rand(64, 1, 1, 1, generator=gen)
+    tiles = (greys + 0.004 * torch.randn(64, 1, 16, 16, generator=gen)).expand(64, 3, 16, 16).clone()
+    for k, tile in enumerate(tiles[:16]):  # a quarter of the tiles carry a dark outline, somewhere
+        at = int(torch.randint(2, 13, (), generator=gen))
+        tile[:, at : at + 2] = 0.1 if k % 2 else tile[:, at : at + 2]
+        tile[..., at : at + 2] = tile[..., at : at + 2] if k % 2 else 0.1
+
+    def loudness(x: torch.Tensor) -> torch.Tensor:
+        return split_tiles(x, 4, "bilinear")[1].square().mean((1, 2, 3)).sqrt()
+
+    def keys(colours: torch.Tensor) -> torch.Tensor:
+        return colours.flatten(1)
+
+    atoms = distil_tiles(tiles, keys, 4, "bilinear", atoms=8)
+    flat = tiles[16:]
+    # each flat tile painted with the atom its colours match, as a restyle picks it
+    nearest = torch.cdist(keys(F.avg_pool2d(flat, 4)), keys(F.avg_pool2d(atoms, 4))).argmin(1)
+    assert loudness(atoms[nearest]).max() < 2 * loudness(flat).max(), \
+        "a flat tile's atom is flat, not the outlines' statistics gathered into a dot"
+    mixed = distil_tiles(tiles, keys, 4, "bilinear", atoms=8, loudness=0)  # clustered on the colours alone
+    assert loudness(mixed).max() > 5 * loudness(flat).max(), "without the loudness, the outlines leak into a flat atom"
+
+
 def _distilled_model() -> torch.nn.Module:
     model = _model(marks="dictionary", tile=8, bank=64, atoms=8).train()
     noise = 0.1 * torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -586,7 +613,8 @@ def test_each_validation_image_is_restyled_into_another_style_the_same_at_every_
 
 
 @pytest.mark.slow
-def test_a_dictionary_run_scores_and_serves_a_model_that_holds_no_training_tile():
+def test_a_dictionary_run_scores_and_serves_a_model_that_holds_no_training_tile(tmp_path):
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     from runners import checkpoint, config, inference, train
@@ -604,6 +632,13 @@ def test_a_dictionary_run_scores_and_serves_a_model_that_holds_no_training_tile(
     served = checkpoint.trained_state(checkpoint.load(folder / "checkpoints" / "last.pt"))
     tiles, kept = served["exemplars.tiles"], served["exemplars.kept"]
     assert served["exemplars.distilled"] and 0 < kept.max() == tiles.shape[1] <= 64, "only the atoms' rows"
+    # nor does any checkpoint the run keeps or logged (best.pt, which it does not serve, included)
+    logged = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints", dst_path=str(tmp_path)))
+    kept_files = sorted((folder / "checkpoints").glob("*.pt")) + sorted(logged.glob("*.pt"))
+    assert [p.name for p in kept_files] == ["best.pt", "last.pt"] * 2
+    for path in kept_files:
+        state = checkpoint.trained_state(checkpoint.load(path))
+        assert state["exemplars.distilled"] and torch.equal(state["exemplars.tiles"], tiles), path
     # no atom is a copy of any tile of a training painting of its style, where the bank cut them
     train_set = registry.dataset_of(cfg, "train")
     labels = labels_of(train_set)

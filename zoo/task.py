@@ -67,6 +67,10 @@ class Task:
     # MLflow model, runners.predict, the dashboard): "best" (picked by val/<main_metric>) or "last"
     # (the weights at the end of training). One of them, so that what is served is what was scored.
     serves: ClassVar[Literal["best", "last"]] = "best"
+    # Whether after_fit is also taken on the checkpoint the run does not serve, with its own
+    # weights: where the step takes out what no artifact of the run may hold (cond_ae's dictionary
+    # marks: the training tiles).
+    after_fit_all_checkpoints: ClassVar[bool] = False
     # The test metrics (names without ``test/``) that answer what a run of this task is for, in
     # the order people read them: the runner's closing table, the dashboard's Runs table and
     # Run page, and bench/quality.py all show these first.

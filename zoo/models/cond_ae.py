@@ -58,6 +58,7 @@ What makes the decoder use its label is the training recipe of the ``restyle`` t
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from typing import Annotated, Literal
@@ -87,6 +88,10 @@ SHARPEN = 1.5
 # Before they are averaged, a member's marks shift (circularly) by up to this many pixels to meet
 # the others': an outline's place in its tile varies by a pixel or two between paintings
 ALIGN = 2
+# Tiles are clustered on their match keys and their loudness (log RMS of the marks, as much of the
+# spread as all the keys): a cluster of flat tiles and a few outlined ones has the statistics of
+# some outline, which the synthesis gathers into one dot that every flat square then gets
+LOUDNESS_WEIGHT = 1.0
 # A mean of strokes, cells or dots placed at random is a blur of them, whatever its loudness: each
 # atom's marks are then synthesised (Adam, this many steps, from the sharpened mean) until their
 # texture statistics, the Gram matrices and means of one layer of fixed random filters (Gatys et
@@ -332,14 +337,14 @@ def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, paint,
 
 def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int, *,
                  members: int = MIN_MEMBERS, align: int = ALIGN, sharpen: float = SHARPEN,
-                 synthesise: int = SYNTH_STEPS) -> torch.Tensor:
+                 synthesise: int = SYNTH_STEPS, loudness: float = LOUDNESS_WEIGHT) -> torch.Tensor:
     """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
-    of their match keys (``keys``, a function of the coarse colours), and per cluster of at least
-    ``members`` distinct tiles the mean colours plus marks: the members' mean (aligned by up to
-    ``align`` px), made as loud as the members' on average and sharpened by the power
-    ``sharpen``, then ``synthesise`` steps towards the members' texture statistics
-    (:func:`synthesise_marks`; 0: the sharpened mean). Seeded: the same tiles give the same atoms
-    (the defaults: docs/restyle-notes.md, bench/dictionary_atoms.py)."""
+    of their match keys (``keys``, a function of the coarse colours) and, ``loudness`` times, their
+    marks' loudness; per cluster of at least ``members`` distinct tiles the mean colours plus marks:
+    the members' mean (aligned by up to ``align`` px), made as loud as the members' on average and
+    sharpened by the power ``sharpen``, then ``synthesise`` steps towards the members' texture
+    statistics (:func:`synthesise_marks`; 0: the sharpened mean). Seeded: the same tiles give the
+    same atoms (the defaults: docs/restyle-notes.md, bench/dictionary_atoms.py)."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
@@ -350,9 +355,13 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
     if not count:
         return tiles.new_zeros(0, *tiles.shape[1:])
     colours, marks = split_tiles(tiles, scale, upsample)
+    features = keys(colours).double()
+    loud = marks.square().mean((1, 2, 3)).sqrt().clamp_min(1 / 255).log().double()  # quieter than a grey level: flat
+    loud = (loud - loud.mean()) / loud.std().clamp_min(1e-8)
+    features = torch.cat([features, loudness * features.std(0).norm() * loud[:, None]], 1)
     with warnings.catch_warnings():  # alike tiles (a user's flat paintings) make fewer clusters: fewer atoms
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clusters = KMeans(count, n_init=1, random_state=0).fit(keys(colours).double().cpu().numpy()).labels_
+        clusters = KMeans(count, n_init=1, random_state=0).fit(features.cpu().numpy()).labels_
     clusters = torch.as_tensor(clusters, device=tiles.device)
     shifts = [(dy, dx) for dy in range(-align, align + 1) for dx in range(-align, align + 1)]
     made, groups, coarse = [], [], []
@@ -397,6 +406,9 @@ class DictionaryMarks(ExemplarMarks):
         super().__init__(*args, **kwargs)
         self.atoms = atoms
         self.register_buffer("distilled", torch.zeros((), dtype=torch.bool))
+        # a style's atoms by the digest of its distinct tiles: a run's every checkpoint holds the
+        # same tiles once each painting has been seen, and is distilled once
+        self._atoms_of: dict[str, torch.Tensor] = {}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # a distilled dictionary keeps as many rows per style as its largest style has atoms, not
@@ -409,8 +421,13 @@ class DictionaryMarks(ExemplarMarks):
     @torch.no_grad()
     def distil(self) -> None:
         """Replace every style's kept tiles by their dictionary: from here on no tile is kept."""
-        made = [distil_kept(self, self.tiles[style, : int(self.kept[style])], self.atoms)
-                for style in range(len(self.kept))]
+        made = []
+        for style in range(len(self.kept)):
+            tiles = torch.unique(self.tiles[style, : int(self.kept[style])], dim=0)  # distil_tiles's own
+            digest = hashlib.sha256(tiles.cpu().numpy().tobytes()).hexdigest()
+            if digest not in self._atoms_of:
+                self._atoms_of[digest] = distil_kept(self, tiles, self.atoms)
+            made.append(self._atoms_of[digest])
         self.tiles = self.tiles.new_zeros(len(made), max(map(len, made)), self.tiles.shape[-1])
         for style, atoms in enumerate(made):
             self.tiles[style, : len(atoms)] = atoms

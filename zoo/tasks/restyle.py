@@ -117,6 +117,7 @@ class Restyle(Reconstruct):
     # Its validation metric is the reconstruction's, which falls as the style critic asks for more
     # style, and the exemplar bank fills over the first epochs: the finished model is the restyler.
     serves = "last"
+    after_fit_all_checkpoints = True  # a dictionary run's best.pt keeps no tile either
     headline_metrics = ("restyle_acc", "restyle_acc_panel", "restyle_acc_panel_unseen", "restyle_texture_ratio",
                         "restyle_copy_rate", "restyle_psnr_gt", "restyle_psnr_gt_baseline", "identity_psnr")
     artifacts = (*Reconstruct.artifacts, Artifact.RESTYLES, Artifact.PER_STYLE, Artifact.RESTYLE_PLOT)
