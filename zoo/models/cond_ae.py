@@ -69,6 +69,7 @@ from pydantic import Field
 from torch import nn
 
 from zoo.fit import Step
+from zoo.task import phase
 
 __all__ = ["CondAE", "cond_ae", "style_weights"]
 
@@ -582,7 +583,8 @@ class CondAE(nn.Module):
         from them (:class:`DictionaryMarks`), once training is over. True where it did."""
         if not isinstance(self.exemplars, DictionaryMarks) or self.exemplars.distilled:
             return False
-        self.exemplars.distil()
+        with phase(f"distilling the kept tiles of {len(self.exemplars.kept)} styles into dictionaries"):
+            self.exemplars.distil()
         return True
 
     def texture(self, smooth: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
