@@ -453,7 +453,7 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
     """What the store holds, as `mlflow ui` shows it in Chromium: the logged model's page its test
     scores and description (no machine samples), and the run's image card a picture at the step it
     opens on (0, before training) and another at the last epoch's."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     from conftest import mlflow_server
@@ -479,7 +479,31 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
         page.get_by_placeholder("Search metric charts").fill("identity_psnr")  # a test score: a bar, not one dot
         page.locator(".barlayer .point").first.wait_for(timeout=60_000)
         assert page.locator(".scatterlayer .point").count() == 0
-        card = page.locator("img[src*='restyle%2Bstep%2B']")  # MLflow's own card, from the run's logged images
+        # MLflow's own image card of the run's logged pictures; 3.17 shows a picture by its
+        # get-artifact address, 3.18 fetches that address and shows the bytes, so a picture shown
+        # is one fetched and drawn in the card
+        fetched: list[str] = []
+        page.on("response", lambda r: fetched.append(r.url) if r.ok and "get-artifact" in r.url else None)
+        card = page.locator("xpath=//*[normalize-space(text())='restyle']/ancestor::*[.//input[@type='number']][1]")
+
+        def drawn(step: int) -> bool:  # fetched, and a picture in the card that is seen once scrolled to
+            return (any(f"restyle%2Bstep%2B{step}%2B" in url for url in fetched) and card.count() > 0
+                    and card.first.locator("img").evaluate_all(
+                        "imgs => imgs.some(i => { i.scrollIntoView({block: 'nearest'});"
+                        " const r = i.getBoundingClientRect();"
+                        " const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+                        " return i.complete && i.naturalWidth > 0 && (top === i || i.contains(top)); })"))
+
+        def wait_for(step: int, seconds: int, scroll: bool = False) -> bool:
+            for _ in range(seconds):
+                if scroll:  # the cards are drawn as they scroll into view, below the restyle metrics
+                    page.evaluate("document.querySelectorAll('*').forEach(e => {"
+                                  " if (e.scrollHeight > e.clientHeight + 8) e.scrollTop = e.scrollHeight; })")
+                with contextlib.suppress(PlaywrightError):  # a card redrawn as its picture loads
+                    if drawn(step):
+                        return True
+                page.wait_for_timeout(1000)
+            return False
 
         def find_card() -> None:
             for attempt in range(4):  # a busy machine can leave the lazily drawn section unrequested: draw afresh
@@ -487,29 +511,24 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
                     page.screenshot(path=tmp_path / f"mlflow-card-attempt{attempt}.png")
                     page.reload()
                 page.get_by_placeholder("Search metric charts").fill("restyle")
-                for _ in range(30):  # the cards are drawn as they scroll into view, below the restyle metrics
-                    page.evaluate("document.querySelectorAll('*').forEach(e => {"
-                                  " if (e.scrollHeight > e.clientHeight + 8) e.scrollTop = e.scrollHeight; })")
-                    if card.count():
-                        return
-                    page.wait_for_timeout(1000)
+                if wait_for(0, 30, scroll=True):
+                    return
             raise AssertionError("MLflow drew no image card for the run's logged pictures")
 
         find_card()
-        assert "restyle%2Bstep%2B0%2B" in card.first.get_attribute("src"), "it opens on step 0, and has a picture"
-        last = page.locator(f"img[src*='restyle%2Bstep%2B{epochs}%2B']")
+        first = next(url for url in fetched if "restyle%2Bstep%2B" in url)
+        assert "restyle%2Bstep%2B0%2B" in first, "it opens on step 0, and has a picture"
         shown = False
         for attempt in range(5):  # the card redraws as its picture loads: the box detaches, the picture is away
-            with contextlib.suppress(PlaywrightTimeout):
+            with contextlib.suppress(PlaywrightError):
                 if attempt:  # a card left stuck by a busy machine: the page drawn afresh
                     page.reload()
                     find_card()
-                step = card.first.locator("xpath=ancestor::*[.//input[@type='number']][1]").locator("input[type=number]")
-                step.fill(str(epochs), timeout=10_000)
+                card.first.locator("input[type=number]").fill(str(epochs), timeout=10_000)
                 page.keyboard.press("Tab")  # to the focused box, wherever the redraw left the locator
-                last.first.wait_for(timeout=30_000)
-                shown = True  # seen once: a later redraw may take it away for a moment
-                break
+                shown = wait_for(epochs, 30)  # seen once: a later redraw may take it away for a moment
+                if shown:
+                    break
             page.screenshot(path=tmp_path / f"mlflow-step-attempt{attempt}.png")
         assert shown, "the card shows the last epoch's picture"
         page.screenshot(path=tmp_path / "mlflow-images.png")
