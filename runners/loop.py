@@ -276,8 +276,8 @@ def _after_fit(fitter: Fitter, feed: Feed, record: Recorder, state: State) -> No
             saved = checkpoint.load(other)
             fitter.reported.load_state_dict(saved["model"])
             fitter.task.load_state_dict(saved["task"])
-            apply()
-            _rewrite(other, fitter, record)
+            if apply():  # a checkpoint the step already holds (a run continued) is left as it is
+                _rewrite(other, fitter, record)
     served = checkpoint.load(path)  # the test split scores the served model
     fitter.reported.load_state_dict(served["model"])
     fitter.task.load_state_dict(served["task"])

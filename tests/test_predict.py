@@ -486,36 +486,40 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
         page.on("response", lambda r: fetched.append(r.url) if r.ok and "get-artifact" in r.url else None)
         card = page.locator("xpath=//*[normalize-space(text())='restyle']/ancestor::*[.//input[@type='number']][1]")
 
-        def drawn(step: int) -> bool:  # fetched, and a picture in the card that is seen once scrolled to
-            return (any(f"restyle%2Bstep%2B{step}%2B" in url for url in fetched) and card.count() > 0
-                    and card.first.locator("img").evaluate_all(
-                        "imgs => imgs.some(i => { i.scrollIntoView({block: 'nearest'});"
-                        " const r = i.getBoundingClientRect();"
-                        " const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
-                        " return i.complete && i.naturalWidth > 0 && (top === i || i.contains(top)); })"))
+        def drawn(step: int) -> str | None:  # fetched, and the card's picture seen once scrolled to: its address
+            if not any(f"restyle%2Bstep%2B{step}%2B" in url for url in fetched) or not card.count():
+                return None
+            return card.first.locator("img").evaluate_all(
+                "imgs => (imgs.find(i => { i.scrollIntoView({block: 'nearest'});"
+                " const r = i.getBoundingClientRect();"
+                " const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+                " return i.complete && i.naturalWidth > 0 && (top === i || i.contains(top)); }) || {}).src || null")
 
-        def wait_for(step: int, seconds: int, scroll: bool = False) -> bool:
+        def wait_for(step: int, seconds: int, scroll: bool = False, other_than: str | None = None) -> str | None:
+            """The address of the picture the card shows for ``step`` (not ``other_than``), None if none shows."""
             for _ in range(seconds):
                 if scroll:  # the cards are drawn as they scroll into view, below the restyle metrics
                     page.evaluate("document.querySelectorAll('*').forEach(e => {"
                                   " if (e.scrollHeight > e.clientHeight + 8) e.scrollTop = e.scrollHeight; })")
                 with contextlib.suppress(PlaywrightError):  # a card redrawn as its picture loads
-                    if drawn(step):
-                        return True
+                    shown = drawn(step)
+                    if shown and shown != other_than:
+                        return shown
                 page.wait_for_timeout(1000)
-            return False
+            return None
 
-        def find_card() -> None:
+        def find_card() -> str:
             for attempt in range(4):  # a busy machine can leave the lazily drawn section unrequested: draw afresh
                 if attempt:
                     page.screenshot(path=tmp_path / f"mlflow-card-attempt{attempt}.png")
                     page.reload()
                 page.get_by_placeholder("Search metric charts").fill("restyle")
-                if wait_for(0, 30, scroll=True):
-                    return
+                opened = wait_for(0, 30, scroll=True)
+                if opened:
+                    return opened
             raise AssertionError("MLflow drew no image card for the run's logged pictures")
 
-        find_card()
+        opened = find_card()
         first = next(url for url in fetched if "restyle%2Bstep%2B" in url)
         assert "restyle%2Bstep%2B0%2B" in first, "it opens on step 0, and has a picture"
         shown = False
@@ -523,10 +527,11 @@ def test_in_mlflows_ui_the_model_shows_its_scores_and_the_run_its_pictures_epoch
             with contextlib.suppress(PlaywrightError):
                 if attempt:  # a card left stuck by a busy machine: the page drawn afresh
                     page.reload()
-                    find_card()
+                    opened = find_card()
                 card.first.locator("input[type=number]").fill(str(epochs), timeout=10_000)
                 page.keyboard.press("Tab")  # to the focused box, wherever the redraw left the locator
-                shown = wait_for(epochs, 30)  # seen once: a later redraw may take it away for a moment
+                # another picture than step 0's, seen once: a later redraw may take it away for a moment
+                shown = wait_for(epochs, 30, other_than=opened) is not None
                 if shown:
                     break
             page.screenshot(path=tmp_path / f"mlflow-step-attempt{attempt}.png")
