@@ -311,6 +311,29 @@ def test_imbalance_bench_runs_small_and_writes_its_table(tmp_path, monkeypatch, 
     assert len(runs) == 3 and {r.data.params["train.weight_decay"] for r in runs} == {"0.05"}
 
 
+def test_median_marks_paint_the_outline_that_a_boundary_sets_where_the_smooth_image_has_it():
+    from zoo.models.cond_ae import split_tiles
+
+    gen = torch.Generator().manual_seed(0)
+
+    def paintings(n: int, columns: torch.Tensor) -> torch.Tensor:
+        """Two flat colours meeting at a column, inked with a dark line 2 px wide where they meet."""
+        left, right = torch.rand(n, 3, 1, 1, generator=gen), torch.rand(n, 3, 1, 1, generator=gen)
+        x = torch.arange(16).view(1, 1, 1, 16)
+        split = columns.view(n, 1, 1, 1)
+        image = torch.where(x < split, left, right).expand(n, 3, 16, 16).clone()
+        return torch.where((x == split) | (x == split - 1), torch.tensor(0.05), image)
+
+    net = bench_script("marks_placement").median_marks(paintings(64, torch.randint(4, 13, (64,), generator=gen)), 4,
+                                                       "bilinear", steps=150, width=16)
+    new = paintings(8, torch.randint(5, 12, (8,), generator=gen))
+    marks = split_tiles(new, 4, "bilinear")[1]
+    with torch.no_grad():
+        painted = net(new - marks)
+    line = marks.mean(1) < -0.1  # where the true marks darken the painting: the line
+    assert painted.mean(1)[line].mean() < painted.mean(1)[~line].mean() - 0.1
+
+
 @pytest.fixture
 def tiny_restyle_run() -> tuple[dict, str, dict[str, float]]:
     """A finished cond_ae run of a few steps (its config, id and logged metrics)."""
@@ -358,7 +381,8 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
     # marks_placement: the restyle as trained scores the structure the run logged for the style
     style = next(csv.DictReader(Path(mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path=Artifact.PER_STYLE, dst_path=str(tmp_path))).read_text().splitlines()))
-    bench_script("marks_placement").main([f"artzoo_runs/{run_id}", "--split", "test", "--style", style["style"]])
+    bench_script("marks_placement").main([f"artzoo_runs/{run_id}", "--split", "test", "--style", style["style"],
+                                          "--median-steps", "20"])
     rows = {r["marks"]: r for r in table(capsys.readouterr().out, "marks")}
     trained = rows["the restyle as trained (the nearest tile's marks)"]
     assert float(trained["structure"]) == pytest.approx(float(style["structure"]), abs=1e-3)
@@ -368,6 +392,12 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
     for oracle in ("oracle: per tile, the best of 49 shifts of those marks",
                    "oracle: per tile, the best of the 16 nearest kept tiles"):
         assert float(rows[oracle]["structure"]) >= float(trained["structure"]) - 0.02
+    # the median marks keep the colours at the code's scale
+    smooth = rows["the smooth image alone (no marks)"]
+    median = [r for name, r in rows.items() if name.startswith("the median marks given the smooth image")]
+    assert len(median) == 2
+    for row in median:
+        assert float(row["restyle_psnr_gt (dB)"]) == pytest.approx(float(smooth["restyle_psnr_gt (dB)"]), abs=0.1)
 
     # dictionary_atoms: the kept tiles score what the run logged; distilled atoms keep the colours
     bench_script("dictionary_atoms").main([f"artzoo_runs/{run_id}", "--split", "test"])

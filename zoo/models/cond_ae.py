@@ -286,11 +286,15 @@ class ExemplarMarks(nn.Module):
             marks[rows] += weights[rows, style, None, None].float() * chosen.flatten(1).view(int(rows.sum()), count, -1)
         size = (h + pad[3], w + pad[1])
         painted = F.fold(marks.transpose(1, 2), size, t, stride=t)
-        # marks keep the layout: their mean over each of the code's squares is taken out, so the
-        # restyle's colours at that scale are the smooth path's (what texture_mean asks of
-        # learned marks)
-        painted = painted - F.interpolate(F.avg_pool2d(painted, self.scale), scale_factor=self.scale, mode="nearest")
-        return painted[..., :h, :w].to(smooth.dtype)
+        # the restyle's colours at the code's scale stay the smooth path's (what texture_mean asks
+        # of learned marks)
+        return keep_layout(painted, self.scale)[..., :h, :w].to(smooth.dtype)
+
+
+def keep_layout(marks: torch.Tensor, scale: int) -> torch.Tensor:
+    """``marks`` less their mean over each ``scale``-pixel square: added to a smooth image, they
+    leave its colours at the code's scale as they were."""
+    return marks - F.interpolate(F.avg_pool2d(marks, scale), scale_factor=scale, mode="nearest")
 
 
 def split_tiles(tiles: torch.Tensor, scale: int, upsample: Upsample) -> tuple[torch.Tensor, torch.Tensor]:
