@@ -7,7 +7,8 @@ No model is trained. The run's network (``model.marks=exemplar``: its kept tiles
 restyles every image of the split into its seeded other style. Each row replaces the kept tiles
 by the atoms of one recipe of ``distil_tiles`` (zoo/models/cond_ae.py: atoms asked per style, the
 fewest tiles an atom averages, the shift allowed to align them, the sharpening power, the steps
-of texture synthesis from that mean, the weight of the marks' loudness in the clustering) and scores
+of texture synthesis from that mean, the weight of the marks' loudness in the clustering, the
+share of the members' energy their aligned mean must keep for their median to be kept in place) and scores
 the restyles: the unseen panel (per target style the lower accuracy of the judges trained on
 paintings of another seed, averaged over styles), its worst style, the texture ratio and
 ``restyle_psnr_gt`` (zoo/evidence.py), the copy rate of a seeded sample of 200 restyles, and the
@@ -31,15 +32,18 @@ import registry
 from marks_gain import load_run
 from throughput import cpu_model
 from zoo import evidence, metrics
-from zoo.models.cond_ae import ALIGN, LOUDNESS_WEIGHT, MIN_MEMBERS, SHARPEN, SYNTH_STEPS, distil_kept, split_tiles
+from zoo.models.cond_ae import (ALIGN, LOUDNESS_WEIGHT, MIN_MEMBERS, PLACED, SHARPEN, SYNTH_STEPS, distil_kept,
+                                split_tiles)
 from zoo.task import labels_of, to_uint8
 from zoo.tasks.restyle import per_style, quarter, render_all, restyle_targets
 
 # (atoms asked per style, fewest distinct tiles per atom, alignment in px, sharpening power, synthesis
-# steps, weight of the loudness in the clustering)
-RECIPES = [(512, 1, 0, 1.0, 0, 0.0), (512, 4, 0, 1.0, 0, 0.0), (512, 4, 2, 1.5, 0, 0.0), (512, 8, 2, 1.5, 0, 0.0),
-           (512, 8, 2, 1.5, SYNTH_STEPS, 0.0), (512, 8, 2, 1.5, SYNTH_STEPS, 1.0)]
-DEFAULT = (512, MIN_MEMBERS, ALIGN, SHARPEN, SYNTH_STEPS, LOUDNESS_WEIGHT)
+# steps, weight of the loudness in the clustering, share of the members' energy their aligned mean
+# keeps from which their median is kept in place)
+RECIPES = [(512, 1, 0, 1.0, 0, 0.0, 0.0), (512, 4, 0, 1.0, 0, 0.0, 0.0), (512, 4, 2, 1.5, 0, 0.0, 0.0),
+           (512, 8, 2, 1.5, 0, 0.0, 0.0), (512, 8, 2, 1.5, SYNTH_STEPS, 0.0, 0.0), (512, 8, 2, 1.5, SYNTH_STEPS, 1.0, 0.0),
+           (512, 8, 2, 1.5, SYNTH_STEPS, 1.0, 0.25)]
+DEFAULT = (512, MIN_MEMBERS, ALIGN, SHARPEN, SYNTH_STEPS, LOUDNESS_WEIGHT, PLACED)
 COPY_SAMPLE = 200
 
 
@@ -105,12 +109,13 @@ def main(argv: list[str] | None = None) -> None:
           "| atoms near a kept tile |\n|---|---|---|---|---|---|---|---|")
     print(score("the kept tiles (exemplar marks)", kept), flush=True)
     for recipe in RECIPES:
-        atoms_asked, members, align, sharpen, steps, loudness = recipe
+        atoms_asked, members, align, sharpen, steps, loudness, placed = recipe
         atoms = {s: distil_kept(bank, tiles, atoms_asked, members=members, align=align, sharpen=sharpen,
-                                synthesise=steps, loudness=loudness) for s, tiles in kept.items()}
+                                synthesise=steps, loudness=loudness, placed=placed) for s, tiles in kept.items()}
         name = (f"{atoms_asked} asked, ≥ {members} tiles each, aligned ±{align} px, sharpened ^{sharpen:g}, "
                 + (f"synthesised {steps} steps" if steps else "not synthesised")
                 + (f", clustered on loudness ×{loudness:g} too" if loudness else "")
+                + (f", the median kept in place where the mean keeps ≥ {placed:g} of the energy" if placed else "")
                 + (" (the default)" if recipe == DEFAULT else ""))
         print(score(name, atoms), flush=True)
 

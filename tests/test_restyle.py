@@ -315,6 +315,23 @@ def test_a_dictionary_paints_flat_tiles_flat_when_a_few_of_their_neighbours_carr
     assert loudness(mixed).max() > 5 * loudness(flat).max(), "without the loudness, the outlines leak into a flat atom"
 
 
+def test_a_dictionary_keeps_marks_in_place_where_its_tiles_agree_where_they_are():
+    from zoo.models.cond_ae import distil_tiles, split_tiles
+
+    gen = torch.Generator().manual_seed(0)
+    edge = torch.sigmoid((torch.arange(16.0) + 0.5 - 8) / 1.5)  # a soft edge down the middle, as a wash bleeds
+    tiles = (0.3 + 0.4 * edge + 0.003 * torch.arange(16.0)[:, None, None, None]).expand(16, 3, 16, 16).clone()
+    tiles += 0.01 * torch.randn(16, 1, 16, 16, generator=gen)  # and a faint grain of each painting's own
+    members = split_tiles(tiles, 4, "bilinear")[1]
+
+    def fine(marks: torch.Tensor) -> torch.Tensor:  # energy finer than 3 px
+        return (marks - F.avg_pool2d(F.pad(marks, (1, 1, 1, 1), mode="circular"), 3, 1)).square().mean()
+
+    atom = split_tiles(distil_tiles(tiles, lambda c: c.flatten(1), 4, "bilinear", atoms=1), 4, "bilinear")[1]
+    assert F.cosine_similarity(atom.flatten(), members.mean(0).flatten(), 0) > 0.95, "the edge, where it is"
+    assert fine(atom) < 0.5 * fine(members), "not a grain synthesised of its own"
+
+
 def _distilled_model() -> torch.nn.Module:
     model = _model(marks="dictionary", tile=8, bank=64, atoms=8).train()
     noise = 0.1 * torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -46,9 +46,10 @@ The marks come from one of three places (``marks``):
   style's colours. The price is identity_psnr: another painting's marks are not the image's own;
 * ``dictionary``: exemplar marks while training; then (the restyle task's ``after_fit``) each
   style's kept tiles are replaced by a dictionary distilled from them, k-means of their match
-  keys, each atom started from the mean of at least eight distinct tiles' marks (each shifted by
-  up to 2 px to meet the others'), made as loud as they are and sharpened, then synthesised
-  until its texture statistics are theirs (a blur of strokes becomes strokes again). It paints
+  keys, each atom from at least eight distinct tiles' marks (each shifted by up to 2 px to meet
+  the others'): their per-pixel median where they agree where their marks are, else their mean
+  made as loud as they are and sharpened, then synthesised until its texture statistics are
+  theirs (a blur of strokes becomes strokes again). It paints
   as the exemplar path does, from atoms instead of tiles: a model to share where the training
   paintings may not be shared (docs/restyle-notes.md has what it costs).
 
@@ -81,7 +82,7 @@ NOISE_CHANS = 2  # channels of random noise per scale that the texture path pain
 # Noise per pixel, and constant over 4- and 8-pixel squares: tiles and facets, larger than what a
 # few convolutions can grow from per-pixel noise alone, start from a coarse random field
 NOISE_SCALES = (1, 4, 8)
-# A dictionary atom is the mean of at least this many training tiles' marks: none is one painting's
+# A dictionary atom is distilled from at least this many training tiles' marks: none is one painting's
 MIN_MEMBERS = 8
 # A mean of random marks is fainter and softer than any of them: its loudness is restored to the
 # members' and its peaks raised by this power, so that strokes and dots stay strokes and dots
@@ -93,6 +94,10 @@ ALIGN = 2
 # spread as all the keys): a cluster of flat tiles and a few outlined ones has the statistics of
 # some outline, which the synthesis gathers into one dot that every flat square then gets
 LOUDNESS_WEIGHT = 1.0
+# Members that agree where their marks are (the aligned mean keeps at least this share of their
+# energy: a soft wash's edge, a mosaic's grout, an outline at one place) keep them there: the atom's
+# marks are their per-pixel median, crisp, and not synthesised, since statistics do not say where
+PLACED = 0.25
 # A mean of strokes, cells or dots placed at random is a blur of them, whatever its loudness: each
 # atom's marks are then synthesised (Adam, this many steps, from the sharpened mean) until their
 # texture statistics, the Gram matrices and means of one layer of fixed random filters (Gatys et
@@ -342,14 +347,17 @@ def synthesise_marks(start: torch.Tensor, members: list[torch.Tensor], *, paint,
 
 def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atoms: int, *,
                  members: int = MIN_MEMBERS, align: int = ALIGN, sharpen: float = SHARPEN,
-                 synthesise: int = SYNTH_STEPS, loudness: float = LOUDNESS_WEIGHT) -> torch.Tensor:
+                 synthesise: int = SYNTH_STEPS, loudness: float = LOUDNESS_WEIGHT,
+                 placed: float = PLACED) -> torch.Tensor:
     """At most ``atoms`` tiles (A×C×t×t in [0, 1]) that hold no one of ``tiles`` (N×C×t×t): k-means
     of their match keys (``keys``, a function of the coarse colours) and, ``loudness`` times, their
-    marks' loudness; per cluster of at least ``members`` distinct tiles the mean colours plus marks:
-    the members' mean (aligned by up to ``align`` px), made as loud as the members' on average and
-    sharpened by the power ``sharpen``, then ``synthesise`` steps towards the members' texture
-    statistics (:func:`synthesise_marks`; 0: the sharpened mean). Seeded: the same tiles give the
-    same atoms (the defaults: docs/restyle-notes.md, bench/dictionary_atoms.py)."""
+    marks' loudness; per cluster of at least ``members`` distinct tiles the mean colours plus marks.
+    The marks: where the members' mean (aligned by up to ``align`` px) keeps at least ``placed`` of
+    their energy, their aligned per-pixel median (0: never); elsewhere that mean, made as loud as
+    the members' on average and sharpened by the power ``sharpen``, then ``synthesise`` steps
+    towards the members' texture statistics (:func:`synthesise_marks`; 0: the sharpened mean).
+    Seeded: the same tiles give the same atoms (the defaults: docs/restyle-notes.md,
+    bench/dictionary_atoms.py)."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
@@ -369,28 +377,37 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
         clusters = KMeans(count, n_init=1, random_state=0).fit(features.cpu().numpy()).labels_
     clusters = torch.as_tensor(clusters, device=tiles.device)
     shifts = [(dy, dx) for dy in range(-align, align + 1) for dx in range(-align, align + 1)]
-    made, groups, coarse = [], [], []
+    made, groups, coarse, kept_in_place = [], [], [], []
     for c in range(count):
         ours = clusters == c
         if int(ours.sum()) < members:
             continue
-        own = marks[ours]
+        own = aligned = marks[ours]
         mean = own.mean(0)
         for _ in range(2 if align else 0):  # each member at the shift that best meets the mean, then the mean again
             shifted = torch.stack([own.roll(shift, (2, 3)) for shift in shifts])  # shifts×members×C×t×t
             best = (shifted.flatten(2) @ mean.flatten()).argmax(0)
-            mean = shifted[best, torch.arange(len(own), device=own.device)].mean(0)
-        sharp = mean.sign() * mean.abs().pow(sharpen)
-        loudness = own.square().mean((1, 2, 3)).sqrt().mean()
-        made.append(sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8))
+            aligned = shifted[best, torch.arange(len(own), device=own.device)]
+            mean = aligned.mean(0)
+        in_place = bool(placed) and bool(mean.square().sum() >= placed * own.square().sum((1, 2, 3)).mean())
+        if in_place:
+            # what is left of the median once painted, as the synthesis returns its marks
+            made.append(split_tiles(aligned.median(0).values[None], scale, upsample)[1][0])
+        else:
+            sharp = mean.sign() * mean.abs().pow(sharpen)
+            loudness = own.square().mean((1, 2, 3)).sqrt().mean()
+            made.append(sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8))
+        kept_in_place.append(in_place)
         groups.append(own)
         coarse.append(colours[ours].mean(0))
     if not made:
         return tiles.new_zeros(0, *tiles.shape[1:])
     made = torch.stack(made)
-    if synthesise:
+    free = [i for i, in_place in enumerate(kept_in_place) if not in_place]
+    if synthesise and free:
         # a tile's marks are what is left of it less its colours: the synthesis sees them so
-        made = synthesise_marks(made, groups, paint=lambda m: split_tiles(m, scale, upsample)[1], steps=synthesise)
+        made[free] = synthesise_marks(made[free], [groups[i] for i in free],
+                                      paint=lambda m: split_tiles(m, scale, upsample)[1], steps=synthesise)
     return (F.interpolate(torch.stack(coarse), scale_factor=scale, mode=upsample, align_corners=False) + made).clamp(0, 1)
 
 
@@ -663,7 +680,7 @@ def cond_ae(
     upsample: Annotated[Upsample, Field(description="how the smooth path (and the exemplar marks' residual) "
                                         "upsamples the code's colours; bicubic draws sharper edges and "
                                         "scores lower restyle_psnr_gt (docs/restyle-notes.md)")] = "bilinear",
-    atoms: Annotated[int, Field(gt=0, description="dictionary marks: most atoms per style, each the mean of "
+    atoms: Annotated[int, Field(gt=0, description="dictionary marks: most atoms per style, each distilled from "
                                 "at least 8 distinct kept tiles' marks")] = 512,
 ) -> CondAE:
     """The label-conditioned autoencoder of the restyle task."""
