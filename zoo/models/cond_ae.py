@@ -395,8 +395,8 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
             made.append(split_tiles(aligned.median(0).values[None], scale, upsample)[1][0])
         else:
             sharp = mean.sign() * mean.abs().pow(sharpen)
-            loudness = own.square().mean((1, 2, 3)).sqrt().mean()
-            made.append(sharp * loudness / sharp.square().mean().sqrt().clamp_min(1e-8))
+            members_rms = own.square().mean((1, 2, 3)).sqrt().mean()
+            made.append(sharp * members_rms / sharp.square().mean().sqrt().clamp_min(1e-8))
         kept_in_place.append(in_place)
         groups.append(own)
         coarse.append(colours[ours].mean(0))
