@@ -8,7 +8,8 @@ restyles every image of the split into its seeded other style. Each row replaces
 by the atoms of one recipe of ``distil_tiles`` (zoo/models/cond_ae.py: atoms asked per style, the
 fewest tiles an atom averages, the shift allowed to align them, the sharpening power, the steps
 of texture synthesis from that mean, the weight of the marks' loudness in the clustering, the
-share of the members' energy their aligned mean must keep for their median to be kept in place) and scores
+share of the members' energy their aligned mean must keep for their median to be kept in place,
+whether a flat tile is an atom of a style with flat tiles, as ``DictionaryMarks`` makes it) and scores
 the restyles: the unseen panel (per target style the lower accuracy of the judges trained on
 paintings of another seed, averaged over styles), its worst style, the texture ratio and
 ``restyle_psnr_gt`` (zoo/evidence.py), the copy rate of a seeded sample of 200 restyles, and the
@@ -32,18 +33,19 @@ import registry
 from marks_gain import load_run
 from throughput import cpu_model
 from zoo import evidence, metrics
-from zoo.models.cond_ae import (ALIGN, LOUDNESS_WEIGHT, MIN_MEMBERS, PLACED, SHARPEN, SYNTH_STEPS, distil_kept,
-                                split_tiles)
+from zoo.models.cond_ae import (ALIGN, LOUDNESS_WEIGHT, MIN_MEMBERS, PLACED, SHARPEN, SYNTH_STEPS, DictionaryMarks,
+                                distil_kept, split_tiles)
 from zoo.task import labels_of, to_uint8
 from zoo.tasks.restyle import per_style, quarter, render_all, restyle_targets
 
 # (atoms asked per style, fewest distinct tiles per atom, alignment in px, sharpening power, synthesis
 # steps, weight of the loudness in the clustering, share of the members' energy their aligned mean
-# keeps from which their median is kept in place)
-RECIPES = [(512, 1, 0, 1.0, 0, 0.0, 0.0), (512, 4, 0, 1.0, 0, 0.0, 0.0), (512, 4, 2, 1.5, 0, 0.0, 0.0),
-           (512, 8, 2, 1.5, 0, 0.0, 0.0), (512, 8, 2, 1.5, SYNTH_STEPS, 0.0, 0.0), (512, 8, 2, 1.5, SYNTH_STEPS, 1.0, 0.0),
-           (512, 8, 2, 1.5, SYNTH_STEPS, 1.0, 0.25)]
-DEFAULT = (512, MIN_MEMBERS, ALIGN, SHARPEN, SYNTH_STEPS, LOUDNESS_WEIGHT, PLACED)
+# keeps from which their median is kept in place, flat tiles as atoms)
+RECIPES = [(512, 1, 0, 1.0, 0, 0.0, 0.0, False), (512, 4, 0, 1.0, 0, 0.0, 0.0, False), (512, 4, 2, 1.5, 0, 0.0, 0.0, False),
+           (512, 8, 2, 1.5, 0, 0.0, 0.0, False), (512, 8, 2, 1.5, SYNTH_STEPS, 0.0, 0.0, False),
+           (512, 8, 2, 1.5, SYNTH_STEPS, 1.0, 0.0, False), (512, 8, 2, 1.5, SYNTH_STEPS, 1.0, 0.25, False),
+           (512, 8, 2, 1.5, SYNTH_STEPS, 1.0, 0.25, True)]
+DEFAULT = (512, MIN_MEMBERS, ALIGN, SHARPEN, SYNTH_STEPS, LOUDNESS_WEIGHT, PLACED, True)
 COPY_SAMPLE = 200
 
 
@@ -79,11 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     kept_marks = {s: loud_marks(bank, tiles) for s, tiles in kept.items()}
     with torch.no_grad():
         smooth = net.smooth(net.encode(x), t)
+    # the recipes' atoms are matched as a distilled dictionary matches them
+    dictionary = DictionaryMarks(len(classes), bank.in_chans, bank.scale, bank.tile, bank.tiles.shape[1],
+                                 layout=bank.layout, upsample=bank.upsample, atoms=0)
+    dictionary.distilled.fill_(True)
 
-    def score(name: str, atoms: dict[int, torch.Tensor]) -> str:
+    def score(name: str, atoms: dict[int, torch.Tensor], flat: dict[int, bool] | None = None) -> str:
+        net.exemplars = bank if flat is None else dictionary
         for s, tiles in atoms.items():
-            bank.tiles[s, : len(tiles)] = tiles
-            bank.kept[s] = len(tiles)
+            net.exemplars.tiles[s, : len(tiles)] = tiles
+            net.exemplars.kept[s] = len(tiles)
+            if flat is not None:
+                dictionary.flat[s] = flat[s]
         with torch.no_grad():
             restyled = (smooth + net.texture(smooth, t)).clamp(0, 1)
         hits = {f"hit_unseen/{n}": (j(restyled).argmax(1) == t).float().numpy() for n, j in unseen.items()}
@@ -109,15 +118,17 @@ def main(argv: list[str] | None = None) -> None:
           "| atoms near a kept tile |\n|---|---|---|---|---|---|---|---|")
     print(score("the kept tiles (exemplar marks)", kept), flush=True)
     for recipe in RECIPES:
-        atoms_asked, members, align, sharpen, steps, loudness, placed = recipe
-        atoms = {s: distil_kept(bank, tiles, atoms_asked, members=members, align=align, sharpen=sharpen,
-                                synthesise=steps, loudness=loudness, placed=placed) for s, tiles in kept.items()}
+        atoms_asked, members, align, sharpen, steps, loudness, placed, flat = recipe
+        made = {s: distil_kept(bank, tiles, atoms_asked, members=members, align=align, sharpen=sharpen,
+                               synthesise=steps, loudness=loudness, placed=placed) for s, tiles in kept.items()}
+        atoms = {s: a for s, (a, _) in made.items()}
         name = (f"{atoms_asked} asked, ≥ {members} tiles each, aligned ±{align} px, sharpened ^{sharpen:g}, "
                 + (f"synthesised {steps} steps" if steps else "not synthesised")
                 + (f", clustered on loudness ×{loudness:g} too" if loudness else "")
                 + (f", the median kept in place where the mean keeps ≥ {placed:g} of the energy" if placed else "")
+                + (", a flat tile an atom where the style has flat tiles" if flat else "")
                 + (" (the default)" if recipe == DEFAULT else ""))
-        print(score(name, atoms), flush=True)
+        print(score(name, atoms, {s: has_flat and flat for s, (_, has_flat) in made.items()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -407,7 +407,7 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
     assert float(kept["texture ratio"]) == pytest.approx(logged["test/restyle_texture_ratio"], abs=1e-3)
     assert float(kept["restyle_psnr_gt"]) == pytest.approx(logged["test/restyle_psnr_gt"], abs=0.01)
     assert kept["atoms near a kept tile"] == "1.000", "a kept tile is itself"
-    assert len(rows) == 7 and sum(name.endswith("(the default)") for name in rows) == 1
+    assert len(rows) == 8 and sum(name.endswith("(the default)") for name in rows) == 1
     for row in rows.values():  # marks without a mean over the code's squares leave the colours as they were
         assert float(row["restyle_psnr_gt"]) == pytest.approx(float(kept["restyle_psnr_gt"]), abs=0.1)
     # clusters of one tile are the tiles themselves; the default's atoms are none of them

@@ -332,6 +332,36 @@ def test_a_dictionary_keeps_marks_in_place_where_its_tiles_agree_where_they_are(
     assert fine(atom) < 0.5 * fine(members), "not a grain synthesised of its own"
 
 
+def test_a_dictionary_paints_a_flat_square_flat_where_its_paintings_hold_flat_tiles():
+    from zoo.models.cond_ae import MIN_MEMBERS
+
+    steps = torch.arange(32) // 8  # one value per 8-px tile
+    flat = 0.1 + 0.01 * (4 * steps[:, None] + steps[None, :]).float()  # sixteen flat tiles, each its own grey
+    outlined = 0.5 + flat - 0.1
+    outlined[2::8] = outlined[3::8] = 0.1  # a dark line across every tile
+    paintings = torch.stack([_flat(0, flat)[0], _flat(0, outlined)[0], _flat(0.02, outlined)[0]])
+    model = _model(marks="dictionary", tile=8, bank=64, atoms=8).train()
+    with torch.no_grad():  # style 0 has flat regions and outlines; style 1 the outlines alone
+        model(torch.cat([paintings, paintings[1:]]), torch.tensor([0, 0, 0, 1, 1]))
+    model.distil()
+    assert model.exemplars.flat.tolist() == [True, False, False, False], f"{MIN_MEMBERS} flat tiles or more"
+
+    def marks(model, image: torch.Tensor, style: int) -> torch.Tensor:
+        code, label = model.encode(image), torch.tensor([style])
+        with torch.no_grad():
+            return model.decode(code, label) - model.smooth(code, label)
+
+    grey = _flat(0.5, torch.zeros(32, 32))  # the outlines' colour, no outline: nearer them than any flat atom
+    assert marks(model.eval(), grey, 0).abs().max() == 0, "flat, as the style's flat regions are"
+    assert marks(model, grey, 1).abs().max() > 0.1, "a style without flat tiles paints its nearest atom"
+    assert marks(model, _flat(0, outlined), 0).abs().max() > 0.1, "an outlined square still gets its outline"
+    # a dictionary saved before it knew flat tiles loads, and paints as it did
+    state = {k: v for k, v in model.state_dict().items() if k != "exemplars.flat"}
+    old = _model(marks="dictionary", tile=8, bank=64, atoms=8)
+    old.load_state_dict(state)
+    assert not old.exemplars.flat.any() and marks(old.eval(), grey, 0).abs().max() > 0.1
+
+
 def _distilled_model() -> torch.nn.Module:
     model = _model(marks="dictionary", tile=8, bank=64, atoms=8).train()
     noise = 0.1 * torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -94,6 +94,11 @@ ALIGN = 2
 # spread as all the keys): a cluster of flat tiles and a few outlined ones has the statistics of
 # some outline, which the synthesis gathers into one dot that every flat square then gets
 LOUDNESS_WEIGHT = 1.0
+# A tile whose marks are quieter than a grey level is flat. Where a style's paintings hold at least
+# MIN_MEMBERS flat tiles (Pop_Art's regions), a flat tile of whatever colour a restyle asks for is one of
+# its dictionary's atoms: atoms of a few colours matched by colour paint some other tile's outline
+# fragment on every flat square
+FLAT_RMS = 1 / 255
 # Members that agree where their marks are (the aligned mean keeps at least this share of their
 # energy: a soft wash's edge, a mosaic's grout, an outline at one place) keep them there: the atom's
 # marks are their per-pixel median, crisp, and not synthesised, since statistics do not say where
@@ -272,7 +277,9 @@ class ExemplarMarks(nn.Module):
         t = self.tile
         pad = (0, -w % t, 0, -h % t)
         query, count = self._cut(F.pad(smooth.detach().float(), pad, mode="replicate"))
-        query = self._keys(self._colours(query.flatten(0, 1))).view(len(smooth), count, -1)
+        query_colours = self._colours(query.flatten(0, 1))
+        query = self._keys(query_colours).view(len(smooth), count, -1)
+        query_colours = query_colours.view(len(smooth), count, *query_colours.shape[1:])
         marks = torch.zeros(len(smooth), count, smooth.shape[1] * t * t, device=smooth.device)
         for style in (weights > 0).any(0).nonzero().flatten().tolist():
             kept = self._kept(style)
@@ -280,20 +287,28 @@ class ExemplarMarks(nn.Module):
                 continue
             colours, keys = kept
             rows = weights[:, style] > 0
-            q = query[rows].flatten(0, 1)
-            nearest = torch.cat([torch.cdist(part, keys).argmin(1) if not rank else
-                                 torch.cdist(part, keys).topk(rank + 1, largest=False).indices[:, rank]
-                                 for part in q.split(4096)])
+            q, qc = query[rows].flatten(0, 1), query_colours[rows].flatten(0, 1)
+            nearest = torch.cat([self._distances(style, part, part_colours, keys).argmin(1) if not rank else
+                                 self._distances(style, part, part_colours, keys).topk(rank + 1, largest=False).indices[:, rank]
+                                 for part, part_colours in zip(q.split(4096), qc.split(4096))])
+            flat = nearest >= len(keys)  # a flat tile: no marks
+            nearest = nearest.clamp_max(len(keys) - 1)
             # only the chosen tiles are unpacked: the bank is far larger than one batch's tiles
             tiles = self.tiles[style, nearest].float().div(255).view(len(nearest), self.in_chans, t, t)
             coarse = colours[nearest].view(len(nearest), self.in_chans, t // self.scale, t // self.scale)
             chosen = tiles - F.interpolate(coarse, scale_factor=self.scale, mode=self.upsample, align_corners=False)
+            chosen[flat] = 0
             marks[rows] += weights[rows, style, None, None].float() * chosen.flatten(1).view(int(rows.sum()), count, -1)
         size = (h + pad[3], w + pad[1])
         painted = F.fold(marks.transpose(1, 2), size, t, stride=t)
         # the restyle's colours at the code's scale stay the smooth path's (what texture_mean asks
         # of learned marks)
         return keep_layout(painted, self.scale)[..., :h, :w].to(smooth.dtype)
+
+    def _distances(self, style: int, query: torch.Tensor, colours: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """N×kept distances of N match keys (``query``, of the coarse colours ``colours``, N×C×g×g)
+        to ``style``'s kept tiles' ``keys``; a column past them is a flat tile (no marks)."""
+        return torch.cdist(query, keys)
 
 
 def keep_layout(marks: torch.Tensor, scale: int) -> torch.Tensor:
@@ -369,7 +384,7 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
         return tiles.new_zeros(0, *tiles.shape[1:])
     colours, marks = split_tiles(tiles, scale, upsample)
     features = keys(colours).double()
-    loud = marks.square().mean((1, 2, 3)).sqrt().clamp_min(1 / 255).log().double()  # quieter than a grey level: flat
+    loud = marks.square().mean((1, 2, 3)).sqrt().clamp_min(FLAT_RMS).log().double()
     loud = (loud - loud.mean()) / loud.std().clamp_min(1e-8)
     features = torch.cat([features, loudness * features.std(0).norm() * loud[:, None]], 1)
     with warnings.catch_warnings():  # alike tiles (a user's flat paintings) make fewer clusters: fewer atoms
@@ -411,26 +426,30 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
     return (F.interpolate(torch.stack(coarse), scale_factor=scale, mode=upsample, align_corners=False) + made).clamp(0, 1)
 
 
-def distil_kept(bank: ExemplarMarks, tiles: torch.Tensor, atoms: int, **recipe) -> torch.Tensor:
-    """:func:`distil_tiles` of ``bank``'s tiles as it keeps them (uint8, N×C·t²), its atoms the same way."""
+def distil_kept(bank: ExemplarMarks, tiles: torch.Tensor, atoms: int, **recipe) -> tuple[torch.Tensor, bool]:
+    """:func:`distil_tiles` of ``bank``'s tiles as it keeps them (uint8, N×C·t²), its atoms the same
+    way; and whether at least :data:`MIN_MEMBERS` distinct ones are flat (:data:`FLAT_RMS`)."""
     t = bank.tile
-    made = distil_tiles(tiles.float().div(255).view(len(tiles), bank.in_chans, t, t), bank._keys, bank.scale,
-                        bank.upsample, atoms, **recipe)
-    return made.flatten(1).mul(255).round().to(torch.uint8)
+    tiles = torch.unique(tiles, dim=0).float().div(255).view(-1, bank.in_chans, t, t)
+    made = distil_tiles(tiles, bank._keys, bank.scale, bank.upsample, atoms, **recipe)
+    quiet = split_tiles(tiles, bank.scale, bank.upsample)[1].square().mean((1, 2, 3)).sqrt() < FLAT_RMS
+    return made.flatten(1).mul(255).round().to(torch.uint8), int(quiet.sum()) >= MIN_MEMBERS
 
 
 class DictionaryMarks(ExemplarMarks):
     """Exemplar marks while the model trains; after it (:meth:`distil`), a dictionary per style
-    distilled from the kept tiles (:func:`distil_tiles`), matched and painted the same way. The
-    model then holds no training tile, only atoms distilled from at least :data:`MIN_MEMBERS` of them."""
+    distilled from the kept tiles (:func:`distil_tiles`), matched and painted the same way, and for
+    a style with flat tiles (:data:`FLAT_RMS`) a flat tile of the query's own colours. The model
+    then holds no training tile, only atoms distilled from at least :data:`MIN_MEMBERS` of them."""
 
     def __init__(self, *args, atoms: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.atoms = atoms
         self.register_buffer("distilled", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("flat", torch.zeros(self.tiles.shape[0], dtype=torch.bool))  # per style: FLAT_RMS
         # a style's atoms by the digest of its distinct tiles: a run's every checkpoint holds the
         # same tiles once each painting has been seen, and is distilled once
-        self._atoms_of: dict[str, torch.Tensor] = {}
+        self._atoms_of: dict[str, tuple[torch.Tensor, bool]] = {}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # a distilled dictionary keeps as many rows per style as its largest style has atoms, not
@@ -438,22 +457,33 @@ class DictionaryMarks(ExemplarMarks):
         saved = state_dict.get(prefix + "tiles")
         if saved is not None and saved.shape != self.tiles.shape:
             self.tiles = torch.zeros_like(saved, device=self.tiles.device)
+        if saved is not None and prefix + "flat" not in state_dict:  # saved before flat tiles: it paints none
+            state_dict[prefix + "flat"] = torch.zeros_like(self.flat)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _distances(self, style: int, query: torch.Tensor, colours: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        distances = super()._distances(style, query, colours, keys)
+        if not (self.distilled and self.flat[style]):
+            return distances
+        # the flat tile of the query's own colours
+        flat = self._keys(colours.mean((-2, -1), keepdim=True).expand_as(colours))
+        return torch.cat([distances, (query - flat).norm(dim=1, keepdim=True)], 1)
 
     @torch.no_grad()
     def distil(self) -> None:
         """Replace every style's kept tiles by their dictionary: from here on no tile is kept."""
         made = []
         for style in range(len(self.kept)):
-            tiles = torch.unique(self.tiles[style, : int(self.kept[style])], dim=0)  # distil_tiles's own
+            tiles = torch.unique(self.tiles[style, : int(self.kept[style])], dim=0)  # distil_kept's own
             digest = hashlib.sha256(tiles.cpu().numpy().tobytes()).hexdigest()
             if digest not in self._atoms_of:
                 self._atoms_of[digest] = distil_kept(self, tiles, self.atoms)
             made.append(self._atoms_of[digest])
-        self.tiles = self.tiles.new_zeros(len(made), max(map(len, made)), self.tiles.shape[-1])
-        for style, atoms in enumerate(made):
+        self.tiles = self.tiles.new_zeros(len(made), max(len(atoms) for atoms, _ in made), self.tiles.shape[-1])
+        for style, (atoms, flat) in enumerate(made):
             self.tiles[style, : len(atoms)] = atoms
             self.kept[style] = len(atoms)
+            self.flat[style] = flat
         self.distilled.fill_(True)
 
     def remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -467,7 +497,7 @@ class DictionaryMarks(ExemplarMarks):
         if not self.distilled:
             return super().replace(style, images)
         tiles = self._as_kept(images).flatten(0, 1)
-        atoms = distil_kept(self, tiles, self.atoms)
+        atoms, self.flat[style] = distil_kept(self, tiles, self.atoms)
         if len(atoms) > self.tiles.shape[1]:
             self.tiles = torch.cat([self.tiles, self.tiles.new_zeros(len(self.tiles), len(atoms) - self.tiles.shape[1],
                                                                      self.tiles.shape[-1])], 1)
