@@ -34,7 +34,7 @@ from marks_gain import load_run
 from throughput import cpu_model
 from zoo import evidence, metrics
 from zoo.models.cond_ae import (ALIGN, LOUDNESS_WEIGHT, MIN_MEMBERS, PLACED, SHARPEN, SYNTH_STEPS, DictionaryMarks,
-                                distil_kept, split_tiles)
+                                distil_kept, holds_flat, split_tiles)
 from zoo.task import labels_of, to_uint8
 from zoo.tasks.restyle import per_style, quarter, render_all, restyle_targets
 
@@ -52,8 +52,7 @@ COPY_SAMPLE = 200
 def loud_marks(bank, tiles: torch.Tensor) -> torch.Tensor:
     """uint8 N×C·t² tiles -> the marks of those that carry marks (as the copy rate counts them),
     as the bank paints them, unit length."""
-    x = tiles.float().div(255).view(len(tiles), bank.in_chans, bank.tile, bank.tile)
-    marks = split_tiles(x, bank.scale, bank.upsample)[1].flatten(1)
+    marks = split_tiles(bank.unpack(tiles), bank.scale, bank.upsample)[1].flatten(1)
     return F.normalize(marks[marks.square().mean(1).sqrt() > evidence.MARKS_RMS], dim=1)
 
 
@@ -119,16 +118,15 @@ def main(argv: list[str] | None = None) -> None:
     print(score("the kept tiles (exemplar marks)", kept), flush=True)
     for recipe in RECIPES:
         atoms_asked, members, align, sharpen, steps, loudness, placed, flat = recipe
-        made = {s: distil_kept(bank, tiles, atoms_asked, members=members, align=align, sharpen=sharpen,
-                               synthesise=steps, loudness=loudness, placed=placed) for s, tiles in kept.items()}
-        atoms = {s: a for s, (a, _) in made.items()}
+        atoms = {s: distil_kept(bank, tiles, atoms_asked, members=members, align=align, sharpen=sharpen,
+                                synthesise=steps, loudness=loudness, placed=placed) for s, tiles in kept.items()}
         name = (f"{atoms_asked} asked, ≥ {members} tiles each, aligned ±{align} px, sharpened ^{sharpen:g}, "
                 + (f"synthesised {steps} steps" if steps else "not synthesised")
                 + (f", clustered on loudness ×{loudness:g} too" if loudness else "")
                 + (f", the median kept in place where the mean keeps ≥ {placed:g} of the energy" if placed else "")
                 + (", a flat tile an atom where the style has flat tiles" if flat else "")
                 + (" (the default)" if recipe == DEFAULT else ""))
-        print(score(name, atoms, {s: has_flat and flat for s, (_, has_flat) in made.items()}), flush=True)
+        print(score(name, atoms, {s: flat and holds_flat(bank, tiles) for s, tiles in kept.items()}), flush=True)
 
 
 if __name__ == "__main__":

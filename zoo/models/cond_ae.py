@@ -206,6 +206,10 @@ class ExemplarMarks(nn.Module):
         tiles, _ = self._cut(images[..., : h - h % self.tile, : w - w % self.tile].float())
         return tiles.flatten(2).mul(255).round().clamp(0, 255).to(torch.uint8)
 
+    def unpack(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Tiles as the bank keeps them (uint8, N×C·t²) -> N×C×t×t in [0, 1]."""
+        return tiles.float().div(255).view(len(tiles), self.in_chans, self.tile, self.tile)
+
     def _colours(self, tiles: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(tiles, self.scale)
 
@@ -239,7 +243,7 @@ class ExemplarMarks(nn.Module):
         self._sync()
         key = (kept, self._generation, self.tiles.device)
         if self._cache.get(style, (None,))[0] != key:
-            tiles = self.tiles[style, :kept].float().div(255).view(kept, self.in_chans, self.tile, self.tile)
+            tiles = self.unpack(self.tiles[style, :kept])
             colours = self._colours(tiles)
             self._cache[style] = (key, (colours.flatten(1), self._keys(colours)))
         return self._cache[style][1]
@@ -272,7 +276,8 @@ class ExemplarMarks(nn.Module):
     def forward(self, smooth: torch.Tensor, weights: torch.Tensor, *, rank: int = 0) -> torch.Tensor:
         """The marks for ``smooth`` (B×C×H×W) in the styles ``weights`` (B×styles; a blend blends
         the styles' marks). A style with no kept tile paints none. ``rank`` k copies each tile's
-        (k+1)-th nearest kept tile instead of its nearest (bench/marks_placement.py)."""
+        (k+1)-th nearest kept tile instead of its nearest, or its farthest where it keeps no more
+        (bench/marks_placement.py)."""
         h, w = smooth.shape[-2:]
         t = self.tile
         pad = (0, -w % t, 0, -h % t)
@@ -288,13 +293,17 @@ class ExemplarMarks(nn.Module):
             colours, keys = kept
             rows = weights[:, style] > 0
             q, qc = query[rows].flatten(0, 1), query_colours[rows].flatten(0, 1)
-            nearest = torch.cat([self._distances(style, part, part_colours, keys).argmin(1) if not rank else
-                                 self._distances(style, part, part_colours, keys).topk(rank + 1, largest=False).indices[:, rank]
-                                 for part, part_colours in zip(q.split(4096), qc.split(4096))])
+
+            def pick(part: torch.Tensor, part_colours: torch.Tensor) -> torch.Tensor:
+                distances = self._distances(style, part, part_colours, keys)
+                k = min(rank, distances.shape[1] - 1)  # a style keeping fewer tiles: its farthest
+                return distances.argmin(1) if not k else distances.topk(k + 1, largest=False).indices[:, k]
+
+            nearest = torch.cat([pick(*parts) for parts in zip(q.split(4096), qc.split(4096))])
             flat = nearest >= len(keys)  # a flat tile: no marks
             nearest = nearest.clamp_max(len(keys) - 1)
             # only the chosen tiles are unpacked: the bank is far larger than one batch's tiles
-            tiles = self.tiles[style, nearest].float().div(255).view(len(nearest), self.in_chans, t, t)
+            tiles = self.unpack(self.tiles[style, nearest])
             coarse = colours[nearest].view(len(nearest), self.in_chans, t // self.scale, t // self.scale)
             chosen = tiles - F.interpolate(coarse, scale_factor=self.scale, mode=self.upsample, align_corners=False)
             chosen[flat] = 0
@@ -315,6 +324,11 @@ def keep_layout(marks: torch.Tensor, scale: int) -> torch.Tensor:
     """``marks`` less their mean over each ``scale``-pixel square: added to a smooth image, they
     leave its colours at the code's scale as they were."""
     return marks - F.interpolate(F.avg_pool2d(marks, scale), scale_factor=scale, mode="nearest")
+
+
+def marks_rms(marks: torch.Tensor) -> torch.Tensor:
+    """The loudness of each of N marks (N×…): their root mean square."""
+    return marks.flatten(1).square().mean(1).sqrt()
 
 
 def split_tiles(tiles: torch.Tensor, scale: int, upsample: Upsample) -> tuple[torch.Tensor, torch.Tensor]:
@@ -384,7 +398,7 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
         return tiles.new_zeros(0, *tiles.shape[1:])
     colours, marks = split_tiles(tiles, scale, upsample)
     features = keys(colours).double()
-    loud = marks.square().mean((1, 2, 3)).sqrt().clamp_min(FLAT_RMS).log().double()
+    loud = marks_rms(marks).clamp_min(FLAT_RMS).log().double()
     loud = (loud - loud.mean()) / loud.std().clamp_min(1e-8)
     features = torch.cat([features, loudness * features.std(0).norm() * loud[:, None]], 1)
     with warnings.catch_warnings():  # alike tiles (a user's flat paintings) make fewer clusters: fewer atoms
@@ -410,7 +424,7 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
             made.append(split_tiles(aligned.median(0).values[None], scale, upsample)[1][0])
         else:
             sharp = mean.sign() * mean.abs().pow(sharpen)
-            members_rms = own.square().mean((1, 2, 3)).sqrt().mean()
+            members_rms = marks_rms(own).mean()
             made.append(sharp * members_rms / sharp.square().mean().sqrt().clamp_min(1e-8))
         kept_in_place.append(in_place)
         groups.append(own)
@@ -426,14 +440,17 @@ def distil_tiles(tiles: torch.Tensor, keys, scale: int, upsample: Upsample, atom
     return (F.interpolate(torch.stack(coarse), scale_factor=scale, mode=upsample, align_corners=False) + made).clamp(0, 1)
 
 
-def distil_kept(bank: ExemplarMarks, tiles: torch.Tensor, atoms: int, **recipe) -> tuple[torch.Tensor, bool]:
-    """:func:`distil_tiles` of ``bank``'s tiles as it keeps them (uint8, N×C·t²), its atoms the same
-    way; and whether at least :data:`MIN_MEMBERS` distinct ones are flat (:data:`FLAT_RMS`)."""
-    t = bank.tile
-    tiles = torch.unique(tiles, dim=0).float().div(255).view(-1, bank.in_chans, t, t)
-    made = distil_tiles(tiles, bank._keys, bank.scale, bank.upsample, atoms, **recipe)
-    quiet = split_tiles(tiles, bank.scale, bank.upsample)[1].square().mean((1, 2, 3)).sqrt() < FLAT_RMS
-    return made.flatten(1).mul(255).round().to(torch.uint8), int(quiet.sum()) >= MIN_MEMBERS
+def distil_kept(bank: ExemplarMarks, tiles: torch.Tensor, atoms: int, **recipe) -> torch.Tensor:
+    """:func:`distil_tiles` of ``bank``'s tiles as it keeps them (uint8, N×C·t²), its atoms the same way."""
+    made = distil_tiles(bank.unpack(tiles), bank._keys, bank.scale, bank.upsample, atoms, **recipe)
+    return made.flatten(1).mul(255).round().to(torch.uint8)
+
+
+def holds_flat(bank: ExemplarMarks, tiles: torch.Tensor) -> bool:
+    """Whether at least :data:`MIN_MEMBERS` distinct tiles of ``bank``'s (as it keeps them) are
+    flat: marks quieter than :data:`FLAT_RMS`."""
+    marks = split_tiles(bank.unpack(torch.unique(tiles, dim=0)), bank.scale, bank.upsample)[1]
+    return int((marks_rms(marks) < FLAT_RMS).sum()) >= MIN_MEMBERS
 
 
 class DictionaryMarks(ExemplarMarks):
@@ -474,10 +491,10 @@ class DictionaryMarks(ExemplarMarks):
         """Replace every style's kept tiles by their dictionary: from here on no tile is kept."""
         made = []
         for style in range(len(self.kept)):
-            tiles = torch.unique(self.tiles[style, : int(self.kept[style])], dim=0)  # distil_kept's own
+            tiles = torch.unique(self.tiles[style, : int(self.kept[style])], dim=0)  # distil_tiles's own
             digest = hashlib.sha256(tiles.cpu().numpy().tobytes()).hexdigest()
             if digest not in self._atoms_of:
-                self._atoms_of[digest] = distil_kept(self, tiles, self.atoms)
+                self._atoms_of[digest] = distil_kept(self, tiles, self.atoms), holds_flat(self, tiles)
             made.append(self._atoms_of[digest])
         self.tiles = self.tiles.new_zeros(len(made), max(len(atoms) for atoms, _ in made), self.tiles.shape[-1])
         for style, (atoms, flat) in enumerate(made):
@@ -497,7 +514,8 @@ class DictionaryMarks(ExemplarMarks):
         if not self.distilled:
             return super().replace(style, images)
         tiles = self._as_kept(images).flatten(0, 1)
-        atoms, self.flat[style] = distil_kept(self, tiles, self.atoms)
+        atoms = distil_kept(self, tiles, self.atoms)
+        self.flat[style] = holds_flat(self, tiles)
         if len(atoms) > self.tiles.shape[1]:
             self.tiles = torch.cat([self.tiles, self.tiles.new_zeros(len(self.tiles), len(atoms) - self.tiles.shape[1],
                                                                      self.tiles.shape[-1])], 1)
