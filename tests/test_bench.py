@@ -379,10 +379,12 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
         bench_script("marks_gain").main(["artzoo_runs"])
 
     # marks_placement: the restyle as trained scores the structure the run logged for the style
-    style = next(csv.DictReader(Path(mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=Artifact.PER_STYLE, dst_path=str(tmp_path))).read_text().splitlines()))
+    # (Pop_Art: the one whose median marks, its outlines, are not nothing)
+    style = next(r for r in csv.DictReader(Path(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=Artifact.PER_STYLE, dst_path=str(tmp_path))).read_text().splitlines())
+                 if r["style"] == "Pop_Art")
     bench_script("marks_placement").main([f"artzoo_runs/{run_id}", "--split", "test", "--style", style["style"],
-                                          "--median-steps", "20"])
+                                          "--median-steps", "100"])
     rows = {r["marks"]: r for r in table(capsys.readouterr().out, "marks")}
     trained = rows["the restyle as trained (the nearest tile's marks)"]
     assert float(trained["structure"]) == pytest.approx(float(style["structure"]), abs=1e-3)
@@ -398,6 +400,8 @@ def test_the_marks_benches_score_what_the_restyle_run_scored(capsys, tmp_path, t
     assert len(median) == 2
     for row in median:
         assert float(row["restyle_psnr_gt (dB)"]) == pytest.approx(float(smooth["restyle_psnr_gt (dB)"]), abs=0.1)
+    # ... and do paint marks, louder in the second row: each moves the structure elsewhere
+    assert len({smooth["structure"], *(row["structure"] for row in median)}) == 3, "marks painted at two gains"
 
     # dictionary_atoms: the kept tiles score what the run logged; distilled atoms keep the colours
     bench_script("dictionary_atoms").main([f"artzoo_runs/{run_id}", "--split", "test"])
