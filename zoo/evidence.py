@@ -7,12 +7,13 @@ cannot see marks at all. The scores here look elsewhere:
 * **Unseen judges** (:func:`unseen_judges`): the same judge recipe (zoo/judge.py) trained on
   paintings of the same styles that the restyler never saw, where the dataset can paint them
   (:class:`Unseen`: synthart, another seed of the same recipe).
-* **Texture ratio** (:class:`TextureProbe`): the distance between the Gram statistics
-  (zoo/style.py) of a restyle and of its ground truth, over the same distance for the input
-  left unchanged: 0 is the truth's marks, 1 no better than doing nothing. Random marks differ
-  between two samples of a style, so even the truth painted again with other marks is not at 0
-  (about 0.5 on synthart: the ceiling, logged beside it). The statistics come from a fixed,
-  seeded, untrained network, which no run trains and no critic shares, at full resolution.
+* **Texture ratio** (:class:`TextureProbe`): the distance between the texture statistics (the
+  loudness of each channel of a fixed filter bank) of a restyle and of its ground truth, over
+  the same distance for the input left unchanged: 0 is the truth's marks, 1 no better than
+  doing nothing, above 1 worse (a blur). Random marks differ between two samples of a style, so
+  even the truth painted again with other marks is not at 0 (the ceiling, logged beside it).
+  The statistics come from a fixed, seeded, untrained network, which no run trains and no
+  critic shares, at full resolution.
 * **Structure** (:func:`structure`): the correlation of a restyle's edges (the gradient
   magnitude of its luminance at full resolution) with the truth's: where a style's marks follow
   the scene (Pop_Art's outlines on its regions' boundaries, Cubism's facets), a restyle that
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.judge import train_judge
-from zoo.style import gram_vector, high_pass
+from zoo.style import high_pass
 from zoo.task import labels_of
 
 SEED = 0
@@ -42,6 +43,7 @@ COPY_COSINE = 0.9  # a tile whose marks correlate this well with a training tile
 COPY_TILE_SHARE = 1 / 4  # the copy rate's tile, as a share of the image side (16 px at 64 px)
 COPY_SOURCES = 256  # training paintings per style searched for a copy (a seeded sample where more)
 MARKS_RMS = 0.01  # a tile with less high-pass energy than this carries no marks to copy
+QUIET = 1e-3  # a channel's response to marks fainter than a grey level: none (keeps log finite)
 SOURCE_PIXELS = 64 * 64 * 64  # the training paintings searched at once: 64 of 64 px, 5 of 224 px
 
 
@@ -65,7 +67,12 @@ def unseen_judges(train_set, models: list[str], num_classes: int, device: torch.
 
 
 class TextureProbe(nn.Module):
-    """Gram statistics of the high pass of an image through three fixed random conv layers."""
+    """How loud an image's marks are in each channel of three fixed random conv layers over its
+    high pass: a filter bank's energies (the diagonal of each layer's centred Gram matrix).
+
+    Not whole Gram matrices: over one small painting the channels' cross-correlations of two
+    samples of the same style's random marks differ almost as much as two styles' do, and a Gram
+    matrix normalised per layer cannot tell loud marks from faint ones."""
 
     def __init__(self, in_chans: int = 3, width: int = 32) -> None:
         super().__init__()
@@ -81,12 +88,13 @@ class TextureProbe(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B×D texture vectors of ``x`` (B×C×H×W in [0, 1])."""
-        h, maps = high_pass(x.float()), []
+        """B×D texture vectors of ``x`` (B×C×H×W in [0, 1]): per channel, the log of the response's
+        standard deviation over positions (loudness is compared as a ratio)."""
+        h, parts = high_pass(x.float()), []
         for layer in self.layers:
             h = layer(h)
-            maps.append(h)
-        return gram_vector(maps)
+            parts.append(h.flatten(2).std(2).clamp_min(QUIET).log())
+        return torch.cat(parts, 1)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per item, the distance between the texture vectors of ``a`` and ``b``."""

@@ -226,8 +226,8 @@ with by_style:
                  if c in table.columns]
         if marks:
             st.caption("texture_ratio: how far a restyle's marks are from the true painting's, over how far the input's "
-                       "are (0 the truth's marks, 1 no better than leaving the image alone; Gram statistics from a fixed "
-                       "untrained network; texture_ratio_resample: the true painting painted again with other marks, "
+                       "are (0 the truth's marks, 1 no better than leaving the image alone; the loudness of each channel of a "
+                       "fixed untrained network; texture_ratio_resample: the true painting painted again with other marks, "
                        "as close as two samples of the style come). copy_rate: the share of a restyle's tiles whose marks copy a training "
                        "painting's; copy_rate_truth: the same of the true painting, what an original scores by chance.")
             long = table.reset_index().melt(id_vars="style", value_vars=marks, var_name="score", value_name="value")
