@@ -128,9 +128,9 @@ class Restyle(Reconstruct):
         "restyle_acc_panel_unseen": "the same by judges trained on paintings the restyler never saw (another seed): a "
                                     "style recognised, not a copied tile remembered",
         "restyle_texture_ratio": "how far a restyle's marks are from the true painting's, over how far the input's "
-                                 "are (the loudness of each channel of a fixed untrained network, full resolution); 0 the truth's "
-                                 "marks, 1 no better than doing nothing; lower is better (the truth painted again "
-                                 "with other marks: the ceiling)",
+                                 "are (the loudness of each channel of a fixed untrained network, full "
+                                 "resolution); 0 the truth's marks, 1 no better than doing nothing; lower is better "
+                                 "(the truth painted again with other marks: the ceiling)",
         "restyle_copy_rate": "share of a restyle's tiles whose marks copy a training painting's tile",
         "restyle_structure": "correlation of a restyle's edges with the true painting's, at full resolution: marks "
                              "that follow the scene (outlines, facets) put edges where it has them",
