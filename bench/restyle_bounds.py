@@ -45,6 +45,7 @@ from zoo import evidence, metrics
 from zoo.datasets.synthart import outline_mask
 from zoo.fit import Step
 from zoo.judge import train_judge
+from zoo.style import gram_vector, high_pass
 from zoo.tasks.restyle import JUDGE_STEPS, SEED, quarter, render_all, restyle_targets
 from zoo.task import labels_of
 
@@ -118,6 +119,7 @@ def main() -> None:
             acc = (judge(restyled).argmax(1) == t).float().mean()
         print(f"| {gain} | {acc:.3f} | {metrics.psnr(identity, x).mean():.2f} |", flush=True)
 
+    texture_measures(test, x, truth, targets)
     pop_art(test, n)
     if args.paired:
         paired_smooth(train, x, truth, targets, stages=args.stages)
@@ -141,6 +143,17 @@ def pop_art(test, n: int) -> None:
                   "the scene, no outlines": base,
                   "the scene + outlines where its colour changes": np.where(seen[..., None], 0.08, base),
                   "the scene + outlines round every region": np.where(every[..., None], 0.08, base)}
+        # what a 4-pixel code keeps of the regions: each square's share of every region, upsampled
+        held = F.interpolate(F.avg_pool2d(F.one_hot(torch.from_numpy(regions)).permute(2, 0, 1).float()[None], 4),
+                             scale_factor=4, mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+        coarse = outline_mask(held[1:] != held[:-1], held[:, 1:] != held[:, :-1], scene.unit)
+        images["the scene's regions as a 4-pixel code holds them, + outlines round them"] = np.where(
+            coarse[..., None], 0.08, scene.colours[held])
+        crisp = sharpened(F.interpolate(F.avg_pool2d(x[None], 4), scale_factor=4, mode="bilinear",
+                                        align_corners=False))[0].permute(1, 2, 0).numpy()
+        steps = [np.abs(np.diff(crisp, axis=axis)).sum(-1) > 0.4 for axis in (0, 1)]
+        images["the input's 4×4-pixel colours, sharpened, + outlines where they change"] = np.where(
+            outline_mask(*steps, scene.unit)[..., None], 0.08, crisp)
         for sigma, cells in ((1.5, 1), (0, 4)):
             found, colours = segmented(x, cells=cells, sigma=sigma)
             edge = outline_mask(found[1:] != found[:-1], found[:, 1:] != found[:, :-1], scene.unit)
@@ -157,6 +170,50 @@ def pop_art(test, n: int) -> None:
     for name, scores in rows.items():
         psnr, struct = np.mean(scores, 0)
         print(f"| {name} | {psnr:.2f} | {struct:.3f} |")
+
+
+def sharpened(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """``x`` (B×C×H×W) with every ramp made a step at its middle: each pixel takes its
+    neighbourhood's minimum or maximum, whichever is nearer (a toggle filter, per channel)."""
+    padded = F.pad(x, (radius,) * 4, mode="replicate")
+    low = -F.max_pool2d(-padded, 2 * radius + 1, 1)
+    high = F.max_pool2d(padded, 2 * radius + 1, 1)
+    return torch.where(x - low < high - x, low, high)
+
+
+def texture_measures(test, x: torch.Tensor, truth: torch.Tensor, targets: np.ndarray) -> None:
+    """Does a texture measure tell a style's marks from another's? The texture ratio of the truth
+    painted again (low is right), of the scene painted in a third style, and of the truth
+    blurred (no marks; both high is right), by zoo.evidence.TextureProbe and by whole Gram
+    matrices of the same layers (unit norm per layer), the statistic it replaced."""
+    probe = evidence.TextureProbe()
+
+    def gram(image: torch.Tensor) -> torch.Tensor:
+        h, maps = high_pass(image.float()), []
+        for layer in probe.layers:
+            h = layer(h)
+            maps.append(h)
+        return gram_vector(maps)
+
+    n, classes = len(x), test.classes
+    pick = np.random.default_rng(SEED + 2)
+    third = np.array([pick.choice([c for c in range(len(classes)) if c not in (t, test[i][1])])
+                      for i, t in enumerate(targets)])
+    rows = {"the truth painted again (other marks)": render_all(test, range(n), targets, texture=1),
+            "the scene painted in a third style": render_all(test, range(n), third),
+            "the truth blurred (σ 2 px)": blur(truth, 2)}
+    print(f"\n| texture ratio ({n} test restyles) | statistic | all | "
+          + " | ".join(classes) + " |\n" + "|---" * (len(classes) + 3) + "|")
+    for statistic, vectors in (("per-channel loudness (the probe)", probe), ("whole Gram matrices", gram)):
+        truth_vectors = vectors(truth)
+        def distance(image):
+            return (vectors(image) - truth_vectors).norm(dim=1)
+        base = distance(x)
+        for name, image in rows.items():
+            d = distance(image)
+            per = [(d[targets == c].sum() / base[targets == c].sum()).item() for c in range(len(classes))]
+            print(f"| {name} | {statistic} | {(d.sum() / base.sum()).item():.2f} | "
+                  + " | ".join(f"{r:.2f}" for r in per) + " |")
 
 
 def segmented(x: torch.Tensor, *, cells: int, sigma: float, k: int = 3) -> tuple[np.ndarray, np.ndarray]:

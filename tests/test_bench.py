@@ -230,6 +230,26 @@ def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
     assert none + 3 < seen < every
 
 
+def test_restyle_bounds_texture_table_shows_the_probe_telling_a_styles_marks_from_another_styles(capsys):
+    restyle_bounds = bench_script("restyle_bounds")
+    import registry
+
+    from zoo.tasks.restyle import render_all, restyle_targets
+    from zoo.task import labels_of
+
+    test = registry.dataset("synthart", split="test", image_size=64, size=320)  # 48 test paintings
+    targets = restyle_targets(labels_of(test), len(test.classes))[:48]
+    x = torch.stack([test[i][0] for i in range(48)])
+    restyle_bounds.texture_measures(test, x, render_all(test, range(48), targets), targets)
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): float(line.split("|")[3])
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| the ")}
+    probe, gram = "per-channel loudness (the probe)", "whole Gram matrices"
+    again, third, blurred = (rows[name, probe] for name in ("the truth painted again (other marks)",
+                                                           "the scene painted in a third style", "the truth blurred (σ 2 px)"))
+    assert again < 0.4 * third and third > 0.8 and blurred > 1.5  # the right marks near, wrong or none far
+    assert rows["the truth painted again (other marks)", gram] > again  # what the Gram statistic could not see
+
+
 @pytest.mark.slow
 def test_restyle_bounds_paired_smooth_path_learns_from_pairs(capsys):
     restyle_bounds = bench_script("restyle_bounds")
