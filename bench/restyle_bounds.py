@@ -22,7 +22,11 @@ A third turns the renderer's own marks down by a gain, to show what identity_psn
 in restyle_acc even for perfect marks. A fourth looks at the one style whose marks change the
 layout: Pop_Art's dark outlines, drawn round every region (shapes coloured like their
 surroundings included), scored (PSNR and the structure score) against restyles into Pop_Art made
-from the scene itself, and from regions a plain segmenter (k-means of colours) finds in the input.
+from the scene itself, from its regions as a 4-pixel code holds them, from the input's 4×4-pixel
+colours sharpened, and from regions a plain segmenter (k-means of colours) finds in the input.
+A texture table asks whether the texture ratio's statistic (zoo/evidence.py) tells a style's
+marks from another's: the truth painted again should score low, the scene painted in a third
+style and the truth blurred high; beside it whole Gram matrices, the statistic it replaced.
 
 ``--paired`` adds the one row that trains something: cond_ae's encoder and smooth path trained
 on ground-truth pairs (a training image in, the same scene rendered in a random style out),
@@ -197,8 +201,8 @@ def texture_measures(test, x: torch.Tensor, truth: torch.Tensor, targets: np.nda
 
     n, classes = len(x), test.classes
     pick = np.random.default_rng(SEED + 2)
-    third = np.array([pick.choice([c for c in range(len(classes)) if c not in (t, test[i][1])])
-                      for i, t in enumerate(targets)])
+    third = np.array([pick.choice([c for c in range(len(classes)) if c not in (t, own)])
+                      for t, own in zip(targets, labels_of(test))])
     rows = {"the truth painted again (other marks)": render_all(test, range(n), targets, texture=1),
             "the scene painted in a third style": render_all(test, range(n), third),
             "the truth blurred (σ 2 px)": blur(truth, 2)}
@@ -206,11 +210,9 @@ def texture_measures(test, x: torch.Tensor, truth: torch.Tensor, targets: np.nda
           + " | ".join(classes) + " |\n" + "|---" * (len(classes) + 3) + "|")
     for statistic, vectors in (("per-channel loudness (the probe)", probe), ("whole Gram matrices", gram)):
         truth_vectors = vectors(truth)
-        def distance(image):
-            return (vectors(image) - truth_vectors).norm(dim=1)
-        base = distance(x)
+        base = (vectors(x) - truth_vectors).norm(dim=1)
         for name, image in rows.items():
-            d = distance(image)
+            d = (vectors(image) - truth_vectors).norm(dim=1)
             per = [(d[targets == c].sum() / base[targets == c].sum()).item() for c in range(len(classes))]
             print(f"| {name} | {statistic} | {(d.sum() / base.sum()).item():.2f} | "
                   + " | ".join(f"{r:.2f}" for r in per) + " |")
