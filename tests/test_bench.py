@@ -222,12 +222,22 @@ def test_restyle_bounds_pop_art_table_ranks_outlines_as_the_readme_says(capsys):
 
     test = registry.dataset("synthart", split="test", image_size=64, size=100)
     restyle_bounds.pop_art(test, 15)
-    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| the scene")}
-    none, seen, every = (rows[f"the scene{s}"] for s in (", no outlines", " + outlines where its colour changes",
-                                                             " + outlines round every region"))
+    rows = {line.split("|")[1].strip(): (float(line.split("|")[2]), float(line.split("|")[3]))
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| the ")}
+    none, seen, every = (rows[f"the scene{s}"][0] for s in (", no outlines", " + outlines where its colour changes",
+                                                                " + outlines round every region"))
     # Pop_Art's ground truth is the scene with its outlines: drawing more of them gets closer to it
     assert none + 3 < seen < every
+    # a 4-pixel code places the outlines nearly as well; the input's own 4×4 colours, sharpened, beat the input
+    structure = {name: scores[1] for name, scores in rows.items()}
+    assert structure["the scene's regions as a 4-pixel code holds them, + outlines round them"] > (
+        0.9 * structure["the scene + outlines round every region"])
+    assert structure["the input's 4×4-pixel colours, sharpened, + outlines where they change"] > (
+        structure["the input"] + 0.05)
+    # sharpened: a ramp between two flat regions becomes a step at its middle
+    ramp = torch.cat([torch.zeros(6), torch.linspace(0, 1, 5), torch.ones(6)]).expand(1, 1, 4, 17)
+    crisp = restyle_bounds.sharpened(ramp)[0, 0, 0]
+    assert crisp.tolist() == [0.0] * 8 + [0.0 if crisp[8] == 0 else 1.0] + [1.0] * 8
 
 
 def test_restyle_bounds_texture_table_shows_the_probe_telling_a_styles_marks_from_another_styles(capsys):
