@@ -53,6 +53,15 @@ The marks come from one of three places (``marks``):
   as the exemplar path does, from atoms instead of tiles: a model to share where the training
   paintings may not be shared (docs/restyle-notes.md has what it costs).
 
+Where a style inks the boundaries of its regions (Pop_Art's outlines), the smooth path darkens
+its colours where they change by a gain per style (``ink``), *calibrated* once training is over
+(:meth:`CondAE.calibrate_ink`), not trained: the critic cannot teach it. A dark code square on a
+boundary is what makes the match pick an outlined tile, and a match has no gradient; the
+darkening alone, without the outline it brings, does not look like the style. Each style's gain
+is the one that makes its restyles (of training paintings of other styles) nearest as dark where
+their colours change as its own training paintings are; a style whose restyles are already that
+dark gets none. Learned marks, which the critic does teach, are not inked.
+
 What makes the decoder use its label is the training recipe of the ``restyle`` task
 (zoo/tasks/restyle.py); this module is only the network.
 """
@@ -64,6 +73,7 @@ import math
 import warnings
 from typing import Annotated, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -111,6 +121,13 @@ SYNTH_STEPS = 100
 SYNTH_LR = 0.02
 SYNTH_WIDTH = 64  # random filters per kernel size
 SYNTH_KERNELS = (3, 5, 7)
+# A code square is on a boundary where its colour differs from a neighbour's by more than this
+# (summed over channels): the fine colour noise a source's marks leave in its code is not inked.
+# Chosen on the validation split (docs/restyle-notes.md)
+INK_STEP = 0.2
+INK_GAINS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # the gains a calibration tries, least first
+INK_FLOOR = 0.1  # inked colours keep at least this share of their own: a line, not a hole
+_LUMA = (0.299, 0.587, 0.114)
 
 
 def style_weights(style: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -318,6 +335,34 @@ class ExemplarMarks(nn.Module):
         """N×kept distances of N match keys (``query``, of the coarse colours ``colours``, N×C×g×g)
         to ``style``'s kept tiles' ``keys``; a column past them is a flat tile (no marks)."""
         return torch.cdist(query, keys)
+
+
+def colour_steps(colours: torch.Tensor) -> torch.Tensor:
+    """B×1×h×w: per code square, the largest difference of its colours (summed over channels)
+    from one of its four neighbours'."""
+    padded = F.pad(colours, (1, 1, 1, 1), mode="replicate")
+    h, w = colours.shape[-2:]
+    return torch.stack([(colours - padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]).abs().sum(1, keepdim=True)
+                        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]).amax(0)
+
+
+def inked(colours: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """``colours`` (B×C×h×w, the code's squares) darkened where they change by more than
+    INK_STEP, by ``gain`` (B) per unit of change above it."""
+    ink = gain[:, None, None, None] * (colour_steps(colours) - INK_STEP).clamp_min(0)
+    return colours * (1 - ink).clamp_min(INK_FLOOR)
+
+
+def edge_darkness(colours: torch.Tensor) -> float:
+    """How dark images are where their colours change (B×C×h×w at the code's scale): per square,
+    how much darker its luminance is than its neighbourhood's lightest (3×3), averaged with the
+    squares' colour steps as weights. Inked outlines raise it; a plain edge between a dark region
+    and a light one counts too, in paintings and restyles alike."""
+    luma = (colours * colours.new_tensor(_LUMA)[:, None, None]).sum(1, keepdim=True) if colours.shape[1] == 3 \
+        else colours.mean(1, keepdim=True)
+    dark = F.max_pool2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, 1) - luma
+    steps = colour_steps(colours)
+    return float((dark * steps).sum() / steps.sum().clamp_min(1e-8))
 
 
 def keep_layout(marks: torch.Tensor, scale: int) -> torch.Tensor:
@@ -579,6 +624,9 @@ class CondAE(nn.Module):
         # rewarded dark bands it painted there (docs/restyle-notes.md)
         self.register_buffer("replicate_padding", torch.ones((), dtype=torch.bool))
         self._pad(True)
+        # the gain per style of the ink on boundaries, 0 until calibrate_ink (module docstring)
+        self.register_buffer("ink", torch.zeros(num_classes))
+        self.register_buffer("ink_calibrated", torch.zeros((), dtype=torch.bool))
 
     def _pad(self, replicate: bool) -> None:
         for module in self.modules():
@@ -590,6 +638,9 @@ class CondAE(nn.Module):
         # zeros, and painting it with replicate padding would change every restyle it makes
         key = prefix + "replicate_padding"
         state_dict.setdefault(key, torch.zeros((), dtype=torch.bool))
+        # nor ink: it painted none
+        state_dict.setdefault(prefix + "ink", torch.zeros_like(self.ink))
+        state_dict.setdefault(prefix + "ink_calibrated", torch.zeros((), dtype=torch.bool))
         self._pad(bool(state_dict[key]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -609,7 +660,10 @@ class CondAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The content code, (in_chans + latent_dim) × H/2**stages × W/2**stages: the image's
         colours averaged over 2**stages-pixel squares, then features computed from them alone."""
-        colours = F.avg_pool2d(x, self.scale)
+        return self.code_of(F.avg_pool2d(x, self.scale))
+
+    def code_of(self, colours: torch.Tensor) -> torch.Tensor:
+        """The content code of an image's colours averaged over the code's squares."""
         return torch.cat([colours, self.features(colours)], 1)
 
     def _tiled(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -619,12 +673,45 @@ class CondAE(nn.Module):
 
     def smooth(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """The layout and colour of ``code`` in ``style``, at full resolution, without texture."""
+        return F.interpolate(self.colours(code, style), scale_factor=self.scale, mode=self.upsample,
+                             align_corners=False)
+
+    def colours(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """The smooth image's colours at the code's scale: the code's, corrected for ``style``
+        and inked on its boundaries."""
         weights = style_weights(style, self.num_styles).to(code.dtype)
         h = self._tiled(code, weights)
         for block in self.smooth_blocks:
             h = block(h, weights)
         colours = code[:, : self.in_chans] + self.correction(h)
-        return F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
+        return inked(colours, weights @ self.ink.to(code.dtype)) if bool(self.ink.any()) else colours
+
+    @torch.no_grad()
+    def calibrate_ink(self, colours: torch.Tensor, labels: torch.Tensor) -> dict[int, float] | None:
+        """Each style's ink (module docstring) from training images' ``colours`` (B×C×h×w, each
+        averaged over the code's squares) and their ``labels``: the one of INK_GAINS whose restyles of the other styles' images are
+        nearest as dark where their colours change as the style's own images
+        (:func:`edge_darkness`); none where they are that dark without. The gains found, or None where there is nothing to calibrate
+        (learned marks, or calibrated already: a run continued keeps its ink)."""
+        if self.exemplars is None or bool(self.ink_calibrated):
+            return None
+        found = {}
+        for style in labels.unique().tolist():
+            own, others = colours[labels == style], colours[labels != style]
+            if not len(others):
+                continue
+            target = edge_darkness(own)
+            code, to = self.code_of(others), torch.full((len(others),), style, device=colours.device)
+            darkness = []
+            for gain in INK_GAINS:
+                self.ink[style] = gain
+                darkness.append(edge_darkness(self.colours(code, to)))
+            # none where the restyles are dark enough without: an ink that only deepens some
+            # plain edge would add nothing the style's paintings have
+            gain = 0.0 if darkness[0] >= target else INK_GAINS[int(np.argmin(np.abs(np.subtract(darkness, target))))]
+            self.ink[style] = found[style] = gain
+        self.ink_calibrated.fill_(True)
+        return found
 
     def use_exemplars(self, images: torch.Tensor, style: int) -> int:
         """Paint ``style``'s marks from ``images`` (B×C×H×W in [0, 1], a user's own paintings)

@@ -66,6 +66,7 @@ PSNRS = ("psnr_gt", "psnr_gt_baseline", "psnr_gt_resample")
 # restyle/test.npz keeps the pictures of a spread sample of the test split, at most this many MB of
 # pixels (all of a 64 px synthart's; at WikiArt's size the whole split would be gigabytes)
 SAVED_MB = 64  # the restyle_* scores against the ground truth
+INK_IMAGES = 64  # training paintings per style that calibrate its ink (cond_ae.calibrate_ink)
 
 # -- the style critic --------------------------------------------------------------------------
 
@@ -254,10 +255,30 @@ class Restyle(Reconstruct):
         return {"loss": loss, **{f"g_{k}": v.detach() for k, v in terms.items()}, "critic_loss": critic_loss.detach()}
 
     def after_fit(self, *, train_set, valid_set, device: torch.device) -> bool:
-        """``model.marks=dictionary``: the served model's kept tiles become its dictionary (the
-        test split scores, and the run serves, a model holding no training tile)."""
+        """Copied marks: each style's ink on its boundaries calibrated on training paintings
+        (cond_ae's ``calibrate_ink``); ``model.marks=dictionary``: the served model's kept tiles
+        become its dictionary (the test split scores, and the run serves, a model holding no
+        training tile)."""
+        inked = self._calibrate_ink(train_set, device)
         distil = getattr(self.net, "distil", None)
-        return bool(callable(distil) and distil())
+        return bool(callable(distil) and distil()) or inked
+
+    def _calibrate_ink(self, train_set, device: torch.device) -> bool:
+        calibrate = getattr(self.net, "calibrate_ink", None)
+        if not callable(calibrate):
+            return False
+        labels, rng = labels_of(train_set), np.random.default_rng(SEED)
+        idx = np.concatenate([rng.permutation(np.flatnonzero(labels == s))[:INK_IMAGES] for s in np.unique(labels)])
+        scale = self.net.scale
+        with phase(f"calibrating each style's ink on {len(idx)} training paintings"):
+            colours = torch.cat([F.avg_pool2d(_stack(train_set, idx[part]).to(device), scale)
+                                 for part in _chunks(len(idx), BATCH)])
+            found = calibrate(colours, torch.as_tensor(labels[idx], device=device))
+        if found is None:
+            return False
+        inks = ", ".join(f"{self.classes[s]} {g:g}" for s, g in found.items() if g) or "none"
+        print(f"ink on boundaries: {inks}", flush=True)
+        return True
 
     # -- evaluation -------------------------------------------------------------------------
     def setup(self, train_set, device: torch.device) -> None:
