@@ -53,14 +53,15 @@ The marks come from one of three places (``marks``):
   as the exemplar path does, from atoms instead of tiles: a model to share where the training
   paintings may not be shared (docs/restyle-notes.md has what it costs).
 
-Where a style inks the boundaries of its regions (Pop_Art's outlines), the smooth path darkens
-its colours where they change by a gain per style (``ink``), *calibrated* once training is over
-(:meth:`CondAE.calibrate_ink`), not trained: the critic cannot teach it. A dark code square on a
-boundary is what makes the match pick an outlined tile, and a match has no gradient; the
-darkening alone, without the outline it brings, does not look like the style. Each style's gain
-is the one that makes its restyles (of training paintings of other styles) nearest as dark where
-their colours change as its own training paintings are; a style whose restyles are already that
-dark gets none. Learned marks, which the critic does teach, are not inked.
+Where a style inks the boundaries of its regions (Pop_Art's outlines), the smooth path draws a
+dark line one code square wide on each border between two squares whose colours differ, as dark
+as a gain per style (``ink``) and the difference make it (:func:`border_ink`). The gain is
+*calibrated* once training is over (:meth:`CondAE.calibrate_ink`), not trained: the critic
+cannot teach it. Dark squares on a boundary are what make the match pick outlined tiles, and a
+match has no gradient; the line alone, without the outlines it brings, does not look like the
+style. Each style's gain is the one that makes its restyles (of training paintings of other
+styles) nearest as dark where their colours change as its own training paintings are; a style
+whose restyles are nearly that dark already gets none. Learned marks, which the critic does teach, are not inked.
 
 What makes the decoder use its label is the training recipe of the ``restyle`` task
 (zoo/tasks/restyle.py); this module is only the network.
@@ -125,8 +126,13 @@ SYNTH_KERNELS = (3, 5, 7)
 # (summed over channels): the fine colour noise a source's marks leave in its code is not inked.
 # Chosen on the validation split (docs/restyle-notes.md)
 INK_STEP = 0.2
-INK_GAINS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # the gains a calibration tries, least first
+# The gains a calibration tries. At 4 a line across a typical boundary between two regions is as
+# dark as INK_FLOOR lets it be: more would only ink fainter changes
+INK_GAINS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 INK_FLOOR = 0.1  # inked colours keep at least this share of their own: a line, not a hole
+# A style is inked only where its paintings are this many times as dark where their colours
+# change as its restyles without ink: closer, the difference is the paintings' own variety
+INK_MARGIN = 1.1
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -346,11 +352,19 @@ def colour_steps(colours: torch.Tensor) -> torch.Tensor:
                         for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]).amax(0)
 
 
-def inked(colours: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-    """``colours`` (B×C×h×w, the code's squares) darkened where they change by more than
-    INK_STEP, by ``gain`` (B) per unit of change above it."""
-    ink = gain[:, None, None, None] * (colour_steps(colours) - INK_STEP).clamp_min(0)
-    return colours * (1 - ink).clamp_min(INK_FLOOR)
+def border_ink(colours: torch.Tensor, gain: torch.Tensor, scale: int) -> torch.Tensor:
+    """B×1×H×W, how much to darken each pixel of the smooth image of ``colours`` (B×C×h×w, the
+    code's squares of ``scale`` pixels): a line one square wide centred on each border between
+    two squares whose colours differ by more than INK_STEP (summed over channels), ``gain`` (B)
+    per unit of difference above it; where two lines cross, the darker."""
+    gain = gain[:, None, None, None]
+    across = gain * ((colours[..., :, 1:] - colours[..., :, :-1]).abs().sum(1, keepdim=True) - INK_STEP).clamp_min(0)
+    down = gain * ((colours[..., 1:, :] - colours[..., :-1, :]).abs().sum(1, keepdim=True) - INK_STEP).clamp_min(0)
+    h, w, half = colours.shape[-2] * scale, colours.shape[-1] * scale, scale // 2
+    # border m lies at pixel scale·m: its square-wide line covers the half square on either side
+    across = F.interpolate(F.pad(across, (1, 1)), scale_factor=scale, mode="nearest")[..., half : half + w]
+    down = F.interpolate(F.pad(down, (0, 0, 1, 1)), scale_factor=scale, mode="nearest")[..., half : half + h, :]
+    return torch.maximum(across, down)
 
 
 def edge_darkness(colours: torch.Tensor) -> float:
@@ -672,27 +686,26 @@ class CondAE(nn.Module):
         return torch.cat([x, self.embedding(weights)[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
 
     def smooth(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """The layout and colour of ``code`` in ``style``, at full resolution, without texture."""
-        return F.interpolate(self.colours(code, style), scale_factor=self.scale, mode=self.upsample,
-                             align_corners=False)
-
-    def colours(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """The smooth image's colours at the code's scale: the code's, corrected for ``style``
-        and inked on its boundaries."""
+        """The layout and colour of ``code`` in ``style``, at full resolution, without texture:
+        the code's colours corrected for the style, upsampled, and inked on their borders."""
         weights = style_weights(style, self.num_styles).to(code.dtype)
         h = self._tiled(code, weights)
         for block in self.smooth_blocks:
             h = block(h, weights)
         colours = code[:, : self.in_chans] + self.correction(h)
-        return inked(colours, weights @ self.ink.to(code.dtype)) if bool(self.ink.any()) else colours
+        smooth = F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
+        if not bool(self.ink.any()):
+            return smooth
+        return smooth * (1 - border_ink(colours, weights @ self.ink.to(code.dtype), self.scale)).clamp_min(INK_FLOOR)
 
     @torch.no_grad()
     def calibrate_ink(self, colours: torch.Tensor, labels: torch.Tensor) -> dict[int, float] | None:
         """Each style's ink (module docstring) from training images' ``colours`` (B×C×h×w, each
-        averaged over the code's squares) and their ``labels``: the one of INK_GAINS whose restyles of the other styles' images are
-        nearest as dark where their colours change as the style's own images
-        (:func:`edge_darkness`); none where they are that dark without. The gains found, or None where there is nothing to calibrate
-        (learned marks, or calibrated already: a run continued keeps its ink)."""
+        averaged over the code's squares) and their ``labels``: the one of INK_GAINS whose
+        restyles of the other styles' images are nearest as dark where their colours change as
+        the style's own images (:func:`edge_darkness`, at the code's scale); none where they are
+        nearly that dark without (INK_MARGIN). The gains found, or None where there is nothing
+        to calibrate (learned marks, or calibrated already: a run continued keeps its ink)."""
         if self.exemplars is None or bool(self.ink_calibrated):
             return None
         found = {}
@@ -705,10 +718,11 @@ class CondAE(nn.Module):
             darkness = []
             for gain in INK_GAINS:
                 self.ink[style] = gain
-                darkness.append(edge_darkness(self.colours(code, to)))
+                darkness.append(edge_darkness(F.avg_pool2d(self.smooth(code, to), self.scale)))
             # none where the restyles are dark enough without: an ink that only deepens some
             # plain edge would add nothing the style's paintings have
-            gain = 0.0 if darkness[0] >= target else INK_GAINS[int(np.argmin(np.abs(np.subtract(darkness, target))))]
+            gain = 0.0 if INK_MARGIN * darkness[0] >= target else \
+                INK_GAINS[int(np.argmin(np.abs(np.subtract(darkness, target))))]
             self.ink[style] = found[style] = gain
         self.ink_calibrated.fill_(True)
         return found
