@@ -95,6 +95,60 @@ def test_a_checkpoint_from_before_replicate_padding_paints_as_it_was_trained():
             "the padding is what differs"
 
 
+def _regions(n: int, side: int = 32, *, outlined: bool, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """n paintings of a light and a dark flat region split at a random column on a border of the
+    code's squares, each pair of colours drawn afresh, and those columns; outlined: a dark line one square wide
+    left of the boundary."""
+    gen = torch.Generator().manual_seed(seed)
+    out, cuts = [], []
+    for _ in range(n):
+        a, b = 0.6 + 0.3 * torch.rand(3, 1, 1, generator=gen), 0.1 + 0.3 * torch.rand(3, 1, 1, generator=gen)
+        cut = 4 * int(torch.randint(2, side // 4 - 2, (1,), generator=gen))
+        image = torch.cat([a.expand(3, side, cut), b.expand(3, side, side - cut)], 2)
+        if outlined:
+            image[:, :, cut - 4 : cut] = 0.05
+        out.append(image)
+        cuts.append(cut)
+    return torch.stack(out), cuts
+
+
+def test_a_style_that_inks_its_boundaries_is_calibrated_to_and_one_that_does_not_is_not():
+    from zoo.models.cond_ae import edge_darkness
+
+    model = _model()  # untrained: its smooth path paints the code's colours, no style's outlines
+    images = torch.cat([_regions(16, outlined=False)[0], _regions(16, outlined=True)[0]])
+    labels = torch.tensor([0] * 16 + [1] * 16)
+    colours = F.avg_pool2d(images, model.scale)
+    plain, cuts = _regions(8, outlined=False, seed=2)
+    into = [torch.full((8,), style) for style in (0, 1)]
+    with torch.no_grad():
+        code = model.encode(plain)
+        before = model.smooth(code, into[1])
+        found = model.calibrate_ink(colours, labels)
+        after = model.smooth(code, into[1])
+        assert found[0] == 0 and found[1] > 0 and model.ink.tolist()[:2] == [0, found[1]]
+        assert torch.equal(model.smooth(code, into[0]), before), "style 0 is not inked"
+        # restyled into the outlined style, a plain painting is nearer as dark where its colours
+        # change as the style's paintings are, by a line one code square wide on the boundary
+        target = edge_darkness(colours[labels == 1])
+        darkness = [edge_darkness(F.avg_pool2d(image, model.scale)) for image in (before, after)]
+        assert darkness[0] < darkness[1] <= target
+        for image, was, cut in zip(after, before, cuts):
+            darker = (image < was - 1e-6).all(0)
+            assert darker[:, cut - 2 : cut + 2].all() and not darker[:, : cut - 2].any() and not darker[:, cut + 2 :].any()
+            assert torch.equal(image[:, :, : cut - 2], was[:, :, : cut - 2])
+        assert model.calibrate_ink(colours, labels) is None, "calibrated once: a run continued keeps its ink"
+        assert _model(marks="learned").calibrate_ink(colours, labels) is None, "the critic teaches learned marks"
+    # a checkpoint from before the ink paints as it was trained: with none
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("ink")}
+    loaded = _model()
+    loaded.load_state_dict(old)
+    assert not loaded.ink.any() and not loaded.ink_calibrated
+    reloaded = _model()
+    reloaded.load_state_dict(model.state_dict())
+    assert torch.equal(reloaded.ink, model.ink) and reloaded.ink_calibrated
+
+
 @pytest.mark.parametrize("conditioning", ["concat", "cin"])
 def test_the_label_changes_the_painting_and_the_noise_changes_the_marks(conditioning):
     model = _model(conditioning=conditioning, marks="learned")
@@ -681,6 +735,7 @@ def test_a_dictionary_run_scores_and_serves_a_model_that_holds_no_training_tile(
     served = checkpoint.trained_state(checkpoint.load(folder / "checkpoints" / "last.pt"))
     tiles, kept = served["exemplars.tiles"], served["exemplars.kept"]
     assert served["exemplars.distilled"] and 0 < kept.max() == tiles.shape[1] <= 64, "only the atoms' rows"
+    assert served["ink_calibrated"], "the served model holds the ink calibrated after training"
     # nor does any checkpoint the run keeps or logged (best.pt, which it does not serve, included)
     logged = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints", dst_path=str(tmp_path)))
     kept_files = sorted((folder / "checkpoints").glob("*.pt")) + sorted(logged.glob("*.pt"))

@@ -61,7 +61,8 @@ cannot teach it. Dark squares on a boundary are what make the match pick outline
 match has no gradient; the line alone, without the outlines it brings, does not look like the
 style. Each style's gain is the one that makes its restyles (of training paintings of other
 styles) nearest as dark where their colours change as its own training paintings are; a style
-whose restyles are nearly that dark already gets none. Learned marks, which the critic does teach, are not inked.
+whose restyles are nearly that dark already gets none. Learned marks, which the critic does
+teach, are not inked.
 
 What makes the decoder use its label is the training recipe of the ``restyle`` task
 (zoo/tasks/restyle.py); this module is only the network.
@@ -133,6 +134,7 @@ INK_FLOOR = 0.1  # inked colours keep at least this share of their own: a line, 
 # A style is inked only where its paintings are this many times as dark where their colours
 # change as its restyles without ink: closer, the difference is the paintings' own variety
 INK_MARGIN = 1.1
+INK_CHUNK = 64  # restyles painted at once while calibrating
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -372,11 +374,17 @@ def edge_darkness(colours: torch.Tensor) -> float:
     how much darker its luminance is than its neighbourhood's lightest (3×3), averaged with the
     squares' colour steps as weights. Inked outlines raise it; a plain edge between a dark region
     and a light one counts too, in paintings and restyles alike."""
+    dark, steps = _darkness_sums(colours)
+    return dark / max(steps, 1e-8)
+
+
+def _darkness_sums(colours: torch.Tensor) -> tuple[float, float]:
+    """:func:`edge_darkness`'s weighted sum and sum of weights, to add up over parts of a set."""
     luma = (colours * colours.new_tensor(_LUMA)[:, None, None]).sum(1, keepdim=True) if colours.shape[1] == 3 \
         else colours.mean(1, keepdim=True)
     dark = F.max_pool2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, 1) - luma
     steps = colour_steps(colours)
-    return float((dark * steps).sum() / steps.sum().clamp_min(1e-8))
+    return float((dark * steps).sum()), float(steps.sum())
 
 
 def keep_layout(marks: torch.Tensor, scale: int) -> torch.Tensor:
@@ -714,11 +722,14 @@ class CondAE(nn.Module):
             if not len(others):
                 continue
             target = edge_darkness(own)
-            code, to = self.code_of(others), torch.full((len(others),), style, device=colours.device)
+            to = torch.full((INK_CHUNK,), style, device=colours.device)
             darkness = []
             for gain in INK_GAINS:
                 self.ink[style] = gain
-                darkness.append(edge_darkness(F.avg_pool2d(self.smooth(code, to), self.scale)))
+                # a few restyles at a time: at full resolution (416 px) all of them would be gigabytes
+                sums = [_darkness_sums(F.avg_pool2d(self.smooth(self.code_of(part), to[: len(part)]), self.scale))
+                        for part in others.split(INK_CHUNK)]
+                darkness.append(sum(dark for dark, _ in sums) / max(sum(steps for _, steps in sums), 1e-8))
             # none where the restyles are dark enough without: an ink that only deepens some
             # plain edge would add nothing the style's paintings have
             gain = 0.0 if INK_MARGIN * darkness[0] >= target else \
