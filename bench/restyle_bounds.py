@@ -47,6 +47,7 @@ import torchvision.transforms.functional as TF
 import registry
 from zoo import evidence, metrics
 from zoo.datasets.synthart import outline_mask
+from zoo.models.cond_ae import sharpened
 from zoo.fit import Step
 from zoo.judge import train_judge
 from zoo.style import gram_vector, high_pass
@@ -174,15 +175,6 @@ def pop_art(test, n: int) -> None:
     for name, scores in rows.items():
         psnr, struct = np.mean(scores, 0)
         print(f"| {name} | {psnr:.2f} | {struct:.3f} |")
-
-
-def sharpened(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
-    """``x`` (B×C×H×W) with every ramp made a step at its middle: each pixel takes its
-    neighbourhood's minimum or maximum, whichever is nearer (a toggle filter, per channel)."""
-    padded = F.pad(x, (radius,) * 4, mode="replicate")
-    low = -F.max_pool2d(-padded, 2 * radius + 1, 1)
-    high = F.max_pool2d(padded, 2 * radius + 1, 1)
-    return torch.where(x - low < high - x, low, high)
 
 
 def texture_measures(test, x: torch.Tensor, truth: torch.Tensor, targets: np.ndarray) -> None:

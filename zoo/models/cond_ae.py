@@ -54,8 +54,8 @@ The marks come from one of three places (``marks``):
   paintings may not be shared (docs/restyle-notes.md has what it costs).
 
 Where a style inks the boundaries of its regions (Pop_Art's outlines), the smooth path draws a
-dark line one code square wide on each border between two squares whose colours differ, as dark
-as a gain per style (``ink``) and the difference make it (:func:`border_ink`). The gain is
+dark line about a code square wide where its colours step from one region's to another's, as
+dark as a gain per style (``ink``) and the step make it (:func:`crossing_ink`). The gain is
 *calibrated* once training is over (:meth:`CondAE.calibrate_ink`), not trained: the critic
 cannot teach it. Dark squares on a boundary are what make the match pick outlined tiles, and a
 match has no gradient; the line alone, without the outlines it brings, does not look like the
@@ -354,19 +354,25 @@ def colour_steps(colours: torch.Tensor) -> torch.Tensor:
                         for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]).amax(0)
 
 
-def border_ink(colours: torch.Tensor, gain: torch.Tensor, scale: int) -> torch.Tensor:
-    """B×1×H×W, how much to darken each pixel of the smooth image of ``colours`` (B×C×h×w, the
-    code's squares of ``scale`` pixels): a line one square wide centred on each border between
-    two squares whose colours differ by more than INK_STEP (summed over channels), ``gain`` (B)
-    per unit of difference above it; where two lines cross, the darker."""
-    gain = gain[:, None, None, None]
-    across = gain * ((colours[..., :, 1:] - colours[..., :, :-1]).abs().sum(1, keepdim=True) - INK_STEP).clamp_min(0)
-    down = gain * ((colours[..., 1:, :] - colours[..., :-1, :]).abs().sum(1, keepdim=True) - INK_STEP).clamp_min(0)
-    h, w, half = colours.shape[-2] * scale, colours.shape[-1] * scale, scale // 2
-    # border m lies at pixel scale·m: its square-wide line covers the half square on either side
-    across = F.interpolate(F.pad(across, (1, 1)), scale_factor=scale, mode="nearest")[..., half : half + w]
-    down = F.interpolate(F.pad(down, (0, 0, 1, 1)), scale_factor=scale, mode="nearest")[..., half : half + h, :]
-    return torch.maximum(across, down)
+def sharpened(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """``x`` (B×C×H×W) with every ramp made a step at its middle: each pixel takes its
+    neighbourhood's minimum or maximum, whichever is nearer (a toggle filter, per channel)."""
+    padded = F.pad(x, (radius,) * 4, mode="replicate")
+    low = -F.max_pool2d(-padded, 2 * radius + 1, 1)
+    high = F.max_pool2d(padded, 2 * radius + 1, 1)
+    return torch.where(x - low < high - x, low, high)
+
+
+def crossing_ink(smooth: torch.Tensor, gain: torch.Tensor, scale: int) -> torch.Tensor:
+    """B×1×H×W, how much to darken each pixel of ``smooth`` (B×C×H×W, the code's colours
+    upsampled from squares of ``scale`` pixels): a line about a square wide where its colours,
+    sharpened, step by more than INK_STEP (summed over channels), ``gain`` (B) per unit of step
+    above it. A square's colour is an area average, so the upsampled colours cross midway
+    between two regions' where the scene's boundary crosses the square: the line follows the
+    boundary, not the squares' borders."""
+    steps = colour_steps(sharpened(smooth, max(1, scale // 2)))
+    band = F.max_pool2d(steps, scale - 1, 1, scale // 2 - 1) if scale > 2 else steps
+    return gain[:, None, None, None] * (band - INK_STEP).clamp_min(0)
 
 
 def edge_darkness(colours: torch.Tensor) -> float:
@@ -695,7 +701,7 @@ class CondAE(nn.Module):
 
     def smooth(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """The layout and colour of ``code`` in ``style``, at full resolution, without texture:
-        the code's colours corrected for the style, upsampled, and inked on their borders."""
+        the code's colours corrected for the style, upsampled, and inked where they change."""
         weights = style_weights(style, self.num_styles).to(code.dtype)
         h = self._tiled(code, weights)
         for block in self.smooth_blocks:
@@ -704,7 +710,7 @@ class CondAE(nn.Module):
         smooth = F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
         if not bool(self.ink.any()):
             return smooth
-        return smooth * (1 - border_ink(colours, weights @ self.ink.to(code.dtype), self.scale)).clamp_min(INK_FLOOR)
+        return smooth * (1 - crossing_ink(smooth, weights @ self.ink.to(code.dtype), self.scale)).clamp_min(INK_FLOOR)
 
     @torch.no_grad()
     def calibrate_ink(self, colours: torch.Tensor, labels: torch.Tensor) -> dict[int, float] | None:
