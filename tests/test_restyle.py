@@ -149,6 +149,18 @@ def test_a_style_that_inks_its_boundaries_is_calibrated_to_and_one_that_does_not
     assert torch.equal(reloaded.ink, model.ink) and reloaded.ink_calibrated
 
 
+def test_the_ink_follows_a_boundary_that_crosses_a_code_square_not_the_squares_borders():
+    model = _model()
+    model.ink[1] = 4.0
+    for cut in (12, 14, 15):  # on a square's border, through its middle, three quarters in
+        x = torch.cat([torch.full((1, 3, 32, cut), 0.8), torch.full((1, 3, 32, 32 - cut), 0.2)], 3)
+        with torch.no_grad():
+            plain, inked = (model.smooth(model.encode(x), torch.tensor([style])) for style in (0, 1))
+        columns = (inked < plain - 1e-6).all(1)[0].any(0).nonzero().flatten()
+        assert len(columns) >= 4 and (columns - cut + 0.5).abs().max() <= 3, (cut, columns.tolist())
+        assert torch.equal(inked[..., :8], plain[..., :8]) and torch.equal(inked[..., 24:], plain[..., 24:])
+
+
 @pytest.mark.parametrize("conditioning", ["concat", "cin"])
 def test_the_label_changes_the_painting_and_the_noise_changes_the_marks(conditioning):
     model = _model(conditioning=conditioning, marks="learned")
