@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.judge import train_judge
-from zoo.style import high_pass
+from zoo.style import high_pass, luminance
 from zoo.task import labels_of
 
 SEED = 0
@@ -101,14 +101,13 @@ class TextureProbe(nn.Module):
         return (self(a) - self(b)).norm(dim=1)
 
 
-_LUMA = (0.299, 0.587, 0.114)
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
 def edges(x: torch.Tensor) -> torch.Tensor:
     """B×H·W: the Sobel gradient magnitude of ``x``'s luminance (B×C×H×W in [0, 1]), full resolution."""
     x = x.float()
-    y = (x * x.new_tensor(_LUMA)[:, None, None]).sum(1, keepdim=True) if x.shape[1] == 3 else x.mean(1, keepdim=True)
+    y = luminance(x)
     k = _SOBEL.to(x.device)[None, None]
     gx, gy = F.conv2d(y, k, padding=1), F.conv2d(y, k.transpose(2, 3), padding=1)
     return (gx.square() + gy.square()).sqrt().flatten(1)

@@ -36,6 +36,14 @@ __all__ = ["high_pass", "gram_vector", "precision_at_k", "views", "info_nce"]
 BLUR_SHARE = 2 / 64
 
 
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """B×1×H×W: the luminance of B×3×H×W RGB images (Rec. 601 weights), the mean of other channels."""
+    return (x * x.new_tensor(_LUMA)[:, None, None]).sum(1, keepdim=True) if x.shape[1] == 3 else x.mean(1, keepdim=True)
+
+
 def high_pass(x: torch.Tensor) -> torch.Tensor:
     """``x`` (B×C×H×W) minus its Gaussian blur of sigma :data:`BLUR_SHARE` of the side."""
     sigma = max(0.5, BLUR_SHARE * x.shape[-1])

@@ -82,6 +82,7 @@ from pydantic import Field
 from torch import nn
 
 from zoo.fit import Step
+from zoo.style import luminance
 from zoo.task import phase
 
 __all__ = ["CondAE", "cond_ae", "style_weights"]
@@ -135,7 +136,6 @@ INK_FLOOR = 0.1  # inked colours keep at least this share of their own: a line, 
 # change as its restyles without ink: closer, the difference is the paintings' own variety
 INK_MARGIN = 1.1
 INK_CHUNK = 64  # restyles painted at once while calibrating
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def style_weights(style: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -363,16 +363,21 @@ def sharpened(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
     return torch.where(x - low < high - x, low, high)
 
 
-def crossing_ink(smooth: torch.Tensor, gain: torch.Tensor, scale: int) -> torch.Tensor:
-    """B×1×H×W, how much to darken each pixel of ``smooth`` (B×C×H×W, the code's colours
-    upsampled from squares of ``scale`` pixels): a line about a square wide where its colours,
-    sharpened, step by more than INK_STEP (summed over channels), ``gain`` (B) per unit of step
-    above it. A square's colour is an area average, so the upsampled colours cross midway
+def crossing_ink(smooth: torch.Tensor, scale: int) -> torch.Tensor:
+    """B×1×H×W, how much a gain of 1 darkens each pixel of ``smooth`` (B×C×H×W, the code's
+    colours upsampled from squares of ``scale`` pixels): a line about a square wide where its
+    colours, sharpened, step by more than INK_STEP (summed over channels), by the step above it. A square's colour is an area average, so the upsampled colours cross midway
     between two regions' where the scene's boundary crosses the square: the line follows the
     boundary, not the squares' borders."""
     steps = colour_steps(sharpened(smooth, max(1, scale // 2)))
     band = F.max_pool2d(steps, scale - 1, 1, scale // 2 - 1) if scale > 2 else steps
-    return gain[:, None, None, None] * (band - INK_STEP).clamp_min(0)
+    return (band - INK_STEP).clamp_min(0)
+
+
+def inked(smooth: torch.Tensor, lines: torch.Tensor, gain: torch.Tensor | float) -> torch.Tensor:
+    """``smooth`` darkened by its :func:`crossing_ink` ``lines`` at ``gain`` (B, or one for all)."""
+    gain = gain[:, None, None, None] if isinstance(gain, torch.Tensor) else gain
+    return smooth * (1 - gain * lines).clamp_min(INK_FLOOR)
 
 
 def edge_darkness(colours: torch.Tensor) -> float:
@@ -386,8 +391,7 @@ def edge_darkness(colours: torch.Tensor) -> float:
 
 def _darkness_sums(colours: torch.Tensor) -> tuple[float, float]:
     """:func:`edge_darkness`'s weighted sum and sum of weights, to add up over parts of a set."""
-    luma = (colours * colours.new_tensor(_LUMA)[:, None, None]).sum(1, keepdim=True) if colours.shape[1] == 3 \
-        else colours.mean(1, keepdim=True)
+    luma = luminance(colours)
     dark = F.max_pool2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, 1) - luma
     steps = colour_steps(colours)
     return float((dark * steps).sum()), float(steps.sum())
@@ -655,6 +659,7 @@ class CondAE(nn.Module):
         # the gain per style of the ink on boundaries, 0 until calibrate_ink (module docstring)
         self.register_buffer("ink", torch.zeros(num_classes))
         self.register_buffer("ink_calibrated", torch.zeros((), dtype=torch.bool))
+        self._ink_seen: tuple = (None, False)  # (the ink tensor's id and version, whether any is inked)
 
     def _pad(self, replicate: bool) -> None:
         for module in self.modules():
@@ -703,14 +708,26 @@ class CondAE(nn.Module):
         """The layout and colour of ``code`` in ``style``, at full resolution, without texture:
         the code's colours corrected for the style, upsampled, and inked where they change."""
         weights = style_weights(style, self.num_styles).to(code.dtype)
+        smooth = self._upsampled(code, weights)
+        if not self._inks():
+            return smooth
+        return inked(smooth, crossing_ink(smooth, self.scale), weights @ self.ink.to(code.dtype))
+
+    def _upsampled(self, code: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The code's colours corrected for the styles ``weights`` and upsampled: the smooth image before ink."""
         h = self._tiled(code, weights)
         for block in self.smooth_blocks:
             h = block(h, weights)
         colours = code[:, : self.in_chans] + self.correction(h)
-        smooth = F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
-        if not bool(self.ink.any()):
-            return smooth
-        return smooth * (1 - crossing_ink(smooth, weights @ self.ink.to(code.dtype), self.scale)).clamp_min(INK_FLOOR)
+        return F.interpolate(colours, scale_factor=self.scale, mode=self.upsample, align_corners=False)
+
+    def _inks(self) -> bool:
+        """Whether any style is inked, asked of the device only when the ink changed (a write, a
+        checkpoint loaded, a move): not once per decode, which on a GPU would wait for it."""
+        stamp = (id(self.ink), self.ink._version)
+        if self._ink_seen[0] != stamp:
+            self._ink_seen = (stamp, bool(self.ink.any()))
+        return self._ink_seen[1]
 
     @torch.no_grad()
     def calibrate_ink(self, colours: torch.Tensor, labels: torch.Tensor) -> dict[int, float] | None:
@@ -728,14 +745,16 @@ class CondAE(nn.Module):
             if not len(others):
                 continue
             target = edge_darkness(own)
-            to = torch.full((INK_CHUNK,), style, device=colours.device)
-            darkness = []
-            for gain in INK_GAINS:
-                self.ink[style] = gain
-                # a few restyles at a time: at full resolution (416 px) all of them would be gigabytes
-                sums = [_darkness_sums(F.avg_pool2d(self.smooth(self.code_of(part), to[: len(part)]), self.scale))
-                        for part in others.split(INK_CHUNK)]
-                darkness.append(sum(dark for dark, _ in sums) / max(sum(steps for _, steps in sums), 1e-8))
+            weights = F.one_hot(torch.full((INK_CHUNK,), style, device=colours.device), self.num_styles).to(colours.dtype)
+            sums = np.zeros((len(INK_GAINS), 2))
+            # a few restyles at a time (at 416 px all of them would be gigabytes), each painted
+            # once: only the ink's gain changes between the gains tried
+            for part in others.split(INK_CHUNK):
+                smooth = self._upsampled(self.code_of(part), weights[: len(part)])
+                lines = crossing_ink(smooth, self.scale)
+                for row, gain in enumerate(INK_GAINS):
+                    sums[row] += _darkness_sums(F.avg_pool2d(inked(smooth, lines, gain), self.scale))
+            darkness = sums[:, 0] / np.maximum(sums[:, 1], 1e-8)
             # none where the restyles are dark enough without: an ink that only deepens some
             # plain edge would add nothing the style's paintings have
             gain = 0.0 if INK_MARGIN * darkness[0] >= target else \
